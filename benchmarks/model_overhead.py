@@ -1,0 +1,69 @@
+"""Forward+backward time of AttentionResNet50 against torchvision's resnet50 on the same input.
+
+Run: python benchmarks/model_overhead.py [--image-size 64] [--batch 8] [--repeats 10]
+The two models alternate within each repeat (interleaved) so that machine noise hits both alike.
+Prints one JSON object as its last line: {"attention_vs_resnet50": ratio, ...}. Target: ratio <= 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torchvision
+
+from universal_attention import AttentionResNet50
+
+
+def step_seconds(model: torch.nn.Module, images: torch.Tensor, forward) -> float:
+    """Time one forward+backward pass."""
+    model.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    forward(model, images).sum().backward()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    images = torch.rand(args.batch, 3, args.image_size, args.image_size)
+    attention_model = AttentionResNet50(num_classes=10).train()
+    resnet = torchvision.models.resnet50(num_classes=10).train()
+    normalised = attention_model.normalise(images)
+
+    def attention_forward(model, batch):
+        return model(batch).logits
+
+    def resnet_forward(model, batch):
+        return model(normalised)
+
+    for _ in range(2):  # warm-up
+        step_seconds(attention_model, images, attention_forward)
+        step_seconds(resnet, images, resnet_forward)
+    attention_times, resnet_times = [], []
+    for _ in range(args.repeats):
+        attention_times.append(step_seconds(attention_model, images, attention_forward))
+        resnet_times.append(step_seconds(resnet, images, resnet_forward))
+    attention_median = statistics.median(attention_times)
+    resnet_median = statistics.median(resnet_times)
+    print(json.dumps({
+        "attention_vs_resnet50": round(attention_median / resnet_median, 3),
+        "attention_step_s": round(attention_median, 4),
+        "resnet50_step_s": round(resnet_median, 4),
+        "attention_img_per_s": round(args.batch / attention_median, 1),
+        "image_size": args.image_size,
+        "batch": args.batch,
+        "threads": torch.get_num_threads(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Attention blocks of "Learn to Pay Attention" (Jetley et al. 2018).
+
+One block per tap layer scores every location of the tap's feature map against a global query
+(the *compatibility* function), normalises the scores over space, and pools the tap's features with
+those weights. The compatibility functions are variants of one block, each filling in ``score``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class AttentionBlock(nn.Module, ABC):
+    """Base block: ``score`` (subclass hook) -> spatial normalisation -> weighted pooling.
+
+    Args:
+        channels: channels of the tapped feature map.
+        query_size: size of the global query vector.
+        alignment_size: hidden size of the additive compatibility function.
+        normalisation: ``"softmax"`` (weights sum to 1 over space) or ``"sigmoid"`` (each location
+            gated independently; pooled by a spatial mean, as in the paper).
+    """
+
+    def __init__(self, channels: int, query_size: int, alignment_size: int, normalisation: str) -> None:
+        super().__init__()
+        self.normalisation = normalisation
+
+    @abstractmethod
+    def score(self, features: Tensor, query: Tensor | None) -> Tensor:
+        """Compatibility scores ``[B, 1, h, w]`` of ``features [B, C, h, w]`` with ``query [B, Q]``."""
+
+    def forward(self, features: Tensor, query: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Return ``(pooled [B, C], attention [B, 1, h, w])``."""
+        scores = self.score(features, query).float()
+        batch, _, height, width = scores.shape
+        if self.normalisation == "softmax":
+            attention = F.softmax(scores.view(batch, 1, -1), dim=-1).view(batch, 1, height, width)
+            pooled = (attention * features.float()).sum(dim=(2, 3))
+        else:
+            attention = torch.sigmoid(scores)
+            pooled = (attention * features.float()).mean(dim=(2, 3))
+        return pooled.to(features.dtype), attention
+
+
+class AdditiveAttention(AttentionBlock):
+    """``score = w . tanh(W_l l + W_g g)``: the original experiment's compatibility function."""
+
+    def __init__(self, channels: int, query_size: int, alignment_size: int, normalisation: str) -> None:
+        super().__init__(channels, query_size, alignment_size, normalisation)
+        self.project_features = nn.Conv2d(channels, alignment_size, kernel_size=1, bias=False)
+        self.project_query = nn.Linear(query_size, alignment_size)
+        self.vector = nn.Conv2d(alignment_size, 1, kernel_size=1, bias=False)
+
+    def score(self, features: Tensor, query: Tensor | None) -> Tensor:
+        aligned = self.project_features(features) + self.project_query(query)[:, :, None, None]
+        return self.vector(torch.tanh(aligned))
+
+
+class DotAttention(AttentionBlock):
+    """``score = <P l, g> / sqrt(Q)``: features projected to the query size, scaled dot product."""
+
+    def __init__(self, channels: int, query_size: int, alignment_size: int, normalisation: str) -> None:
+        super().__init__(channels, query_size, alignment_size, normalisation)
+        self.project_features = nn.Conv2d(channels, query_size, kernel_size=1, bias=False)
+        self.scale = 1.0 / math.sqrt(query_size)
+
+    def score(self, features: Tensor, query: Tensor | None) -> Tensor:
+        projected = self.project_features(features)
+        return torch.einsum("bchw,bc->bhw", projected, query).unsqueeze(1) * self.scale
+
+
+class ParametrisedAttention(AttentionBlock):
+    """``score = <u, P l + g>``: LTPA's parametrised compatibility with a learned vector ``u``."""
+
+    def __init__(self, channels: int, query_size: int, alignment_size: int, normalisation: str) -> None:
+        super().__init__(channels, query_size, alignment_size, normalisation)
+        self.project_features = nn.Conv2d(channels, query_size, kernel_size=1, bias=False)
+        self.vector = nn.Conv2d(query_size, 1, kernel_size=1, bias=False)
+
+    def score(self, features: Tensor, query: Tensor | None) -> Tensor:
+        return self.vector(self.project_features(features) + query[:, :, None, None])
+
+
+class QueryFreeAttention(AttentionBlock):
+    """``score = w . l``: a 1x1 convolution per location, no global query."""
+
+    def __init__(self, channels: int, query_size: int, alignment_size: int, normalisation: str) -> None:
+        super().__init__(channels, query_size, alignment_size, normalisation)
+        self.vector = nn.Conv2d(channels, 1, kernel_size=1)
+
+    def score(self, features: Tensor, query: Tensor | None) -> Tensor:
+        return self.vector(features)
+
+
+COMPATIBILITY: dict[str, type[AttentionBlock]] = {
+    "additive": AdditiveAttention,
+    "dot": DotAttention,
+    "parametrised": ParametrisedAttention,
+    "query_free": QueryFreeAttention,
+}
+
+
+def build_attention_block(
+    compatibility: str, channels: int, query_size: int, alignment_size: int, normalisation: str
+) -> AttentionBlock:
+    """Build the attention block named by ``compatibility`` (a key of :data:`COMPATIBILITY`)."""
+    return COMPATIBILITY[compatibility](channels, query_size, alignment_size, normalisation)

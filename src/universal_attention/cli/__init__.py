@@ -1,0 +1,46 @@
+"""The ``uattn`` command line: a thin shell over the library (parse, build configs, call, print)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from .._version import __version__
+from ..errors import UattnError
+
+error_console = Console(stderr=True)
+
+
+class UattnGroup(click.Group):
+    """A click group that turns library errors into one red line and exit code 2."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except UattnError as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            error_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+
+
+@click.group(cls=UattnGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="uattn")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """universal-attention: meta-train task-independent visual attention and test its transfer."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _register() -> None:
+    from .config_cmds import config_group, info
+
+    main.add_command(config_group)
+    main.add_command(info)
+
+
+_register()

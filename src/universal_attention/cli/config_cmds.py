@@ -1,0 +1,46 @@
+"""``uattn config show`` and ``uattn info``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..checkpoint import load_checkpoint, parameter_count
+from .options import config_options, resolve_config
+
+
+@click.group("config")
+def config_group() -> None:
+    """Inspect run configurations."""
+
+
+@config_group.command("show")
+@config_options
+def show(preset: str | None, config_file: str | None, overrides: tuple[str, ...]) -> None:
+    """Print the fully resolved config as YAML (defaults are the 'paper' preset)."""
+    click.echo(resolve_config(preset, config_file, overrides).to_yaml(), nl=False)
+
+
+@click.command("info")
+@click.argument("checkpoint", type=click.Path())
+def info(checkpoint: str) -> None:
+    """Print what CHECKPOINT holds: model config, heads, step and parameter count."""
+    loaded = load_checkpoint(checkpoint)
+    console = Console()
+    table = Table(title=str(loaded.path), show_header=False)
+    table.add_row("step", str(loaded.step))
+    table.add_row("parameters", f"{parameter_count(loaded.model):,}")
+    table.add_row("library version", str(loaded.metadata.get("library_version")))
+    table.add_row("heads", ", ".join(f"{task} ({classes})" for task, classes in loaded.model.head_classes.items())
+                  or "none")
+    for key, value in loaded.config.model_dump(mode="json").items():
+        table.add_row(f"model.{key}", json.dumps(value))
+    if loaded.experiment is not None:
+        table.add_row("experiment", loaded.experiment.name)
+    extra = {key: value for key, value in loaded.metadata.items() if key != "library_version"}
+    if extra:
+        table.add_row("extra", json.dumps(extra))
+    console.print(table)

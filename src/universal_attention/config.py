@@ -1,0 +1,324 @@
+"""Run configuration: pydantic models, named presets, YAML/JSON files and dotted overrides.
+
+One :class:`ExperimentConfig` describes a whole run. Its defaults reproduce the original experiment
+(the ``paper`` preset); ``quickstart`` swaps the real datasets for the built-in synthetic tasks.
+Resolution order: defaults -> preset -> config file -> ``--set key=value`` overrides, validated once.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+PAPER_SOURCES = ("beans", "cub200", "imagenette", "stanford_dogs", "oxford_pets", "flowers102")
+DEFAULT_TAPS = ("layer1.1", "layer2.2", "layer3.4", "layer4")
+_EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Config):
+    """The attention network: trunk, tap layers, compatibility function and normalisation."""
+
+    taps: tuple[str, ...] = Field(DEFAULT_TAPS, min_length=1)
+    compatibility: Literal["additive", "dot", "parametrised", "query_free"] = "additive"
+    normalisation: Literal["softmax", "sigmoid"] = "softmax"
+    attention: bool = True
+    alignment_size: int = Field(256, ge=1)
+    query_size: int = Field(512, ge=1)
+    backbone_weights: str = "none"
+    channels_last: bool = True
+    bf16_autocast: bool = True
+
+    @field_validator("backbone_weights")
+    @classmethod
+    def _weights_known(cls, value: str) -> str:
+        if value in ("none", "imagenet") or value.endswith(".safetensors"):
+            return value
+        raise ValueError("must be 'none', 'imagenet' or a path to a .safetensors state dict")
+
+
+class DataConfig(_Config):
+    """Which datasets feed meta-training (sources) and transfer (target), and how images are prepared."""
+
+    sources: tuple[str, ...] = Field(PAPER_SOURCES, min_length=1)
+    target: str = "caltech101"
+    data_root: str | None = None
+    image_size: int = Field(128, ge=16, le=1024)
+    augment: bool = True
+    cache: bool = True
+
+
+class SamplerConfig(_Config):
+    """How tasks are drawn from the source datasets."""
+
+    mode: Literal["dataset", "episodic"] = "dataset"
+    batch_size: int = Field(64, ge=1)
+    task_weighting: Literal["uniform", "size"] = "uniform"
+    n_way: int = Field(5, ge=2)
+    k_shot: int = Field(5, ge=1)
+    query_shots: int = Field(5, ge=1)
+    seed: int = 0
+
+
+class ReptileConfig(_Config):
+    """Reptile meta-learning (Nichol et al. 2018): inner adaptation and outer update."""
+
+    inner_steps: int = Field(5, ge=1)
+    inner_lr: float = Field(1e-2, gt=0)
+    inner_optimizer: Literal["sgd", "adam"] = "sgd"
+    outer_lr: float = Field(1e-3, gt=0)
+    outer_optimizer: Literal["sgd", "adam"] = "adam"
+    outer_beta1: float = Field(0.0, ge=0, lt=1)
+    meta_batch_size: int = Field(1, ge=1)
+    anneal: bool = False
+
+
+class TransferConfig(_Config):
+    """Transfer to a new task: a fresh head, then finetuning or a linear probe."""
+
+    mode: Literal["finetune", "linear"] = "finetune"
+    lr: float = Field(1e-4, gt=0)
+    head_lr: float | None = Field(None, gt=0)
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(64, ge=1)
+    image_size: int | None = Field(None, ge=16, le=1024)
+    shots_per_class: tuple[int | Literal["all"], ...] = ("all",)
+    seeds: int = Field(1, ge=1)
+    seed: int = 0
+
+    @field_validator("shots_per_class")
+    @classmethod
+    def _positive_shots(cls, value: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        if any(isinstance(s, int) and s < 1 for s in value):
+            raise ValueError("each entry must be a positive number of images per class or 'all'")
+        return value
+
+
+class TuneConfig(_Config):
+    """Hyperparameter search with hyperopt."""
+
+    algo: Literal["tpe", "atpe", "rand"] = "atpe"
+    max_evals: int = Field(50, ge=1)
+    steps_per_trial: int = Field(200, ge=1)
+    space: dict[str, Any] | None = None
+    fix: dict[str, Any] = Field(default_factory=dict)
+    parallel: int = Field(1, ge=1)
+    spark_master: str | None = None
+
+
+class TrainConfig(_Config):
+    """The meta-training loop: length, device, checkpoints and logging."""
+
+    max_steps: int = Field(2000, ge=1)
+    device: str = "auto"
+    checkpoint_every: int = Field(200, ge=1)
+    keep_last: int = Field(3, ge=1)
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(50, ge=0)
+    image_log_every: int = Field(100, ge=0)
+    seed: int = 0
+
+
+class ExperimentConfig(_Config):
+    """A whole run: what ``--config file.yaml`` holds and what every run folder saves."""
+
+    name: str = "experiment"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    reptile: ReptileConfig = Field(default_factory=ReptileConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict (tuples become lists)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML, in field order."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"name": "paper"},
+    "quickstart": {
+        "name": "quickstart",
+        "model": {"alignment_size": 64, "query_size": 128},
+        "data": {
+            "sources": [
+                "synthetic/shape",
+                "synthetic/colour",
+                "synthetic/texture",
+                "synthetic/size",
+                "synthetic/outline",
+            ],
+            "target": "synthetic/orientation",
+            "image_size": 64,
+            "cache": False,
+        },
+        "sampler": {"batch_size": 16},
+        "reptile": {
+            "inner_steps": 5,
+            "inner_optimizer": "adam",
+            "inner_lr": 1e-3,
+            "outer_optimizer": "sgd",
+            "outer_lr": 1.0,
+            "anneal": True,
+        },
+        "transfer": {"lr": 3e-4, "head_lr": 1e-3, "epochs": 6, "batch_size": 16},
+        "train": {"max_steps": 300, "checkpoint_every": 100, "eval_every": 100, "image_log_every": 100},
+    },
+}
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: mappings merge key by key, anything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _sections(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
+    """Field name -> nested config class (or None for a plain value)."""
+    out: dict[str, type[BaseModel] | None] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        out[name] = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return out
+
+
+def check_dotted_key(key: str, model: type[BaseModel] = None) -> None:  # type: ignore[assignment]
+    """Raise :class:`ConfigError` unless ``key`` (e.g. ``reptile.inner_steps``) names a config field."""
+    model = model or ExperimentConfig
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        sections = _sections(model)
+        prefix = ".".join(parts[:depth]) or "the config"
+        if part not in sections:
+            raise ConfigError(f"unknown key '{key}': {prefix} has {', '.join(sections)}")
+        nested = sections[part]
+        if depth < len(parts) - 1:
+            if nested is None:
+                raise ConfigError(f"unknown key '{key}': '{'.'.join(parts[: depth + 1])}' is a value, not a section")
+            model = nested
+        elif nested is not None:
+            raise ConfigError(f"key '{key}' is a section; set one of its fields: {', '.join(_sections(nested))}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``key=value``; the value is read as YAML (``8`` -> int, ``off`` -> False, ``[1,5]`` -> list)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. reptile.inner_steps=8")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    check_dotted_key(key)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and _EXPONENT_NUMBER.match(value):  # YAML 1.1 reads 1e-3 as a string
+        value = float(value)
+    return key, value
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``tree['a']['b'] = value`` for ``key='a.b'``, creating sections as needed."""
+    *sections, leaf = key.split(".")
+    node = tree
+    for section in sections:
+        node = node.setdefault(section, {})
+    node[leaf] = value
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or "config"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        parent = ".".join(str(p) for p in first["loc"][:-1])
+        section = ExperimentConfig
+        for part in parent.split(".") if parent else []:
+            section = _sections(section).get(part) or section
+        return f"unknown key '{location}': {parent or 'the config'} has {', '.join(section.model_fields)}"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{location}: {message}{shown}"
+
+
+def validate_config(tree: Mapping[str, Any]) -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig`, turning validation errors into one-line ConfigErrors."""
+    try:
+        return ExperimentConfig.model_validate(dict(tree))
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a dict (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass a YAML or JSON file written by 'uattn config show'")
+    text = path.read_text()
+    try:
+        tree = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                          f"{str(error).splitlines()[0]}") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (model, data, ...), not {type(tree).__name__}")
+    return tree
+
+
+def load_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Iterable[str] = (),
+) -> ExperimentConfig:
+    """Resolve a config: defaults, then ``preset``, then ``config_file``, then ``key=value`` overrides.
+
+    Args:
+        preset: a name in :data:`PRESETS` (``paper``, ``quickstart``).
+        config_file: a YAML/JSON file holding a (possibly partial) ExperimentConfig.
+        overrides: dotted assignments such as ``"reptile.inner_steps=8"``.
+
+    Raises:
+        ConfigError: one line naming the wrong key or value and what is allowed.
+    """
+    tree: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
+        tree = _merge(tree, PRESETS[preset])
+    if config_file is not None:
+        tree = _merge(tree, read_config_file(config_file))
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(tree, key, value)
+    return validate_config(tree)
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from .checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), config.to_yaml().encode())

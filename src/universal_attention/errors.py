@@ -1,0 +1,25 @@
+"""Errors the library raises on bad input.
+
+Every message is one line that names the thing that is wrong and what would fix it; the CLI prints
+it in red and exits with code 2 (tracebacks only with ``uattn --debug``).
+"""
+
+
+class UattnError(Exception):
+    """Base class of every error caused by bad input (configs, files, datasets, checkpoints)."""
+
+
+class ConfigError(UattnError):
+    """A config key or value is wrong: names the dotted key and what is allowed."""
+
+
+class CheckpointError(UattnError):
+    """A checkpoint is missing, truncated, or not a universal-attention checkpoint."""
+
+
+class DatasetError(UattnError):
+    """A dataset is missing, unknown, or unusable: names the expected folder layout."""
+
+
+class ModelError(UattnError):
+    """A model is asked for something it does not have (an unknown head or tap layer)."""

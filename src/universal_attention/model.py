@@ -1,0 +1,220 @@
+"""AttentionResNet50: a torchvision ResNet50 trunk with "Learn to Pay Attention" taps and per-task heads.
+
+Input convention (applied in one place, :meth:`AttentionResNet50.normalise`): images are ``[B, 3, H, W]``,
+either ``uint8`` in 0..255 or floating point in 0..1; the model scales and applies the ImageNet mean/std.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from .attention import AttentionBlock, build_attention_block
+from .config import ModelConfig
+from .errors import ModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+DEFAULT_HEAD = "default"
+
+
+class AttentionOutput(NamedTuple):
+    """What :meth:`AttentionResNet50.forward` returns.
+
+    Attributes:
+        logits: ``[B, classes]`` from the task's head, or ``None`` when the model has no head for it.
+        features: ``[B, D]`` concatenated attention-pooled features of every tap (the head's input).
+        attention: tap name -> ``[B, 1, h, w]`` map (softmax maps sum to 1 over ``h, w``); empty when
+            attention is off.
+    """
+
+    logits: Tensor | None
+    features: Tensor
+    attention: dict[str, Tensor]
+
+
+def tap_names(backbone: torchvision.models.ResNet) -> list[str]:
+    """Every tappable module name of a ResNet trunk: ``layerN`` and ``layerN.i``."""
+    names = []
+    for stage in STAGES:
+        names += [f"{stage}.{index}" for index in range(len(getattr(backbone, stage)))] + [stage]
+    return names
+
+
+def head_key(task: str) -> str:
+    """Key of a task's head in ``model.heads`` (module names cannot contain dots)."""
+    return task.replace(".", "\u00b7")
+
+
+class AttentionResNet50(nn.Module):
+    """ResNet50 with attention taps weighted by a global query (Jetley et al. 2018).
+
+    Args:
+        config: the model's settings; defaults reproduce the original experiment.
+        num_classes: if given, adds a head named ``"default"`` used when ``forward`` gets no task.
+
+    Example:
+        >>> model = AttentionResNet50(num_classes=10)
+        >>> out = model(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
+        >>> out.logits.shape, sorted(out.attention)
+        (torch.Size([2, 10]), ['layer1.1', 'layer2.2', 'layer3.4', 'layer4'])
+    """
+
+    def __init__(self, config: ModelConfig | None = None, num_classes: int | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        self.backbone = torchvision.models.resnet50(weights=None)
+        self.backbone.fc = nn.Identity()
+        self._load_backbone_weights(self.config.backbone_weights)
+        allowed = tap_names(self.backbone)
+        unknown = [tap for tap in self.config.taps if tap not in allowed]
+        if unknown:
+            raise ModelError(f"unknown tap layer(s) {', '.join(unknown)}; choose from {', '.join(allowed)}")
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.tap_channels = {tap: self._channels(tap) for tap in self.config.taps}
+        if self.config.attention:
+            self.query = nn.Linear(self._channels("layer4"), self.config.query_size)
+            self.attention_blocks = nn.ModuleDict(
+                {
+                    head_key(tap): build_attention_block(
+                        self.config.compatibility,
+                        channels,
+                        self.config.query_size,
+                        self.config.alignment_size,
+                        self.config.normalisation,
+                    )
+                    for tap, channels in self.tap_channels.items()
+                }
+            )
+            self.feature_size = sum(self.tap_channels.values())
+        else:
+            self.feature_size = self._channels("layer4")
+        self.heads = nn.ModuleDict()
+        self.head_classes: dict[str, int] = {}
+        if num_classes is not None:
+            self.add_head(DEFAULT_HEAD, num_classes)
+
+    def _load_backbone_weights(self, source: str) -> None:
+        if source == "none":
+            return
+        if source == "imagenet":
+            state = _imagenet_state_dict()
+        else:
+            state = _file_state_dict(Path(source))
+        state = {key: value for key, value in state.items() if not key.startswith("fc.")}
+        missing, _ = self.backbone.load_state_dict(state, strict=False)
+        if missing:
+            raise ModelError(f"backbone weights {source} miss {len(missing)} ResNet50 keys (e.g. {missing[0]}); "
+                             "expected a torchvision resnet50 state dict")
+
+    def _channels(self, tap: str) -> int:
+        module = self.backbone.get_submodule(tap)
+        last_block = module[-1] if isinstance(module, nn.Sequential) else module
+        return last_block.bn3.num_features
+
+    def add_head(self, task: str, num_classes: int) -> nn.Linear:
+        """Add (or replace) the linear head of ``task`` with ``num_classes`` outputs and return it."""
+        if num_classes < 1:
+            raise ModelError(f"head '{task}' needs at least 1 class, got {num_classes}")
+        head = nn.Linear(self.feature_size, num_classes)
+        reference = next(self.backbone.parameters())
+        self.heads[head_key(task)] = head.to(device=reference.device, dtype=reference.dtype)
+        self.head_classes[task] = num_classes
+        return self.heads[head_key(task)]
+
+    def has_head(self, task: str) -> bool:
+        """Whether ``task`` has a head."""
+        return task in self.head_classes
+
+    def normalise(self, images: Tensor) -> Tensor:
+        """uint8 0..255 or float 0..1 images -> ImageNet-normalised float images."""
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
+        elif not images.is_floating_point():
+            raise ModelError(f"images must be uint8 (0..255) or float (0..1), got {images.dtype}")
+        return (images - self.mean) / self.std
+
+    def _trunk(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        trunk = self.backbone
+        x = trunk.maxpool(trunk.relu(trunk.bn1(trunk.conv1(images))))
+        taps: dict[str, Tensor] = {}
+        for stage in STAGES:
+            for index, block in enumerate(getattr(trunk, stage)):
+                x = block(x)
+                if f"{stage}.{index}" in self.tap_channels:
+                    taps[f"{stage}.{index}"] = x
+            if stage in self.tap_channels:
+                taps[stage] = x
+        return taps, x
+
+    def forward(self, images: Tensor, task: str | None = None) -> AttentionOutput:
+        """Run the network; ``task`` picks the head (``None``: the default head, if any)."""
+        images = self.normalise(images)
+        use_cuda_settings = images.is_cuda
+        if use_cuda_settings and self.config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda_settings and self.config.bf16_autocast):
+            taps, final = self._trunk(images)
+            attention: dict[str, Tensor] = {}
+            if self.config.attention:
+                query = self.query(F.adaptive_avg_pool2d(final, 1).flatten(1))
+                pooled = []
+                for tap, features in taps.items():
+                    block: AttentionBlock = self.attention_blocks[head_key(tap)]
+                    vector, attention[tap] = block(features, query)
+                    pooled.append(vector)
+                features = torch.cat(pooled, dim=1)
+            else:
+                features = F.adaptive_avg_pool2d(final, 1).flatten(1)
+            logits = self._head_logits(features, task)
+        return AttentionOutput(
+            logits=None if logits is None else logits.float(),
+            features=features.float(),
+            attention={name: amap.float() for name, amap in attention.items()},
+        )
+
+    def _head_logits(self, features: Tensor, task: str | None) -> Tensor | None:
+        name = DEFAULT_HEAD if task is None else task
+        if name in self.head_classes:
+            return self.heads[head_key(name)](features)
+        if task is None:
+            return None
+        known = ", ".join(self.head_classes) or "none"
+        raise ModelError(f"the model has no head for task '{task}' (heads: {known}); call add_head(task, num_classes)")
+
+    def to_device(self, device: str | torch.device) -> AttentionResNet50:
+        """Move to ``device``; on CUDA also switch weights to channels_last when the config says so."""
+        self.to(device)
+        if torch.device(device).type == "cuda" and self.config.channels_last:
+            self.to(memory_format=torch.channels_last)
+        return self
+
+
+def _imagenet_state_dict() -> dict[str, Tensor]:
+    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as error:  # torchvision raises URLError/OSError/RuntimeError when offline
+        hub = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        raise ModelError(f"could not get ImageNet weights ({type(error).__name__}); place {Path(weights.url).name} "
+                         f"at {hub} or set model.backbone_weights to a local .safetensors file") from None
+
+
+def _file_state_dict(path: Path) -> dict[str, Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelError(f"backbone weights file {path} not found; give a .safetensors ResNet50 state dict, "
+                         "'imagenet' or 'none'")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise ModelError(f"backbone weights file {path} is not a readable safetensors file ({error})") from None

@@ -1,0 +1,82 @@
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, load_config, save_checkpoint
+from universal_attention.checkpoint import checkpoint_name, resolve_checkpoint
+from universal_attention.errors import CheckpointError
+
+IMAGES = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    model = AttentionResNet50(ModelConfig(compatibility="dot", alignment_size=32, query_size=64), num_classes=3)
+    model.add_head("synthetic/colour", 4)
+    model.eval()
+    path = save_checkpoint(tmp_path / "run" / "step-000007.safetensors", model, load_config(preset="quickstart"),
+                           step=7, extra={"top1": 0.5}, state={"outer/exp_avg_sq": torch.arange(4.0)})
+    return model, path
+
+
+def test_round_trip_gives_identical_outputs_from_the_file_alone(saved):
+    model, path = saved
+    loaded = load_checkpoint(path)
+    loaded.model.eval()
+    with torch.no_grad():
+        for task in (None, "synthetic/colour"):
+            expected, actual = model(IMAGES, task), loaded.model(IMAGES, task)
+            assert torch.equal(expected.logits, actual.logits)
+            for name in expected.attention:
+                assert torch.equal(expected.attention[name], actual.attention[name])
+    assert loaded.config == model.config
+    assert loaded.step == 7
+    assert loaded.metadata["top1"] == 0.5
+    assert loaded.experiment.name == "quickstart"
+    assert torch.equal(loaded.state["outer/exp_avg_sq"], torch.arange(4.0))
+    assert loaded.model.head_classes == {"default": 3, "synthetic/colour": 4}
+
+
+def test_write_is_atomic_and_leaves_no_temporary_files(saved):
+    _, path = saved
+    assert sorted(os.listdir(path.parent)) == ["step-000007.safetensors"]
+
+
+def test_run_folder_resolves_to_newest_step(saved, tmp_path):
+    model, path = saved
+    save_checkpoint(path.parent / checkpoint_name(20), model, step=20)
+    save_checkpoint(path.parent / checkpoint_name(3), model, step=3)
+    assert resolve_checkpoint(path.parent).name == "step-000020.safetensors"
+    assert load_checkpoint(path.parent).step == 20
+
+
+def test_truncated_checkpoint_is_one_line(saved, tmp_path):
+    _, path = saved
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated.safetensors is not a readable safetensors checkpoint"):
+        load_checkpoint(truncated)
+
+
+def test_foreign_safetensors_file_says_what_it_is(tmp_path):
+    foreign = tmp_path / "resnet.safetensors"
+    save_file({"conv1.weight": torch.zeros(2)}, str(foreign))
+    with pytest.raises(CheckpointError, match="not a universal-attention checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_not_a_safetensors_file(tmp_path):
+    text = tmp_path / "notes.safetensors"
+    text.write_text("these are notes")
+    with pytest.raises(CheckpointError, match="not a readable safetensors checkpoint"):
+        load_checkpoint(text)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="missing.safetensors not found"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        load_checkpoint(tmp_path)
