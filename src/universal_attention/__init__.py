@@ -21,6 +21,7 @@ from .config import (
 from .errors import CheckpointError, ConfigError, DatasetError, ModelError, UattnError
 from .model import AttentionOutput, AttentionResNet50
 from .reptile import Task
+from .sampler import TaskSampler
 
 __all__ = [
     "AttentionOutput",
@@ -36,6 +37,7 @@ __all__ = [
     "ReptileConfig",
     "SamplerConfig",
     "Task",
+    "TaskSampler",
     "TrainConfig",
     "TransferConfig",
     "TuneConfig",

@@ -98,6 +98,7 @@ class TransferConfig(_Config):
     shots_per_class: tuple[int | Literal["all"], ...] = ("all",)
     seeds: int = Field(1, ge=1)
     seed: int = 0
+    max_test_images: int | None = Field(None, ge=1)
 
     @field_validator("shots_per_class")
     @classmethod
@@ -128,6 +129,8 @@ class TrainConfig(_Config):
     keep_last: int = Field(3, ge=1)
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(50, ge=0)
+    eval_epochs: int = Field(1, ge=1)
+    eval_test_images: int = Field(256, ge=1)
     image_log_every: int = Field(100, ge=0)
     seed: int = 0
 
@@ -293,18 +296,20 @@ def load_config(
     preset: str | None = None,
     config_file: str | Path | None = None,
     overrides: Iterable[str] = (),
+    base: ExperimentConfig | None = None,
 ) -> ExperimentConfig:
-    """Resolve a config: defaults, then ``preset``, then ``config_file``, then ``key=value`` overrides.
+    """Resolve a config: defaults (or ``base``), then ``preset``, then ``config_file``, then overrides.
 
     Args:
         preset: a name in :data:`PRESETS` (``paper``, ``quickstart``).
         config_file: a YAML/JSON file holding a (possibly partial) ExperimentConfig.
         overrides: dotted assignments such as ``"reptile.inner_steps=8"``.
+        base: a resolved config to start from instead of the defaults (e.g. a checkpoint's own).
 
     Raises:
         ConfigError: one line naming the wrong key or value and what is allowed.
     """
-    tree: dict[str, Any] = {}
+    tree: dict[str, Any] = base.to_dict() if base is not None else {}
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")

@@ -38,9 +38,11 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     from .config_cmds import config_group, info
+    from .data_cmds import data
 
     main.add_command(config_group)
     main.add_command(info)
+    main.add_command(data)
 
 
 _register()

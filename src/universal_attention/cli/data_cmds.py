@@ -1,0 +1,146 @@
+"""``uattn data list|verify|show|prepare``: find, check, preview and cache datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..data.base import VerifyReport
+from ..data.cache import build_cache, cache_key
+from ..data.preview import sample_grid
+from ..data.registry import describe_datasets, get_dataset, masks_available, resolve_data_root, splits
+from ..errors import DatasetError
+
+MAX_LISTED_ISSUES = 50
+
+data_root_option = click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder holding the datasets (default: $UATTN_DATA_ROOT, else ./data).",
+)
+split_option = click.option("--split", default=None, help="One split (default: every split of the dataset).")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    )
+
+
+@click.group("data")
+def data() -> None:
+    """List, check, preview and cache the datasets."""
+
+
+@data.command("list")
+@data_root_option
+def list_datasets(data_root: Path | None) -> None:
+    """Every dataset: the folder it is expected in, whether it is found, classes and images per split."""
+    console = Console()
+    root = resolve_data_root(data_root)
+    table = Table(title=f"datasets under {root}", title_justify="left")
+    for column in ("name", "expected", "found", "classes", "images per split", "masks"):
+        table.add_column(column, overflow="fold")
+    for info in describe_datasets(root):
+        found = "[green]found[/green]" if info.found else "[red]missing[/red]"
+        images = ", ".join(f"{split} {count}" for split, count in info.images.items()) or "-"
+        classes = "-" if info.classes is None else str(info.classes)
+        table.add_row(info.name, info.expected, found, classes, images, info.masks or "-")
+    console.print(table)
+    console.print("folder:<path> reads any <class>/<image> tree (with optional train/val/test sub-folders).")
+
+
+def _print_report(console: Console, report: VerifyReport, folder: Path) -> None:
+    if report.issues:
+        table = Table(title=f"odd files in {report.name} ({report.split})", title_justify="left")
+        for column in ("file", "status", "detail"):
+            table.add_column(column, overflow="fold")
+        for issue in report.issues[:MAX_LISTED_ISSUES]:
+            status = "converted" if issue.usable else "[red]skipped[/red]"
+            shown = issue.path.relative_to(folder) if issue.path.is_relative_to(folder) else issue.path
+            table.add_row(str(shown), status, issue.detail)
+        console.print(table)
+        if len(report.issues) > MAX_LISTED_ISSUES:
+            console.print(f"... and {len(report.issues) - MAX_LISTED_ISSUES} more")
+    console.print(
+        f"{report.name} ({report.split}): {report.total} images, {len(report.converted)} odd but converted, "
+        f"{len(report.unreadable)} unreadable (skipped)"
+    )
+
+
+@data.command("verify")
+@click.argument("name")
+@data_root_option
+@split_option
+def verify(name: str, data_root: Path | None, split: str | None) -> None:
+    """Read every image of NAME and report odd and unreadable files.
+
+    Exits 0 when the dataset is usable (odd files are converted or skipped), 2 when it is missing or a
+    split has no readable image at all.
+    """
+    console = Console()
+    root = resolve_data_root(data_root)
+    for current in [split] if split else splits(name):
+        dataset = get_dataset(name, current, root=root, with_masks=masks_available(name, root))
+        if not hasattr(dataset, "verify"):
+            console.print(f"{name} ({current}): generated on the fly, nothing to verify")
+            continue
+        with _progress(console) as progress:
+            task = progress.add_task(f"{name} {current}", total=len(dataset))
+            report = dataset.verify(lambda done: progress.update(task, completed=done))
+        _print_report(console, report, dataset.root)
+        if len(report.unreadable) >= report.total:
+            raise DatasetError(f"{name} ({current}): none of its {report.total} files is readable")
+
+
+@data.command("show")
+@click.argument("name")
+@click.option("-n", "count", default=16, show_default=True, help="Number of samples.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
+@click.option("--split", default="train", show_default=True, help="Split to sample.")
+@data_root_option
+@click.option("--image-size", default=128, show_default=True, help="Side of each thumbnail in pixels.")
+def show(name: str, count: int, output: Path, split: str, data_root: Path | None, image_size: int) -> None:
+    """Write a grid of NAME's samples with class names (and mask outlines where it has masks)."""
+    console = Console()
+    root = resolve_data_root(data_root)
+    dataset = get_dataset(name, split, root=root, image_size=image_size, with_masks=masks_available(name, root))
+    sheet = sample_grid(dataset, count, tile=image_size)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(output)
+    skipped = getattr(dataset, "skipped", 0)
+    note = f" ({skipped} unreadable files skipped)" if skipped else ""
+    console.print(f"wrote {output}: {min(count, len(dataset))} samples of {name} ({split}){note}")
+
+
+@data.command("prepare")
+@click.argument("name")
+@click.option("--image-size", default=128, show_default=True, help="Side of the cached square images.")
+@split_option
+@data_root_option
+@click.option("--masks", is_flag=True, help="Also cache masks (oxford_pets, cub200, ade20k, synthetic).")
+def prepare(name: str, image_size: int, split: str | None, data_root: Path | None, masks: bool) -> None:
+    """Decode and resize NAME once into <data-root>/.cache (rebuilt only when its files change)."""
+    console = Console()
+    root = resolve_data_root(data_root)
+    for current in [split] if split else splits(name):
+        dataset = get_dataset(name, current, root=root, image_size=image_size, with_masks=masks)
+        read: list[int] = []
+        with _progress(console) as progress:
+            task = progress.add_task(f"{name} {current}", total=len(dataset))
+
+            def advance(done: int, total: int) -> None:
+                read.append(done)
+                progress.update(task, completed=done, total=total)
+
+            key = cache_key(name, current, image_size, masks)
+            cached = build_cache(dataset, root / ".cache", key, image_size, progress=advance)
+            progress.update(task, completed=len(dataset))
+        state = "built" if read else "up to date"
+        note = f", {cached.skipped} unreadable files skipped" if cached.skipped else ""
+        console.print(f"{name} ({current}): {len(cached)} images at {image_size} px, {state}: {cached.path}{note}")

@@ -1,0 +1,46 @@
+"""Stanford Dogs from its official ``train_list.mat`` / ``test_list.mat`` (read with scipy.io)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.io import loadmat
+
+from ..errors import DatasetError
+from .base import ImageListDataset
+
+
+def load_stanford_dogs(base: Path, split: str, *, image_size: int | None = None) -> ImageListDataset:
+    """Stanford Dogs (120 breeds) with its official train/test lists.
+
+    Labels come from the list's ``labels`` (1-based); class names are the breed part of the sorted
+    ``Images/<wnid>-<breed>`` folders (underscores as spaces), the order the official labels follow.
+
+    Args:
+        base: the ``stanford_dogs`` folder holding ``Images/`` and the ``*_list.mat`` files.
+        split: ``"train"`` or ``"test"``.
+        image_size: side of the square output, or ``None``.
+    """
+    index = base / f"{split}_list.mat"
+    try:
+        lists = loadmat(index, squeeze_me=True)
+        files = [str(name) for name in np.atleast_1d(lists["file_list"])]
+        labels = [int(label) - 1 for label in np.atleast_1d(lists["labels"])]
+    except (KeyError, ValueError, TypeError, OSError) as error:
+        raise DatasetError(f"stanford_dogs: cannot read file_list/labels from {index} ({error})") from error
+    folders = sorted(entry.name for entry in (base / "Images").iterdir() if entry.is_dir())
+    if labels and max(labels) >= len(folders):
+        raise DatasetError(
+            f"stanford_dogs: {index} has label {max(labels) + 1} but {base / 'Images'} has {len(folders)} breed folders"
+        )
+    return ImageListDataset(
+        "stanford_dogs",
+        split,
+        [base / "Images" / name for name in files],
+        labels,
+        [folder.split("-", 1)[-1].replace("_", " ") for folder in folders],
+        base=base,
+        image_size=image_size,
+        index_files=[index],
+    )

@@ -1,0 +1,186 @@
+"""The built-in synthetic tasks: dataset protocol, determinism, masks, and no label in the background."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from universal_attention.data.synthetic import (
+    SOURCE_TASKS,
+    TARGET_TASKS,
+    TASK_CLASSES,
+    TASKS,
+    SyntheticTaskDataset,
+)
+from universal_attention.errors import DatasetError
+
+CHANCE = 0.25  # every task has 4 balanced classes
+
+
+def test_task_family_has_the_named_source_and_held_out_tasks():
+    assert set(SOURCE_TASKS) >= {"shape", "colour", "texture", "size", "outline"}
+    assert "orientation" in TARGET_TASKS and len(TARGET_TASKS) >= 2
+    assert not set(SOURCE_TASKS) & set(TARGET_TASKS)
+    assert TASKS == SOURCE_TASKS + TARGET_TASKS
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_has_four_readable_classes(task):
+    classes = SyntheticTaskDataset(task, length=4).classes
+    assert classes == list(TASK_CLASSES[task])
+    assert len(set(classes)) == 4 and all(name.isprintable() and name for name in classes)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_items_are_uint8_images_int_labels_and_binary_masks(task):
+    image, label, mask = SyntheticTaskDataset(task, image_size=32, with_masks=True, length=4)[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)
+    assert isinstance(label, int) and 0 <= label < 4
+    assert mask.dtype == torch.uint8 and mask.shape == (32, 32)
+    assert set(mask.unique().tolist()) == {0, 1}
+
+
+def test_without_masks_items_are_image_label_pairs():
+    item = SyntheticTaskDataset("colour", image_size=32, length=4)[1]
+    assert len(item) == 2
+
+
+@pytest.mark.parametrize("size", [16, 17, 50, 128])
+def test_any_image_size_from_16_is_drawn_directly(size):
+    image, _, mask = SyntheticTaskDataset("shape", image_size=size, with_masks=True, length=2)[0]
+    assert image.shape == (3, size, size) and mask.shape == (size, size) and mask.sum() > 0
+
+
+def test_the_same_index_gives_the_same_image():
+    first = SyntheticTaskDataset("texture", image_size=32, length=8)
+    again = SyntheticTaskDataset("texture", image_size=32, length=8)
+    assert torch.equal(first[3][0], again[3][0]) and torch.equal(first[3][0], first[3][0])
+
+
+def test_seeds_splits_and_tasks_give_different_images():
+    base = SyntheticTaskDataset("size", image_size=32, length=8)[0][0]
+    for other in (
+        SyntheticTaskDataset("size", image_size=32, length=8, seed=1),
+        SyntheticTaskDataset("size", "test", image_size=32, length=8),
+        SyntheticTaskDataset("colour", image_size=32, length=8),
+    ):
+        assert not torch.equal(base, other[0][0])
+
+
+def test_val_and_validation_mean_the_test_split():
+    test = SyntheticTaskDataset("glyph", "test", image_size=32, length=8)
+    for name in ("val", "validation"):
+        other = SyntheticTaskDataset("glyph", name, image_size=32, length=8)
+        assert other.split == "test" and torch.equal(test[5][0], other[5][0])
+
+
+def test_default_lengths_and_length_override():
+    assert len(SyntheticTaskDataset("shape")) == 4000
+    assert len(SyntheticTaskDataset("shape", "test")) == 1000
+    assert len(SyntheticTaskDataset("shape", length=10)) == 10
+
+
+def test_labels_are_known_without_drawing_and_balanced():
+    ds = SyntheticTaskDataset("outline", image_size=32, length=40)
+    assert [ds[i][1] for i in range(len(ds))] == ds.labels
+    assert sorted(ds.labels.count(k) for k in range(4)) == [10, 10, 10, 10]
+
+
+def test_mask_marks_every_object_pixel_and_the_object_is_visible():
+    ds = SyntheticTaskDataset("outline", image_size=48, length=30)
+    for i in range(len(ds)):
+        image, mask = ds.draw(i)
+        background, same_mask = ds.draw(i, with_object=False)
+        changed = (image != background).any(0)
+        assert torch.equal(mask, same_mask)
+        assert not (changed & (mask == 0)).any()
+        assert changed.sum() > 0.5 * mask.sum()
+
+
+def test_size_classes_give_growing_object_areas():
+    ds = SyntheticTaskDataset("size", image_size=64, with_masks=True, length=40)
+    areas = [[] for _ in ds.classes]
+    for _, label, mask in ds:
+        areas[label].append(mask.sum().item())
+    means = [sum(a) / len(a) for a in areas]
+    assert means == sorted(means) and means[0] * 2 < means[-1]
+
+
+def test_orientation_objects_are_elongated_along_their_label():
+    ds = SyntheticTaskDataset("orientation", image_size=64, with_masks=True, length=20)
+    for _, label, mask in ds:
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        x, y = xs.float() - xs.float().mean(), ys.float().mean() - ys.float()  # y points up
+        xx, yy, xy = (x * x).mean(), (y * y).mean(), (x * y).mean()
+        axis = math.degrees(0.5 * math.atan2(2 * xy, xx - yy)) % 180
+        error = abs((axis - 45 * label + 90) % 180 - 90)
+        spread = torch.linalg.eigvalsh(torch.tensor([[xx, xy], [xy, yy]]))
+        assert error < 15 and spread[1] > 2 * spread[0], (label, axis)
+
+
+def test_unknown_task_names_every_valid_task_on_one_line():
+    with pytest.raises(DatasetError) as caught:
+        SyntheticTaskDataset("colours")
+    message = str(caught.value)
+    assert "colours" in message and "\n" not in message
+    assert all(task in message for task in TASKS)
+
+
+@pytest.mark.parametrize("kwargs", [{"split": "dev"}, {"image_size": 8}, {"length": 0}, {"seed": -1}])
+def test_bad_arguments_raise_dataset_error(kwargs):
+    with pytest.raises(DatasetError):
+        SyntheticTaskDataset("shape", **kwargs)
+
+
+def test_index_past_the_end_raises_index_error():
+    with pytest.raises(IndexError):
+        SyntheticTaskDataset("shape", length=3)[3]
+
+
+def test_fingerprint_follows_task_split_seed_length_and_size():
+    fingerprint = SyntheticTaskDataset("shape", length=5).fingerprint()
+    assert fingerprint == SyntheticTaskDataset("shape", length=5).fingerprint()
+    others = [
+        SyntheticTaskDataset("colour", length=5),
+        SyntheticTaskDataset("shape", "test", length=5),
+        SyntheticTaskDataset("shape", seed=2, length=5),
+        SyntheticTaskDataset("shape", length=6),
+        SyntheticTaskDataset("shape", image_size=32, length=5),
+    ]
+    assert all(other.fingerprint() != fingerprint for other in others)
+
+
+def _features(images: torch.Tensor) -> torch.Tensor:
+    """A joint 4x4x4 RGB histogram and an 8x8 thumbnail of each image."""
+    x = images.float() / 255
+    bins = (x * 3.999).long()
+    codes = (bins[:, 0] * 16 + bins[:, 1] * 4 + bins[:, 2]).flatten(1)
+    hist = torch.zeros(len(x), 64).scatter_add_(1, codes, torch.ones(codes.shape)) / codes.shape[1]
+    return torch.cat([hist, F.adaptive_avg_pool2d(x, 8).flatten(1)], 1)
+
+
+def _held_out_accuracy(task: str, with_object: bool) -> float:
+    """Accuracy on 200 test images of a ridge-regression classifier fitted on 400 training images."""
+    data = []
+    for split, length in (("train", 400), ("test", 200)):
+        ds = SyntheticTaskDataset(task, split, image_size=32, length=length)
+        images = torch.stack([ds.draw(i, with_object=with_object)[0] for i in range(length)])
+        data.append((_features(images), torch.tensor(ds.labels)))
+    (x_train, y_train), (x_test, y_test) = data
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-3
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    targets = F.one_hot(y_train, 4).float() - 0.25
+    gram = x_train.T @ x_train + 10.0 * torch.eye(x_train.shape[1])
+    weight = torch.linalg.solve(gram, x_train.T @ targets)
+    return ((x_test @ weight).argmax(1) == y_test).float().mean().item()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_label_cannot_be_predicted_from_the_background_alone(task):
+    assert _held_out_accuracy(task, with_object=False) < CHANCE + 0.1
+
+
+@pytest.mark.parametrize("task", ["colour", "size"])
+def test_the_same_classifier_reads_easy_labels_off_the_full_images(task):
+    assert _held_out_accuracy(task, with_object=True) > CHANCE + 0.1
