@@ -22,6 +22,7 @@ from .errors import CheckpointError, ConfigError, DatasetError, ModelError, Uatt
 from .model import AttentionOutput, AttentionResNet50
 from .reptile import Task
 from .sampler import TaskSampler
+from .transfer import TransferResult, transfer_evaluate
 
 __all__ = [
     "AttentionOutput",
@@ -39,6 +40,7 @@ __all__ = [
     "Task",
     "TaskSampler",
     "TrainConfig",
+    "TransferResult",
     "TransferConfig",
     "TuneConfig",
     "UattnError",
@@ -46,4 +48,5 @@ __all__ = [
     "load_checkpoint",
     "load_config",
     "save_checkpoint",
+    "transfer_evaluate",
 ]

@@ -39,10 +39,12 @@ def main(ctx: click.Context, debug: bool) -> None:
 def _register() -> None:
     from .config_cmds import config_group, info
     from .data_cmds import data
+    from .transfer_cmd import transfer
 
     main.add_command(config_group)
     main.add_command(info)
     main.add_command(data)
+    main.add_command(transfer)
 
 
 _register()
