@@ -49,9 +49,10 @@ def main() -> None:
         step_seconds(attention_model, images, attention_forward)
         step_seconds(resnet, images, resnet_forward)
     attention_times, resnet_times = [], []
-    for _ in range(args.repeats):
-        attention_times.append(step_seconds(attention_model, images, attention_forward))
-        resnet_times.append(step_seconds(resnet, images, resnet_forward))
+    for repeat in range(args.repeats):  # alternate which model goes first
+        pair = [(attention_times, attention_model, attention_forward), (resnet_times, resnet, resnet_forward)]
+        for times, model, forward in pair[::-1] if repeat % 2 else pair:
+            times.append(step_seconds(model, images, forward))
     attention_median = statistics.median(attention_times)
     resnet_median = statistics.median(resnet_times)
     print(json.dumps({

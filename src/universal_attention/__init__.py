@@ -20,7 +20,7 @@ from .config import (
 )
 from .errors import CheckpointError, ConfigError, DatasetError, ModelError, UattnError
 from .model import AttentionOutput, AttentionResNet50
-from .reptile import Task
+from .reptile import Reptile, Task
 from .sampler import TaskSampler
 from .transfer import TransferResult, transfer_evaluate
 
@@ -35,6 +35,7 @@ __all__ = [
     "ExperimentConfig",
     "ModelConfig",
     "ModelError",
+    "Reptile",
     "ReptileConfig",
     "SamplerConfig",
     "Task",

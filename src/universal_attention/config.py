@@ -132,6 +132,7 @@ class TrainConfig(_Config):
     eval_epochs: int = Field(1, ge=1)
     eval_test_images: int = Field(256, ge=1)
     image_log_every: int = Field(100, ge=0)
+    final_comparison: bool = True
     seed: int = 0
 
 
@@ -171,6 +172,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             ],
             "target": "synthetic/orientation",
             "image_size": 64,
+            "augment": False,
             "cache": False,
         },
         "sampler": {"batch_size": 16},
@@ -182,8 +184,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "outer_lr": 1.0,
             "anneal": True,
         },
-        "transfer": {"lr": 3e-4, "head_lr": 1e-3, "epochs": 6, "batch_size": 16},
-        "train": {"max_steps": 300, "checkpoint_every": 100, "eval_every": 100, "image_log_every": 100},
+        "transfer": {"lr": 3e-4, "head_lr": 1e-3, "epochs": 6, "batch_size": 16, "shots_per_class": [80],
+                     "max_test_images": 400},
+        "train": {"max_steps": 200, "checkpoint_every": 50, "eval_every": 100, "image_log_every": 50,
+                  "eval_test_images": 200},
     },
 }
 

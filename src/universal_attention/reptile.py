@@ -1,11 +1,36 @@
-"""Reptile meta-learning (Nichol, Achiam & Schulman 2018) over any ``nn.Module``."""
+"""Reptile meta-learning (Nichol, Achiam & Schulman 2018) over any ``nn.Module``.
+
+Every meta-step starts each task from the meta weights, takes ``inner_steps`` optimiser steps on the
+task's batches, and moves the meta weights toward the adapted weights averaged over the step's tasks
+(batched Reptile). Between steps the model's shared parameters *are* the meta weights, so the model can
+be evaluated or checkpointed at any time.
+
+Task-specific parameters (by default everything under ``model.heads``) are trained in the inner loop and
+kept per task across steps; they are never averaged into the meta weights. Batch-norm running
+statistics are estimates rather than learned weights: each task starts from the meta statistics and,
+after the step, the meta statistics become the mean of the tasks' adapted statistics.
+
+Under ``torchrun`` every process adapts to its own tasks and the sums of adapted weights are all-reduced,
+which is batched Reptile over all processes' tasks. Heads stay identical on every process: a head adapted
+on one or more processes becomes the mean of those adaptations everywhere (so every task's head must exist
+on every process before the first step; ``meta_train`` creates them all up front).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from torch import Tensor
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ReptileConfig
+from .distributed import all_reduce_count, all_reduce_sum_, is_distributed
+from .errors import ConfigError
+
+LossFn = Callable[[nn.Module, tuple[Tensor, ...], "Task"], Tensor]
 
 
 @dataclass
@@ -23,3 +48,225 @@ class Task:
     batches: Iterator[tuple[Tensor, Tensor]]
     num_classes: int | None = None
     query: tuple[Tensor, Tensor] | None = None
+
+
+def heads_are_task_specific(name: str) -> bool:
+    """Default split: parameters under ``heads.`` belong to one task, everything else is meta-learned."""
+    return name.startswith("heads.")
+
+
+def cross_entropy_loss(model: nn.Module, batch: tuple[Tensor, ...], task: Task) -> Tensor:
+    """Default loss: cross-entropy of the task's head, ``model(images, task.name).logits``."""
+    images, labels = batch[0], batch[1]
+    return F.cross_entropy(model(images, task.name).logits, labels)
+
+
+class Reptile:
+    """Reptile over any module.
+
+    Args:
+        model: the network; build it (and move it to its device) before wrapping it.
+        config: inner/outer optimiser settings.
+        loss_fn: ``loss_fn(model, batch, task) -> loss``; default :func:`cross_entropy_loss`.
+        total_steps: length of the run, needed when ``config.anneal`` is set (the outer step size
+            decays linearly from ``outer_lr`` to 0 over it).
+        is_task_parameter: ``name -> bool`` for parameters kept per task; default: under ``heads.``.
+
+    Example:
+        >>> reptile = Reptile(model, ReptileConfig(inner_steps=5))
+        >>> metrics = reptile.meta_step(sampler.sample(1))
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: ReptileConfig | None = None,
+        *,
+        loss_fn: LossFn | None = None,
+        total_steps: int | None = None,
+        is_task_parameter: Callable[[str], bool] = heads_are_task_specific,
+    ) -> None:
+        self.model = model
+        self.config = config or ReptileConfig()
+        self.loss_fn = loss_fn or cross_entropy_loss
+        if self.config.anneal and not total_steps:
+            raise ConfigError("reptile.anneal needs the run length: pass total_steps (train.max_steps)")
+        self.total_steps = total_steps
+        self.is_task_parameter = is_task_parameter
+        named = [(name, p) for name, p in model.named_parameters() if not is_task_parameter(name)]
+        self.meta_names = [name for name, _ in named]
+        self.shared = [p for _, p in named]
+        self.meta = [p.detach().clone() for p in self.shared]
+        self.buffers = [b for _, b in model.named_buffers() if b.is_floating_point()]
+        self.meta_buffers = [b.detach().clone() for b in self.buffers]
+        self.step = 0
+        self.outer_optimizer = None
+        if self.config.outer_optimizer == "adam":
+            self.outer_optimizer = torch.optim.Adam(
+                self.meta, lr=self.config.outer_lr, betas=(self.config.outer_beta1, 0.999)
+            )
+
+    def outer_step_size(self) -> float:
+        """The outer step size (SGD) or learning rate (Adam) of the next meta-step."""
+        if not self.config.anneal:
+            return self.config.outer_lr
+        return self.config.outer_lr * max(0.0, 1.0 - self.step / self.total_steps)
+
+    def _ensure_head(self, task: Task) -> None:
+        has_head = getattr(self.model, "has_head", None)
+        if has_head is not None and not has_head(task.name):
+            if task.num_classes is None:
+                raise ConfigError(f"task '{task.name}' is new and has no num_classes to build its head")
+            self.model.add_head(task.name, task.num_classes)
+
+    def _inner_optimizer(self, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+        if self.config.inner_optimizer == "adam":
+            # beta1 = 0, as Nichol et al.: momentum does not carry across the few inner steps.
+            return torch.optim.Adam(parameters, lr=self.config.inner_lr, betas=(0.0, 0.999))
+        return torch.optim.SGD(parameters, lr=self.config.inner_lr)
+
+    def adapt(self, task: Task, steps: int | None = None) -> dict[str, float]:
+        """Train the model on ``task`` for ``steps`` (default ``inner_steps``) from its current weights.
+
+        Returns the mean loss (and accuracy, for the default loss) over those steps.
+        """
+        self._ensure_head(task)
+        self.model.train()
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self._inner_optimizer(parameters)
+        device = self.shared[0].device if self.shared else next(self.model.parameters()).device
+        losses, correct, seen = [], 0, 0
+        for _ in range(steps or self.config.inner_steps):
+            batch = tuple(t.to(device, non_blocking=True) for t in next(task.batches))
+            optimizer.zero_grad(set_to_none=True)
+            if self.loss_fn is cross_entropy_loss:
+                logits = self.model(batch[0], task.name).logits
+                loss = F.cross_entropy(logits, batch[1])
+                correct += int((logits.argmax(dim=1) == batch[1]).sum())
+                seen += len(batch[1])
+            else:
+                loss = self.loss_fn(self.model, batch, task)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+        metrics = {"loss": float(torch.stack(losses).mean())}
+        if seen:
+            metrics["accuracy"] = correct / seen
+        return metrics
+
+    @torch.no_grad()
+    def _load_meta(self) -> None:
+        if self.shared:
+            torch._foreach_copy_(self.shared, self.meta)
+        if self.buffers:
+            torch._foreach_copy_(self.buffers, self.meta_buffers)
+
+    def meta_step(self, tasks: Sequence[Task]) -> dict[str, float]:
+        """One Reptile step over ``tasks`` (``meta_batch_size`` of them, usually).
+
+        Returns:
+            ``loss`` and ``accuracy`` (means over tasks and inner steps), per-task ``loss/<task>`` and
+            ``accuracy/<task>``, the ``outer_lr`` used and ``seconds``.
+        """
+        if not tasks:
+            raise ConfigError("meta_step needs at least one task")
+        start = time.perf_counter()
+        adapted_sum = [torch.zeros_like(p) for p in self.meta]
+        buffer_sum = [torch.zeros_like(b) for b in self.meta_buffers]
+        distributed = is_distributed()
+        heads_before = self._task_parameters(clone=True) if distributed else {}
+        metrics: dict[str, float] = {}
+        per_task = []
+        for task in tasks:
+            self._load_meta()
+            result = self.adapt(task)
+            per_task.append(result)
+            for key, value in result.items():
+                metrics[f"{key}/{task.name}"] = value
+            with torch.no_grad():
+                torch._foreach_add_(adapted_sum, [p.detach() for p in self.shared])
+                if self.buffers:
+                    torch._foreach_add_(buffer_sum, self.buffers)
+        count = len(tasks)
+        if distributed:
+            with torch.no_grad():
+                all_reduce_sum_(adapted_sum + buffer_sum)
+                count = all_reduce_count(count)
+                self._sync_task_parameters(heads_before)
+        step_size = self.outer_step_size()
+        self._outer_update(adapted_sum, buffer_sum, count, step_size)
+        self.step += 1
+        for key in per_task[0]:
+            metrics[key] = sum(result[key] for result in per_task if key in result) / len(per_task)
+        metrics["outer_lr"] = step_size
+        metrics["seconds"] = time.perf_counter() - start
+        return metrics
+
+    def _task_parameters(self, clone: bool = False) -> dict[str, Tensor]:
+        return {name: (p.detach().clone() if clone else p) for name, p in self.model.named_parameters()
+                if self.is_task_parameter(name)}
+
+    @torch.no_grad()
+    def _sync_task_parameters(self, before: dict[str, Tensor]) -> None:
+        """Make every process's heads equal: each adapted head becomes the mean of its adaptations."""
+        current = self._task_parameters()
+        if all_reduce_count(len(current)) != len(current) * torch.distributed.get_world_size():
+            raise ConfigError("processes hold different task heads; create every task's head before the first "
+                              "distributed meta-step")
+        names = sorted(current)
+        touched = [float(not torch.equal(current[name], before[name])) for name in names]
+        values = [current[name].detach() * flag for name, flag in zip(names, touched)]
+        weights = torch.tensor(touched, device=values[0].device if values else None)
+        all_reduce_sum_(values + [weights])
+        for name, value, weight in zip(names, values, weights.tolist()):
+            if weight > 0:
+                current[name].copy_(value / weight)
+
+    @torch.no_grad()
+    def _outer_update(self, adapted_sum: list[Tensor], buffer_sum: list[Tensor], count: int, step_size: float) -> None:
+        torch._foreach_div_(adapted_sum, count)  # now the mean adapted weights
+        if self.outer_optimizer is None:
+            # meta += step_size * (mean_adapted - meta)
+            torch._foreach_sub_(adapted_sum, self.meta)
+            torch._foreach_add_(self.meta, adapted_sum, alpha=step_size)
+        else:
+            # Adam is fed (meta - mean_adapted) as the gradient, so it steps toward the adapted weights.
+            gradients = torch._foreach_sub(self.meta, adapted_sum)
+            for parameter, gradient in zip(self.meta, gradients):
+                parameter.grad = gradient
+            for group in self.outer_optimizer.param_groups:
+                group["lr"] = step_size
+            self.outer_optimizer.step()
+            for parameter in self.meta:
+                parameter.grad = None
+        if self.meta_buffers:
+            torch._foreach_div_(buffer_sum, count)
+            torch._foreach_copy_(self.meta_buffers, buffer_sum)
+        self._load_meta()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors needed to continue exactly (with the model's own weights): step and outer optimiser state."""
+        state = {"step": torch.tensor(self.step, dtype=torch.int64)}
+        if self.outer_optimizer is not None:
+            for index, parameter in enumerate(self.meta):
+                for key, value in self.outer_optimizer.state.get(parameter, {}).items():
+                    state[f"outer.{index}.{key}"] = torch.as_tensor(value).clone()
+        return state
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore :meth:`state_dict` output; the meta weights are re-read from the model's parameters."""
+        self.step = int(state["step"])
+        with torch.no_grad():
+            torch._foreach_copy_(self.meta, [p.detach() for p in self.shared])
+            if self.buffers:
+                torch._foreach_copy_(self.meta_buffers, self.buffers)
+        if self.outer_optimizer is not None:
+            self.outer_optimizer.state.clear()
+            for index, parameter in enumerate(self.meta):
+                entries = {key.split(".", 2)[2]: value for key, value in state.items()
+                           if key.startswith(f"outer.{index}.")}
+                if entries:
+                    self.outer_optimizer.state[parameter] = {
+                        key: value.to(parameter.device) if key != "step" else value.clone()
+                        for key, value in entries.items()
+                    }

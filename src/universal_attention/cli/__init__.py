@@ -39,11 +39,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 def _register() -> None:
     from .config_cmds import config_group, info
     from .data_cmds import data
+    from .meta_train_cmd import meta_train_command
     from .transfer_cmd import transfer
 
     main.add_command(config_group)
     main.add_command(info)
     main.add_command(data)
+    main.add_command(meta_train_command)
     main.add_command(transfer)
 
 

@@ -1,0 +1,61 @@
+"""What a meta-training run reports: attention pictures, the periodic target check, the final comparison."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from .attention_eval import attention_in_mask
+from .config import ExperimentConfig
+from .data.registry import get_dataset, masks_available
+from .model import AttentionResNet50
+from .transfer import TransferResult, transfer_evaluate
+from .visualize import attention_grid, attention_maps, grid_tensor
+
+
+def log_attention(writer: SummaryWriter, model: AttentionResNet50, images: torch.Tensor, step: int) -> None:
+    """Overlays of the watched images and a histogram of attention entropy per tap layer."""
+    maps = attention_maps(model, images)
+    writer.add_image("attention/watched", grid_tensor(attention_grid(images.cpu(), maps)), step)
+    for name, amap in maps.items():
+        flat = amap.flatten(1).clamp_min(1e-12)
+        flat = flat / flat.sum(1, keepdim=True)
+        writer.add_histogram(f"attention_entropy/{name}", -(flat * flat.log()).sum(1), step)
+
+
+def quick_transfer(model: AttentionResNet50 | str, config: ExperimentConfig, device: torch.device) -> TransferResult:
+    """The short periodic transfer check: one seed, the first shots setting, ``train.eval_epochs`` epochs."""
+    short = config.transfer.model_copy(update={
+        "epochs": config.train.eval_epochs, "seeds": 1, "shots_per_class": config.transfer.shots_per_class[:1],
+        "max_test_images": config.train.eval_test_images,
+    })
+    return transfer_evaluate(model, config.data.target, short, model_config=config.model,
+                             image_size=config.data.image_size, data_root=config.data.data_root, device=str(device))
+
+
+def compare_with_random(model: AttentionResNet50, config: ExperimentConfig, device: torch.device) -> dict[str, Any]:
+    """Transfer accuracy and attention on the target's objects: the meta-trained model vs a random init.
+
+    Both start points get the same protocol (``config.transfer``) and budget. Attention is measured on the
+    start points themselves (before any finetuning), on target test images that have object masks.
+    """
+    comparison: dict[str, Any] = {"target": config.data.target}
+    masked = None
+    if masks_available(config.data.target, config.data.data_root):
+        masked = get_dataset(config.data.target, "test", root=config.data.data_root,
+                             image_size=config.data.image_size, with_masks=True)
+    torch.manual_seed(config.train.seed)
+    random_model = AttentionResNet50(config.model).to_device(device)
+    for key, start in (("meta_trained", model), ("random_init", random_model)):
+        result = transfer_evaluate(start, config.data.target, config.transfer, model_config=config.model,
+                                   image_size=config.data.image_size, data_root=config.data.data_root,
+                                   device=str(device))
+        entry: dict[str, Any] = {"top1": result.shots[-1].top1, "top1_std": result.shots[-1].top1_std,
+                                 "transfer": result.to_dict(), "attention_in_mask": None}
+        if masked is not None:
+            mass = attention_in_mask(start, masked, limit=config.train.eval_test_images, device=device)
+            entry.update(attention_in_mask=mass.mean_mass(), attention=mass.to_dict())
+        comparison[key] = entry
+    return comparison

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from universal_attention import load_checkpoint, load_config
+from universal_attention.cli import main
+from universal_attention.meta_train import meta_train
+
+TINY = [
+    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
+    "train.max_steps=3", "train.eval_every=2", "train.checkpoint_every=1", "train.keep_last=2",
+    "train.image_log_every=2", "train.eval_test_images=8", "transfer.epochs=1", "transfer.batch_size=4",
+    "transfer.shots_per_class=[2]", "transfer.max_test_images=8",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    args = ["meta-train", "--preset", "quickstart", "--out", str(out)]
+    for override in TINY:
+        args += ["--set", override]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_writes_the_resolved_config_first(run):
+    out, _ = run
+    saved = load_config(config_file=out / "config.yaml")
+    assert saved == load_config(preset="quickstart", overrides=TINY)
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["max_steps"] == 3
+
+
+def test_keeps_the_last_checkpoints_and_the_best(run):
+    out, _ = run
+    names = sorted(path.name for path in (out / "checkpoints").iterdir())
+    assert names == ["best.safetensors", "step-000002.safetensors", "step-000003.safetensors"]
+    final = load_checkpoint(out / "checkpoints" / "step-000003.safetensors")
+    assert final.step == 3
+    assert set(final.model.head_classes) == {"synthetic/colour", "synthetic/size"}
+    assert {"reptile.step", "sampler.rank0.generator", "rng.torch"} <= set(final.state)
+    assert load_checkpoint(out / "checkpoints" / "best.safetensors").step == 2
+
+
+def test_writes_tensorboard_events(run):
+    out, _ = run
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tb"), size_guidance={"images": 0, "histograms": 0}).Reload()
+    tags = events.Tags()
+    assert {"meta/loss", "meta/images_per_s", "meta/outer_lr", "target/top1"} <= set(tags["scalars"])
+    assert any(tag.startswith("meta/accuracy/synthetic/") for tag in tags["scalars"])
+    assert "attention/watched" in tags["images"]
+    assert any(tag.startswith("attention_entropy/") for tag in tags["histograms"])
+
+
+def test_results_compare_meta_trained_with_random_init(run):
+    out, output = run
+    results = json.loads((out / "results.json").read_text())
+    for key in ("meta_trained", "random_init"):
+        assert 0 <= results[key]["top1"] <= 1
+        assert 0 <= results[key]["attention_in_mask"] <= 1
+    assert "meta-trained (Reptile)" in output and "random init" in output
+
+
+def test_final_checkpoint_transfers_from_the_cli(run, tmp_path):
+    out, _ = run
+    result = CliRunner().invoke(main, ["transfer", "--ckpt", str(out), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "t" / "results.json").read_text())["target"] == "synthetic/orientation"
+
+
+def test_refuses_to_run_into_an_existing_run(run):
+    out, _ = run
+    result = CliRunner().invoke(main, ["meta-train", "--preset", "quickstart", "--out", str(out), "--max-steps", "1"])
+    assert result.exit_code == 2
+    assert "already holds a run" in result.output and "--overwrite" in result.output
+
+
+def test_api_run_reports_throughput(tmp_path):
+    config = load_config(preset="quickstart", overrides=TINY + ["train.max_steps=1", "train.eval_every=0",
+                                                                 "train.image_log_every=0"])
+    result = meta_train(config, tmp_path / "api", on_message=lambda text: None)
+    assert result.steps == 1
+    assert result.images_per_second > 0
+    assert result.final_checkpoint.name == "step-000001.safetensors"

@@ -1,0 +1,166 @@
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from universal_attention import AttentionResNet50, ModelConfig, ReptileConfig
+from universal_attention.errors import ConfigError
+from universal_attention.reptile import Reptile, Task
+
+
+class Linear(nn.Module):
+    """y = w . x with loss = y: the gradient of w is x, so SGD steps are easy to compute by hand."""
+
+    def __init__(self, weights):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(weights))
+
+
+def linear_loss(model, batch, task):
+    return (model.w * batch[0]).sum()
+
+
+def constant_task(x, name="t"):
+    return Task(name, itertools.repeat((torch.tensor(x),)))
+
+
+def test_sgd_outer_moves_meta_weights_by_exactly_the_step_size():
+    model = Linear([1.0, 2.0])
+    config = ReptileConfig(inner_steps=2, inner_lr=0.1, outer_optimizer="sgd", outer_lr=0.5)
+    reptile = Reptile(model, config, loss_fn=linear_loss)
+    reptile.meta_step([constant_task([1.0, -3.0])])
+    # adapted = w - 2 * 0.1 * x = [0.8, 2.6]; meta = w + 0.5 * (adapted - w) = [0.9, 2.3]
+    torch.testing.assert_close(model.w.detach(), torch.tensor([0.9, 2.3]))
+
+
+def test_meta_batch_averages_the_adapted_weights():
+    model = Linear([0.0, 0.0])
+    config = ReptileConfig(inner_steps=1, inner_lr=1.0, outer_optimizer="sgd", outer_lr=1.0, meta_batch_size=2)
+    reptile = Reptile(model, config, loss_fn=linear_loss)
+    reptile.meta_step([constant_task([1.0, 0.0], "a"), constant_task([0.0, 3.0], "b")])
+    # each task starts from the meta weights: adapted_a = [-1, 0], adapted_b = [0, -3]; mean = [-0.5, -1.5]
+    torch.testing.assert_close(model.w.detach(), torch.tensor([-0.5, -1.5]))
+
+
+def test_adam_outer_with_beta1_zero_matches_a_hand_computation():
+    model = Linear([1.0, 1.0])
+    config = ReptileConfig(inner_steps=1, inner_lr=0.1, outer_optimizer="adam", outer_lr=0.01, outer_beta1=0.0)
+    reptile = Reptile(model, config, loss_fn=linear_loss)
+    xs = [torch.tensor([1.0, -2.0]), torch.tensor([0.5, 4.0])]
+    expected, v = torch.tensor([1.0, 1.0]), torch.zeros(2)
+    for t, x in enumerate(xs, start=1):
+        reptile.meta_step([constant_task(x.tolist())])
+        gradient = 0.1 * x  # meta - adapted
+        v = 0.999 * v + 0.001 * gradient**2
+        v_hat = v / (1 - 0.999**t)
+        expected = expected - 0.01 * gradient / (v_hat.sqrt() + 1e-8)  # beta1 = 0: m_hat is the gradient
+        torch.testing.assert_close(model.w.detach(), expected)
+
+
+def test_anneal_decays_outer_step_linearly_to_zero():
+    model = Linear([0.0])
+    config = ReptileConfig(inner_steps=1, inner_lr=1.0, outer_optimizer="sgd", outer_lr=1.0, anneal=True)
+    reptile = Reptile(model, config, loss_fn=linear_loss, total_steps=4)
+    sizes = [reptile.meta_step([constant_task([1.0])])["outer_lr"] for _ in range(4)]
+    assert sizes == [1.0, 0.75, 0.5, 0.25]
+    torch.testing.assert_close(model.w.detach(), torch.tensor([-2.5]))
+
+
+def test_anneal_without_run_length_is_refused():
+    with pytest.raises(ConfigError, match="total_steps"):
+        Reptile(Linear([0.0]), ReptileConfig(anneal=True), loss_fn=linear_loss)
+
+
+class TwoHeads(nn.Module):
+    """A user's own module with per-task heads: Reptile treats ``heads.*`` as task-specific."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(3, 4)
+        self.heads = nn.ModuleDict()
+
+    def has_head(self, task):
+        return task in self.heads
+
+    def add_head(self, task, num_classes):
+        self.heads[task] = nn.Linear(4, num_classes)
+
+    def forward(self, x, task):
+        return self.heads[task](torch.relu(self.body(x)))
+
+
+def random_task(name, classes, seed):
+    generator = torch.Generator().manual_seed(seed)
+
+    def batches():
+        while True:
+            yield torch.randn(8, 3, generator=generator), torch.randint(0, classes, (8,), generator=generator)
+
+    return Task(name, batches(), num_classes=classes)
+
+
+def custom_loss(model, batch, task):
+    return nn.functional.cross_entropy(model(batch[0], task.name), batch[1])
+
+
+def test_heads_persist_per_task_and_are_not_averaged():
+    torch.manual_seed(0)
+    model = TwoHeads()
+    config = ReptileConfig(inner_steps=3, inner_lr=0.1, outer_optimizer="sgd", outer_lr=1.0, meta_batch_size=2)
+    reptile = Reptile(model, config, loss_fn=custom_loss)
+    reptile.meta_step([random_task("a", 2, 1), random_task("b", 5, 2)])
+    assert sorted(model.heads) == ["a", "b"]
+    assert "heads.a.weight" not in reptile.meta_names
+    head_a = model.heads["a"].weight.detach().clone()
+    body = model.body.weight.detach().clone()
+    reptile.meta_step([random_task("b", 5, 3)])
+    assert torch.equal(model.heads["a"].weight, head_a)  # untouched by a step on task b
+    assert not torch.equal(model.body.weight, body)
+
+
+def test_adapted_head_is_kept_when_the_task_comes_back():
+    torch.manual_seed(0)
+    model = TwoHeads()
+    reptile = Reptile(model, ReptileConfig(inner_steps=2, inner_lr=0.5, outer_optimizer="sgd", outer_lr=0.1),
+                      loss_fn=custom_loss)
+    reptile.meta_step([random_task("a", 3, 1)])
+    after_first = model.heads["a"].weight.detach().clone()
+    reptile.meta_step([random_task("a", 3, 2)])
+    assert not torch.equal(model.heads["a"].weight, after_first)  # trained further from where it ended
+
+
+def test_default_loss_on_attention_resnet_creates_heads_and_reports_accuracy():
+    torch.manual_seed(0)
+    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+    reptile = Reptile(model, ReptileConfig(inner_steps=1, inner_optimizer="adam", inner_lr=1e-3))
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    task = Task("synthetic/colour", itertools.repeat((images, torch.tensor([0, 3]))), num_classes=4)
+    metrics = reptile.meta_step([task])
+    assert model.head_classes == {"synthetic/colour": 4}
+    assert 0.0 <= metrics["accuracy/synthetic/colour"] <= 1.0
+    assert metrics["loss"] > 0
+
+
+def test_state_dict_continues_exactly():
+    def run(steps, interrupt_at=None):
+        torch.manual_seed(0)
+        model = TwoHeads()
+        config = ReptileConfig(inner_steps=2, inner_lr=0.1, inner_optimizer="adam", outer_optimizer="adam",
+                               outer_lr=0.01)
+        reptile = Reptile(model, config, loss_fn=custom_loss)
+        for step in range(steps):
+            if step == interrupt_at:
+                saved_model = {k: v.clone() for k, v in model.state_dict().items()}
+                saved = {k: v.clone() for k, v in reptile.state_dict().items()}
+                model = TwoHeads()
+                model.add_head("a", 3)
+                model.load_state_dict(saved_model)
+                reptile = Reptile(model, config, loss_fn=custom_loss)
+                reptile.load_state_dict(saved)
+            reptile.meta_step([random_task("a", 3, step)])
+        return model
+
+    straight, resumed = run(4), run(4, interrupt_at=2)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
