@@ -6,6 +6,7 @@ Public API::
 """
 
 from ._version import __version__
+from .attention_eval import AttentionReport, evaluate_attention
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import (
     DataConfig,
@@ -18,13 +19,16 @@ from .config import (
     TuneConfig,
     load_config,
 )
-from .errors import CheckpointError, ConfigError, DatasetError, ModelError, UattnError
+from .errors import CheckpointError, ConfigError, DatasetError, ImageError, ModelError, UattnError
 from .model import AttentionOutput, AttentionResNet50
 from .reptile import Reptile, Task
 from .sampler import TaskSampler
 from .transfer import TransferResult, transfer_evaluate
+from .visualize import attention_grid, attention_maps, overlay
+from .visualize_files import Visualization, visualize_attention
 
 __all__ = [
+    "AttentionReport",
     "AttentionOutput",
     "AttentionResNet50",
     "Checkpoint",
@@ -33,6 +37,7 @@ __all__ = [
     "DataConfig",
     "DatasetError",
     "ExperimentConfig",
+    "ImageError",
     "ModelConfig",
     "ModelError",
     "Reptile",
@@ -45,9 +50,15 @@ __all__ = [
     "TransferConfig",
     "TuneConfig",
     "UattnError",
+    "Visualization",
     "__version__",
+    "attention_grid",
+    "attention_maps",
+    "evaluate_attention",
     "load_checkpoint",
     "load_config",
+    "overlay",
     "save_checkpoint",
     "transfer_evaluate",
+    "visualize_attention",
 ]

@@ -13,7 +13,8 @@ Images whose mask is empty are left out of these three (counted in ``empty_masks
 ADE20K's mask is a class map (0 = unlabelled, 1..150 SceneParse150 classes). There the object mask is the
 pixels of "object" classes (not "stuff", see :func:`~universal_attention.data.ade20k.ade20k_classes`), and
 the report adds, per layer, the mass per class (averaged over images showing the class, with its mean
-area and mass / area, ranked) and the split between stuff, object and unlabelled pixels.
+area and mass / area, ranked) and the split between stuff, object and unlabelled pixels (see
+:mod:`universal_attention.attention_regions`).
 """
 
 from __future__ import annotations
@@ -30,27 +31,42 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from .data.ade20k import ade20k_classes
+from .attention_regions import (
+    ADE20K_CLASSES,
+    REGIONS,
+    ClassMass,
+    RegionMass,
+    class_masses,
+    normalised,
+    object_lookup,
+    ranked_classes,
+    region_masses,
+)
 from .data.images import resize_mask_to
 from .data.registry import get_dataset
 from .data.preview import mask_outline
 from .errors import ConfigError, DatasetError
-from .visualize import (
-    COMBINED,
-    DEFAULT_IMAGE_SIZE,
-    RANDOM_LABEL,
-    LoadedModel,
-    attention_grid,
-    attention_maps,
-    has_attention,
-    random_model,
-    require_attention,
-    resolve_model,
-)
+from .visualize import COMBINED, attention_grid, attention_maps, has_attention, require_attention
+from .visualize_files import DEFAULT_IMAGE_SIZE, RANDOM_LABEL, LoadedModel, random_model, resolve_model
+
+__all__ = [
+    "ADE20K_CLASSES",
+    "BASELINES",
+    "REGIONS",
+    "AttentionMass",
+    "AttentionReport",
+    "ClassMass",
+    "LayerScores",
+    "RegionMass",
+    "StartReport",
+    "attention_in_mask",
+    "class_masses",
+    "evaluate_attention",
+    "example_grid",
+    "mass_in_masks",
+]
 
 BASELINES = ("random_init", "uniform")
-ADE20K_CLASSES = 151  # class-map values 0..150
-REGIONS = ("object", "stuff", "unlabelled")
 OUTLINE = (0, 255, 255)  # cyan: apart from every colour of the attention colormap
 
 
@@ -61,28 +77,6 @@ class LayerScores:
     pointing_game: float
     mass_in_mask: float
     relative_to_area: float
-
-
-@dataclass
-class RegionMass:
-    """Attention on one kind of pixels: mean mass, mean area (share of the image) and mass / area."""
-
-    mass: float
-    area: float
-    relative: float | None
-
-
-@dataclass
-class ClassMass:
-    """Attention on one SceneParse150 class, averaged over the images that show it."""
-
-    index: int
-    name: str
-    stuff: bool
-    images: int
-    area: float
-    mass: float
-    relative: float
 
 
 @dataclass
@@ -162,11 +156,6 @@ class AttentionMass:
         return asdict(self)
 
 
-def _normalised(maps: Tensor) -> Tensor:
-    flat = maps.flatten(1).double()
-    return flat / flat.sum(1, keepdim=True).clamp_min(1e-12)
-
-
 def mass_in_masks(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
     """Per image: attention share inside the mask and the pointing-game hit (0..1, ties split).
 
@@ -175,36 +164,12 @@ def mass_in_masks(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
         masks: ``[B, H, W]`` with 1 (or any non-zero) on the object.
     """
     inside = (masks > 0).flatten(1).double()
-    flat = _normalised(maps)
+    flat = normalised(maps)
     share = (flat * inside).sum(1)
     peak = flat.max(1, keepdim=True).values
     at_peak = (flat >= peak * (1 - 1e-6)).double()
     hit = (at_peak * inside).sum(1) / at_peak.sum(1)
     return share.float(), hit.float()
-
-
-def class_masses(maps: Tensor, class_maps: Tensor, classes: int = ADE20K_CLASSES) -> tuple[Tensor, Tensor]:
-    """Per image and class: attention share and area share of the class's pixels.
-
-    Args:
-        maps: ``[B, 1, H, W]`` non-negative attention.
-        class_maps: ``[B, H, W]`` integer class per pixel, in ``0 .. classes - 1``.
-
-    Returns:
-        ``(mass, area)``, both ``[B, classes]``; each row sums to one.
-    """
-    ids = class_maps.flatten(1).long()
-    flat = _normalised(maps)
-    mass = torch.zeros(len(flat), classes, dtype=torch.float64).scatter_add_(1, ids, flat)
-    area = torch.zeros_like(mass).scatter_add_(1, ids, torch.ones_like(flat)) / ids.shape[1]
-    return mass, area
-
-
-def _object_lookup() -> Tensor:
-    """``[151]`` bool: which class-map values are "object" classes."""
-    lookup = torch.zeros(ADE20K_CLASSES, dtype=torch.bool)
-    lookup[1:] = torch.tensor([not entry.is_stuff for entry in ade20k_classes()])
-    return lookup
 
 
 def _dataset_name(dataset: Any) -> str:
@@ -272,34 +237,17 @@ class _MaskTally:
             self.class_images += (area > 0).double().sum(0)
 
 
-def _regions(class_mass: Tensor, masks: _MaskTally) -> dict[str, RegionMass]:
-    objects, unlabelled = _object_lookup(), torch.arange(ADE20K_CLASSES) == 0
-    regions = {}
-    for region, members in zip(REGIONS, (objects, ~objects & ~unlabelled, unlabelled)):
-        mass = float(class_mass[members].sum()) / masks.images
-        area = float(masks.class_area[members].sum()) / masks.images
-        regions[region] = RegionMass(mass, area, mass / area if area else None)
-    return regions
-
-
-def _ranked_classes(class_mass: Tensor, masks: _MaskTally) -> list[ClassMass]:
-    entries = []
-    for index, info in enumerate(ade20k_classes(), start=1):
-        count = float(masks.class_images[index])
-        if count:
-            mass, area = float(class_mass[index]) / count, float(masks.class_area[index]) / count
-            entries.append(ClassMass(index, info.name, info.is_stuff, int(count), area, mass, mass / area))
-    return sorted(entries, key=lambda entry: -entry.relative)
-
-
 def _start_report(label: str, tally: _Tally, masks: _MaskTally) -> StartReport:
     area = masks.area / masks.present
     layers = {name: LayerScores(tally.hits[name] / masks.present, mass / masks.present, mass / masks.present / area)
               for name, mass in tally.mass.items()}
     if not tally.class_mass:
         return StartReport(label, layers)
-    return StartReport(label, layers, {name: _regions(mass, masks) for name, mass in tally.class_mass.items()},
-                       {name: _ranked_classes(mass, masks) for name, mass in tally.class_mass.items()})
+    return StartReport(label, layers,
+                       {name: region_masses(mass, masks.class_area, masks.images)
+                        for name, mass in tally.class_mass.items()},
+                       {name: ranked_classes(mass, masks.class_area, masks.class_images)
+                        for name, mass in tally.class_mass.items()})
 
 
 def evaluate_attention(
@@ -320,7 +268,7 @@ def evaluate_attention(
 
     Args:
         model_or_checkpoint: a model, a checkpoint file or run folder, ``"random"``, or a
-            :class:`~universal_attention.visualize.LoadedModel` (keeps its label).
+            :class:`~universal_attention.visualize_files.LoadedModel` (keeps its label).
         dataset: a dataset built with ``with_masks=True``, or a dataset name (opened with ``split``,
             ``image_size`` and ``data_root``).
         split: split of a named dataset.
@@ -356,7 +304,7 @@ def evaluate_attention(
     tallies = {key: _Tally() for key in [*models, *(["uniform"] if "uniform" in baselines else [])]}
     masks_tally = _MaskTally()
     indices = _subset(len(dataset), limit)
-    lookup = _object_lookup()
+    lookup = object_lookup()
     for start in range(0, len(indices), batch_size):
         images, masks = _batch(dataset, indices[start:start + batch_size])
         if class_maps and int(masks.max()) >= ADE20K_CLASSES:
@@ -420,7 +368,7 @@ def example_grid(model: nn.Module, dataset: Any, *, count: int = 6, limit: int |
     indices = _subset(len(dataset), limit)[:count]
     images, masks = _batch(dataset, indices)
     if class_maps if class_maps is not None else _dataset_name(dataset) == "ade20k":
-        masks = _object_lookup()[masks.long()]
+        masks = object_lookup()[masks.long()]
     maps = attention_maps(model.to(device), images.to(device), layers=[*model.config.taps, COMBINED])
     outlined = images.clone()
     for image, mask in zip(outlined, masks):

@@ -23,3 +23,7 @@ class DatasetError(UattnError):
 
 class ModelError(UattnError):
     """A model is asked for something it does not have (an unknown head or tap layer)."""
+
+
+class ImageError(UattnError):
+    """An image file given by the user is missing or cannot be decoded."""

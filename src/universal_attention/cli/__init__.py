@@ -37,6 +37,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
+    from .attention_cmds import evaluate_attention_command, visualize
     from .config_cmds import config_group, info
     from .data_cmds import data
     from .meta_train_cmd import meta_train_command
@@ -47,6 +48,8 @@ def _register() -> None:
     main.add_command(data)
     main.add_command(meta_train_command)
     main.add_command(transfer)
+    main.add_command(visualize)
+    main.add_command(evaluate_attention_command)
 
 
 _register()

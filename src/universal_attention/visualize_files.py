@@ -1,0 +1,243 @@
+"""What `uattn visualize` runs: image files and a model in, one labelled picture out."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from PIL import Image
+from safetensors.torch import save as safetensors_bytes
+from torch import Tensor, nn
+
+from .checkpoint import atomic_write_bytes, load_checkpoint
+from .config import ExperimentConfig, ModelConfig
+from .data.images import read_image, resize_and_crop
+from .data.synthetic import TASK_CLASSES
+from .errors import ImageError, ModelError
+from .model import DEFAULT_HEAD, AttentionResNet50
+from .visualize import _run, _upsample, attention_grid, require_attention
+
+RANDOM = "random"
+RANDOM_LABEL = "random init (untrained)"
+DEFAULT_IMAGE_SIZE = 128
+MIN_CELL = 160  # pictures in visualize_attention's grid are shown at least this wide
+
+
+class LoadedModel(NamedTuple):
+    """A model to look at, with a label for titles and the run config it was saved with (if any)."""
+
+    model: AttentionResNet50
+    label: str
+    experiment: ExperimentConfig | None
+
+
+def resolve_model(model_or_checkpoint: nn.Module | LoadedModel | str | Path,
+                  model_config: ModelConfig | None = None) -> LoadedModel:
+    """An :class:`AttentionResNet50` from a model, a checkpoint file or run folder, or ``"random"``.
+
+    ``"random"`` builds a fresh model from ``model_config`` (default: ``ModelConfig()``) with seed 0, so
+    the same call gives the same untrained weights every time. A model you pass is used as it is.
+    """
+    if isinstance(model_or_checkpoint, LoadedModel):
+        return model_or_checkpoint
+    if isinstance(model_or_checkpoint, nn.Module):
+        return LoadedModel(model_or_checkpoint, "model", None)
+    if str(model_or_checkpoint) == RANDOM:
+        return LoadedModel(random_model(model_config or ModelConfig()), RANDOM_LABEL, None)
+    checkpoint = load_checkpoint(model_or_checkpoint)
+    label = f"{checkpoint.path.name if checkpoint.path else model_or_checkpoint} (step {checkpoint.step})"
+    return LoadedModel(checkpoint.model, label, checkpoint.experiment)
+
+
+def random_model(config: ModelConfig, seed: int = 0) -> AttentionResNet50:
+    """A freshly initialised model, seeded without touching the global random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AttentionResNet50(config.model_copy(update={"backbone_weights": "none"}))
+
+
+@dataclass
+class LoadedImages:
+    """Image files decoded to RGB and resized to one square size.
+
+    Attributes:
+        images: ``uint8 [B, 3, S, S]``.
+        names: file name of every image.
+        notes: what was odd about each file (``""`` for a plain RGB image), e.g. ``"converted from RGBA"``.
+        skipped: ``"name: reason"`` for files in a folder that could not be decoded, or that were over
+            ``max_images``.
+    """
+
+    images: Tensor
+    names: list[str]
+    notes: list[str]
+    skipped: list[str]
+
+
+def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images: int = 16) -> LoadedImages:
+    """Decode image files of any size and mode (grayscale, RGBA, 16-bit, CMYK, ...) to square RGB.
+
+    A folder stands for every file in it (sorted; files that are not images are skipped and listed).
+
+    Raises:
+        ImageError: a path does not exist, a named file cannot be decoded, or nothing could be read.
+    """
+    images, names, notes, skipped = [], [], [], []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise ImageError(f"image {path} not found")
+        in_folder = path.is_dir()
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if in_folder else [path]
+        for file in files:
+            if len(images) == max_images:
+                skipped.append(f"{file.name}: over max_images={max_images}")
+                continue
+            image, note = read_image(file, draft_size=image_size)
+            if image is None:
+                if not in_folder:
+                    raise ImageError(f"{file} cannot be read as an image ({note}); give a JPEG, PNG or other "
+                                     "image Pillow can decode")
+                skipped.append(f"{file.name}: {note}")
+                continue
+            images.append(resize_and_crop(image, image_size))
+            names.append(file.name)
+            notes.append(note)
+    if not images:
+        raise ImageError(f"no readable image in {', '.join(map(str, paths))} ({len(skipped)} files skipped)")
+    return LoadedImages(torch.stack(images), names, notes, skipped)
+
+
+def pick_head(model: AttentionResNet50, task: str | None) -> str | None:
+    """The head to predict with: ``task``, else ``"default"``, else the only head; ``None`` if ambiguous.
+
+    Raises:
+        ModelError: ``task`` is given but the model has no head for it.
+    """
+    heads = list(getattr(model, "head_classes", {}))
+    if task is not None:
+        if task not in heads:
+            raise ModelError(f"the model has no head for task '{task}' (heads: {', '.join(heads) or 'none'})")
+        return task
+    if DEFAULT_HEAD in heads:
+        return DEFAULT_HEAD
+    return heads[0] if len(heads) == 1 else None
+
+
+def head_class_names(head: str, classes: int) -> list[str]:
+    """Class names of a head when they are known without reading data (synthetic tasks), else indices."""
+    names = TASK_CLASSES.get(head.removeprefix("synthetic/"), ()) if head.startswith("synthetic/") else ()
+    return list(names) if len(names) == classes else [f"class {index}" for index in range(classes)]
+
+
+def top_predictions(logits: Tensor, names: Sequence[str], k: int = 3) -> list[list[tuple[str, float]]]:
+    """Per row of ``[B, classes]`` logits: the ``k`` most probable ``(class name, probability)``."""
+    probabilities = logits.float().softmax(dim=1)
+    values, indices = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
+    return [[(names[i], float(p)) for p, i in zip(row_values, row_indices.tolist())]
+            for row_values, row_indices in zip(values, indices)]
+
+
+@dataclass
+class Visualization:
+    """What :func:`visualize_attention` made.
+
+    Attributes:
+        picture: per image a row: the image, then one overlay per layer; predictions in the captions.
+        images: the images as shown, ``uint8 [B, 3, S, S]``.
+        maps: layer -> ``[B, 1, S, S]`` maps as shown (upsampled).
+        native: tap -> ``[B, 1, h, w]`` maps at the tap's own resolution.
+        names: file name (or ``"image N"``) of every row.
+        heads: every head of the model.
+        head: the head the predictions come from, or ``None`` (no head, or several and no ``task``).
+        predictions: per image, the top-3 ``(class, probability)``; ``None`` without a head.
+        model_label: which model it is (e.g. ``"step-000200.safetensors (step 200)"``).
+        skipped: files of a folder that were not shown, with the reason.
+    """
+
+    picture: Image.Image
+    images: Tensor
+    maps: dict[str, Tensor]
+    native: dict[str, Tensor]
+    names: list[str]
+    heads: list[str]
+    head: str | None
+    predictions: list[list[tuple[str, float]]] | None
+    model_label: str
+    skipped: list[str]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the picture as PNG (atomically) and return the path."""
+        buffer = io.BytesIO()
+        self.picture.save(buffer, format="PNG")
+        atomic_write_bytes(Path(path), buffer.getvalue())
+        return Path(path)
+
+    def save_maps(self, path: str | Path) -> Path:
+        """Write the maps as safetensors: ``maps/<layer>`` (as shown), ``native/<tap>``, ``images``.
+
+        The metadata holds ``names`` (JSON list, one per row) and ``model``.
+        """
+        tensors = {"images": self.images.contiguous()}
+        tensors.update({f"maps/{name}": amap.float().contiguous() for name, amap in self.maps.items()})
+        tensors.update({f"native/{name}": amap.float().contiguous() for name, amap in self.native.items()})
+        metadata = {"names": json.dumps(self.names), "model": self.model_label}
+        atomic_write_bytes(Path(path), safetensors_bytes(tensors, metadata=metadata))
+        return Path(path)
+
+
+def visualize_attention(
+    model_or_checkpoint: nn.Module | LoadedModel | str | Path,
+    images: Sequence[str | Path] | Tensor,
+    *,
+    layers: Sequence[str] | None = None,
+    task: str | None = None,
+    image_size: int | None = None,
+    alpha: float = 0.5,
+    max_images: int = 16,
+    device: str | torch.device = "cpu",
+) -> Visualization:
+    """Attention overlays of image files (or a ``[B, 3, H, W]`` tensor) in one labelled picture.
+
+    Args:
+        model_or_checkpoint: a model, a checkpoint file or run folder, or ``"random"`` (untrained).
+        images: image files and folders (every image in them), or a uint8 / 0..1 float tensor.
+        layers: taps to show, optionally ``"combined"`` (default: every tap).
+        task: head for the top-3 predictions (default: ``"default"``, or the only head).
+        image_size: square side the files are resized and cropped to (default: the checkpoint's
+            ``data.image_size``, else 128).
+        alpha: weight of the maps in the overlays.
+        max_images: at most this many images from the files given.
+        device: where to run the model (a model you pass is moved there).
+
+    Raises:
+        ImageError: a file is missing or unreadable. ModelError: unknown layer or task, or no attention.
+    """
+    loaded = resolve_model(model_or_checkpoint)
+    require_attention(loaded.model)
+    model = loaded.model.to(device)
+    if isinstance(images, Tensor):
+        batch = LoadedImages(images, [f"image {i}" for i in range(len(images))], [""] * len(images), [])
+    else:
+        size = image_size or (loaded.experiment.data.image_size if loaded.experiment else DEFAULT_IMAGE_SIZE)
+        batch = load_image_files(images, size, max_images=max_images)
+    head = pick_head(model, task)
+    output = _run(model, batch.images.to(device), head)
+    softmax = model.config.normalisation == "softmax"
+    maps = _upsample(output.attention, batch.images.shape[-2:], softmax, layers)
+    predictions = None
+    captions = [f"{name} ({note})" if note else name for name, note in zip(batch.names, batch.notes)]
+    if head is not None:
+        names = head_class_names(head, model.head_classes[head])
+        predictions = top_predictions(output.logits.cpu(), names)
+        captions = [caption + f"\n{head}: " + " · ".join(f"{label} {p:.2f}" for label, p in top)
+                    for caption, top in zip(captions, predictions)]
+    picture = attention_grid(batch.images, maps, captions=captions, alpha=alpha, title=f"attention of {loaded.label}",
+                             cell_size=max(MIN_CELL, batch.images.shape[-1]))
+    native = {name: amap.cpu() for name, amap in output.attention.items()}
+    return Visualization(picture, batch.images, maps, native, batch.names, list(model.head_classes), head, predictions,
+                         loaded.label, batch.skipped)

@@ -1,0 +1,95 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors import safe_open
+
+from fake_datasets import write_odd_images
+from universal_attention import AttentionResNet50, ModelConfig, load_config, save_checkpoint
+from universal_attention.cli import main
+from universal_attention.cli.attention_cmds import evaluate_attention_command, visualize
+
+if "visualize" not in main.commands:
+    main.add_command(visualize)
+if "evaluate-attention" not in main.commands:
+    main.add_command(evaluate_attention_command)
+
+TINY = ModelConfig(alignment_size=8, query_size=8)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny checkpoint with one synthetic head, saved with a quickstart-like run config."""
+    torch.manual_seed(0)
+    model = AttentionResNet50(TINY)
+    model.add_head("synthetic/colour", 4)
+    config = load_config(preset="quickstart", overrides=["data.image_size=32", "model.alignment_size=8",
+                                                         "model.query_size=8", "data.target=synthetic/colour"])
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "step-000005.safetensors", model, config, step=5)
+
+
+def test_visualize_without_a_checkpoint_uses_a_random_model_on_odd_images(tmp_path):
+    write_odd_images(tmp_path / "odd")
+    out = tmp_path / "out.png"
+    result = run("visualize", tmp_path / "odd", "-o", out, "--image-size", 32)
+    assert result.exit_code == 0, result.output
+    assert "random init (untrained)" in result.output and "untrained" in result.output
+    assert "skipped text.jpg: not an image" in result.output
+    with Image.open(out) as picture:
+        assert picture.mode == "RGB" and picture.width == 5 * 160  # image + 4 taps
+
+
+def test_visualize_shows_predictions_and_saves_the_raw_maps(checkpoint, tmp_path):
+    image = tmp_path / "gray16.png"
+    Image.fromarray((torch.arange(40 * 30).reshape(30, 40) * 50).to(torch.int32).numpy().astype("uint16")).save(image)
+    result = run("visualize", image, "--ckpt", checkpoint, "-o", tmp_path / "v.png", "--layers", "layer2.2,combined",
+                 "--save-maps", tmp_path / "maps.safetensors")
+    assert result.exit_code == 0, result.output
+    assert "step-000005.safetensors (step 5)" in result.output
+    assert "gray16.png: " in result.output and any(name in result.output for name in ("red", "yellow", "green", "blue"))
+    with safe_open(str(tmp_path / "maps.safetensors"), framework="pt") as handle:
+        assert handle.get_tensor("maps/combined").shape == (1, 1, 32, 32)  # the checkpoint's image size
+
+
+@pytest.mark.parametrize("problem", ["missing", "unreadable", "layer"])
+def test_visualize_bad_input_is_one_line_and_exit_2(problem, tmp_path):
+    paths = write_odd_images(tmp_path)
+    args = {"missing": [tmp_path / "nope.jpg"], "unreadable": [paths["text"]],
+            "layer": [paths["grayscale"], "--layers", "layer9"]}[problem]
+    result = run("visualize", *args, "--image-size", 32, "-o", tmp_path / "x.png")
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith("error: ")
+
+
+def test_evaluate_attention_writes_report_and_examples(checkpoint, tmp_path):
+    result = run("evaluate-attention", "--ckpt", checkpoint, "--limit", 3, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "attention on synthetic/colour objects" in result.output and "random init" in result.output
+    report = json.loads((tmp_path / "attention_report.json").read_text())
+    assert report["dataset"] == "synthetic/colour" and report["images"] == 3
+    assert list(report["starts"]) == ["model", "random_init", "uniform"]
+    with Image.open(tmp_path / "attention_examples.png") as picture:
+        assert picture.width == 6 * 128
+
+
+def test_evaluate_attention_on_ade20k_ranks_classes_and_splits_stuff(checkpoint, fake_data_root, tmp_path):
+    result = run("evaluate-attention", "--ckpt", checkpoint, "--dataset", "ade20k", "--split", "val",
+                 "--data-root", fake_data_root, "--no-baselines", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "object vs stuff" in result.output
+    assert "person" in result.output and "wall" in result.output
+
+
+@pytest.mark.parametrize("args", [["--dataset", "beans"], []])
+def test_evaluate_attention_needs_a_dataset_with_masks(args, fake_data_root, tmp_path):
+    path = save_checkpoint(tmp_path / "plain.safetensors", AttentionResNet50(TINY))
+    result = run("evaluate-attention", "--ckpt", path, *args, "--data-root", fake_data_root, "--out", tmp_path)
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
