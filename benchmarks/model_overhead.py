@@ -2,6 +2,8 @@
 
 Run: python benchmarks/model_overhead.py [--image-size 64] [--batch 8] [--repeats 10]
 The two models alternate within each repeat (interleaved) so that machine noise hits both alike.
+On a CUDA machine it also reports training images/s of both models with bf16 autocast and channels_last
+(``gpu_*`` figures, batch 64 at twice the image size); on a CPU-only machine those are left out.
 Prints one JSON object as its last line: {"attention_vs_resnet50": ratio, ...}. Target: ratio <= 1.10.
 """
 
@@ -24,6 +26,34 @@ def step_seconds(model: torch.nn.Module, images: torch.Tensor, forward) -> float
     start = time.perf_counter()
     forward(model, images).sum().backward()
     return time.perf_counter() - start
+
+
+def gpu_images_per_second(batch: int, image_size: int, repeats: int = 20) -> dict[str, float]:
+    """Training images/s on CUDA with bf16 autocast and channels_last, both models, interleaved."""
+    device = torch.device("cuda")
+    images = torch.randint(0, 256, (batch, 3, image_size, image_size), dtype=torch.uint8, device=device)
+    attention_model = AttentionResNet50(num_classes=10).to_device(device).train()
+    resnet = torchvision.models.resnet50(num_classes=10).to(device, memory_format=torch.channels_last).train()
+    normalised = attention_model.normalise(images).contiguous(memory_format=torch.channels_last)
+
+    def resnet_step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            resnet(normalised).float().sum().backward()
+
+    def attention_step():
+        attention_model(images).logits.sum().backward()
+
+    times: dict[str, list[float]] = {"gpu_attention_img_per_s": [], "gpu_resnet50_img_per_s": []}
+    for repeat in range(repeats + 3):
+        for name, step in (("gpu_attention_img_per_s", attention_step), ("gpu_resnet50_img_per_s", resnet_step)):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            step()
+            torch.cuda.synchronize()
+            if repeat >= 3:  # warm-up
+                times[name].append(time.perf_counter() - start)
+    figures = {name: round(batch / statistics.median(values), 1) for name, values in times.items()}
+    return {**figures, "gpu_batch": batch, "gpu_image_size": image_size}
 
 
 def main() -> None:
@@ -55,7 +85,9 @@ def main() -> None:
             times.append(step_seconds(model, images, forward))
     attention_median = statistics.median(attention_times)
     resnet_median = statistics.median(resnet_times)
+    gpu = gpu_images_per_second(args.batch * 8, args.image_size * 2) if torch.cuda.is_available() else {}
     print(json.dumps({
+        **gpu,
         "attention_vs_resnet50": round(attention_median / resnet_median, 3),
         "attention_step_s": round(attention_median, 4),
         "resnet50_step_s": round(resnet_median, 4),

@@ -171,22 +171,22 @@ class Reptile:
         if not tasks:
             raise ConfigError("meta_step needs at least one task")
         start = time.perf_counter()
-        adapted_sum = [torch.zeros_like(p) for p in self.meta]
-        buffer_sum = [torch.zeros_like(b) for b in self.meta_buffers]
         distributed = is_distributed()
         heads_before = self._task_parameters(clone=True) if distributed else {}
         metrics: dict[str, float] = {}
         per_task = []
+        adapted_sum: list[Tensor] = []
+        buffer_sum: list[Tensor] = []
+        single = len(tasks) == 1 and not distributed
         for task in tasks:
             self._load_meta()
             result = self.adapt(task)
             per_task.append(result)
             for key, value in result.items():
                 metrics[f"{key}/{task.name}"] = value
-            with torch.no_grad():
-                torch._foreach_add_(adapted_sum, [p.detach() for p in self.shared])
-                if self.buffers:
-                    torch._foreach_add_(buffer_sum, self.buffers)
+            if not single:  # one task needs no sum: its adapted weights are the model's own
+                self._accumulate(adapted_sum, [p.detach() for p in self.shared])
+                self._accumulate(buffer_sum, self.buffers)
         count = len(tasks)
         if distributed:
             with torch.no_grad():
@@ -194,7 +194,14 @@ class Reptile:
                 count = all_reduce_count(count)
                 self._sync_task_parameters(heads_before)
         step_size = self.outer_step_size()
-        self._outer_update(adapted_sum, buffer_sum, count, step_size)
+        if single:
+            self._outer_update([p.detach() for p in self.shared], list(self.buffers), step_size)
+        else:
+            with torch.no_grad():
+                torch._foreach_div_(adapted_sum, count)
+                if buffer_sum:
+                    torch._foreach_div_(buffer_sum, count)
+            self._outer_update(adapted_sum, buffer_sum, step_size)
         self.step += 1
         for key in per_task[0]:
             metrics[key] = sum(result[key] for result in per_task if key in result) / len(per_task)
@@ -222,16 +229,26 @@ class Reptile:
             if weight > 0:
                 current[name].copy_(value / weight)
 
+    @staticmethod
     @torch.no_grad()
-    def _outer_update(self, adapted_sum: list[Tensor], buffer_sum: list[Tensor], count: int, step_size: float) -> None:
-        torch._foreach_div_(adapted_sum, count)  # now the mean adapted weights
-        if self.outer_optimizer is None:
-            # meta += step_size * (mean_adapted - meta)
-            torch._foreach_sub_(adapted_sum, self.meta)
-            torch._foreach_add_(self.meta, adapted_sum, alpha=step_size)
+    def _accumulate(total: list[Tensor], values: list[Tensor]) -> None:
+        """``total += values``, starting ``total`` as a copy of the first values."""
+        if not values:
+            return
+        if total:
+            torch._foreach_add_(total, values)
         else:
-            # Adam is fed (meta - mean_adapted) as the gradient, so it steps toward the adapted weights.
-            gradients = torch._foreach_sub(self.meta, adapted_sum)
+            total.extend(value.clone() for value in values)
+
+    @torch.no_grad()
+    def _outer_update(self, adapted: list[Tensor], adapted_buffers: list[Tensor], step_size: float) -> None:
+        """Move the meta weights toward the mean ``adapted`` weights, then load them into the model."""
+        if self.outer_optimizer is None:
+            if self.meta:
+                torch._foreach_lerp_(self.meta, adapted, step_size)  # meta += step_size * (adapted - meta)
+        else:
+            # Adam is fed (meta - adapted) as the gradient, so it steps toward the adapted weights.
+            gradients = torch._foreach_sub(self.meta, adapted)
             for parameter, gradient in zip(self.meta, gradients):
                 parameter.grad = gradient
             for group in self.outer_optimizer.param_groups:
@@ -240,8 +257,7 @@ class Reptile:
             for parameter in self.meta:
                 parameter.grad = None
         if self.meta_buffers:
-            torch._foreach_div_(buffer_sum, count)
-            torch._foreach_copy_(self.meta_buffers, buffer_sum)
+            torch._foreach_copy_(self.meta_buffers, adapted_buffers)
         self._load_meta()
 
     def state_dict(self) -> dict[str, Tensor]:

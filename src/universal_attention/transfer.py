@@ -297,9 +297,17 @@ def transfer_evaluate(
             loaded.update(zip(missing.tolist(), load_images(train_set, missing)))
         return torch.stack([loaded[int(i)] for i in indices])
 
+    features: dict[int, Tensor] = {}
+
+    def train_features(indices: Tensor) -> Tensor:
+        """Frozen-model features of the training images at ``indices`` (each computed once)."""
+        missing = torch.tensor([int(i) for i in indices if int(i) not in features], dtype=torch.int64)
+        if len(missing):
+            computed = _predict(start_model, train_images(missing), config.batch_size, run_device, head=None)
+            features.update(zip(missing.tolist(), computed))
+        return torch.stack([features[int(i)] for i in indices])
+
     if config.mode == "linear":
-        all_train = torch.arange(len(train_labels))
-        train_features = _predict(start_model, train_images(all_train), config.batch_size, run_device, head=None)
         test_features = _predict(start_model, test_images, config.batch_size, run_device, head=None)
 
     summaries = []
@@ -312,8 +320,8 @@ def transfer_evaluate(
             torch.manual_seed(seed)
             curve: list[float] = []
             if config.mode == "linear":
-                epochs = _linear_probe(train_features[subset], train_labels[subset], num_classes, config,
-                                            generator)
+                epochs = _linear_probe(train_features(subset), train_labels[subset], num_classes, config,
+                                       generator)
                 for head, losses in epochs:
                     with torch.no_grad():
                         logits = head(test_features)
@@ -322,8 +330,8 @@ def transfer_evaluate(
             else:
                 model = copy.deepcopy(start_model)
                 model.add_head(TARGET_HEAD, num_classes)
-                for losses in _finetune(model, train_images(subset), train_labels[subset], config,
-                                               run_device, generator):
+                for losses in _finetune(model, train_images(subset), train_labels[subset], config, run_device,
+                                        generator):
                     logits = _predict(model, test_images, config.batch_size, run_device)
                     curve.append(accuracy_metrics(logits, test_labels, num_classes)["top1"])
                     _report(on_epoch, start_label, shots, seed, losses, curve)

@@ -1,0 +1,66 @@
+"""Run every benchmark and write docs/benchmarks.md: one table of figure, value, target, command, machine.
+
+Run: python benchmarks/run_all.py [--quick]
+Each benchmark script prints one JSON object as its last line; this collects them side by side. The last
+line printed here is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+# (script, arguments, {figure: target or ""})
+BENCHMARKS = [
+    ("model_overhead.py", [], {"attention_vs_resnet50": "<= 1.10", "attention_img_per_s": "",
+                               "gpu_attention_img_per_s": "", "gpu_resnet50_img_per_s": ""}),
+    ("reptile_overhead.py", [], {"reptile_vs_plain": "<= 1.03", "naive_vs_plain": ""}),
+    ("data_throughput.py", [], {"cached_img_per_s": ">= 2000", "decode_img_per_s": "", "ratio": ">= 5",
+                                "synthetic_img_per_s": ">= 1000"}),
+    ("meta_train_speed.py", [], {"meta_train_img_per_s": "", "end_to_end_img_per_s": "", "peak_rss_mb": ""}),
+]
+
+
+def machine() -> str:
+    """A short description of where the figures were measured."""
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+
+
+def run(script: str, arguments: list[str]) -> dict:
+    done = subprocess.run([sys.executable, str(HERE / script), *arguments], capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    where = machine()
+    rows, everything = [], {}
+    for script, arguments, figures in BENCHMARKS:
+        result = run(script, arguments)
+        everything[script] = result
+        command = " ".join(["python", f"benchmarks/{script}", *arguments])
+        for figure, target in figures.items():
+            if result.get(figure) is not None:
+                rows.append(f"| {figure} | {result[figure]} | {target or '-'} | `{command}` | {where} |")
+    table = "\n".join(["| figure | value | target | command | machine |", "|---|---|---|---|---|", *rows])
+    args.out.write_text(
+        "# Benchmarks\n\nMeasured by `python benchmarks/run_all.py`, which runs every script in `benchmarks/` and "
+        "writes this file. Ratios are measured side by side in one run; absolute speeds depend on what else the "
+        "machine is doing.\n\n" + table + "\n")
+    print(json.dumps(everything))
+
+
+if __name__ == "__main__":
+    main()
