@@ -24,6 +24,7 @@ from .model import AttentionOutput, AttentionResNet50
 from .reptile import Reptile, Task
 from .sampler import TaskSampler
 from .transfer import TransferResult, transfer_evaluate
+from .tune import TrialRecord, TuneResult
 from .visualize import attention_grid, attention_maps, overlay
 from .visualize_files import Visualization, visualize_attention
 
@@ -46,6 +47,8 @@ __all__ = [
     "Task",
     "TaskSampler",
     "TrainConfig",
+    "TrialRecord",
+    "TuneResult",
     "TransferResult",
     "TransferConfig",
     "TuneConfig",

@@ -109,15 +109,23 @@ class TransferConfig(_Config):
 
 
 class TuneConfig(_Config):
-    """Hyperparameter search with hyperopt."""
+    """Hyperparameter search with hyperopt (see :func:`universal_attention.tune.tune`).
 
-    algo: Literal["tpe", "atpe", "rand"] = "atpe"
+    ``space`` maps dotted keys to distributions (None: the original's five parameters); ``fix`` holds
+    dotted keys kept at one value. ``algo="atpe"`` (the original's) needs the ``atpe`` extra. ``parallel``
+    above 1 runs that many trials at once on Spark (``spark_master``, default an embedded ``local[N]``).
+    A trial's checkpoints are deleted once it is scored unless ``keep_checkpoints``.
+    """
+
+    algo: Literal["tpe", "atpe", "rand"] = "tpe"
     max_evals: int = Field(50, ge=1)
     steps_per_trial: int = Field(200, ge=1)
     space: dict[str, Any] | None = None
     fix: dict[str, Any] = Field(default_factory=dict)
     parallel: int = Field(1, ge=1)
     spark_master: str | None = None
+    seed: int = 0
+    keep_checkpoints: bool = False
 
 
 class TrainConfig(_Config):

@@ -42,12 +42,14 @@ def _register() -> None:
     from .data_cmds import data
     from .meta_train_cmd import meta_train_command
     from .transfer_cmd import transfer
+    from .tune_cmd import tune_command
 
     main.add_command(config_group)
     main.add_command(info)
     main.add_command(data)
     main.add_command(meta_train_command)
     main.add_command(transfer)
+    main.add_command(tune_command)
     main.add_command(visualize)
     main.add_command(evaluate_attention_command)
 

@@ -24,7 +24,7 @@ def _command_markdown(command: click.Command, path: str, context: click.Context)
 
 
 def _walk(command: click.Command, path: str, parent: click.Context | None) -> list[str]:
-    context = click.Context(command, info_name=path.split()[-1], parent=parent)
+    context = click.Context(command, info_name=path.split()[-1], parent=parent, help_option_names=["-h", "--help"])
     lines = _command_markdown(command, path, context)
     if isinstance(command, click.Group):
         for name in sorted(command.list_commands(context)):

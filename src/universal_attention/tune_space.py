@@ -1,0 +1,224 @@
+"""The hyperopt side of :func:`~universal_attention.tune.tune`: search spaces and trial documents.
+
+A space maps any dotted key of :class:`~universal_attention.config.ExperimentConfig` to a distribution,
+the same in Python and in a ``--space`` YAML file::
+
+    model.alignment_size: {type: quniform, low: 4, high: 1024}
+    reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}
+    reptile.inner_optimizer: {type: choice, options: [sgd, adam]}
+
+Bounds are in the parameter's own units (a loguniform's bounds are not logarithms). ``quniform`` and
+``qloguniform`` round to multiples of ``q`` (default 1); with a whole-number ``q`` they give ints.
+
+Trial documents (hyperopt's record of a trial: sampled values, result, state) are converted to and from
+plain JSON here, which is how ``trials.json`` stores them and how a search resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from hyperopt import Trials, hp, space_eval
+from hyperopt.base import JOB_STATE_DONE, JOB_STATE_ERROR, STATUS_FAIL, STATUS_OK
+from hyperopt.pyll import Apply, scope
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from .config import check_dotted_key
+from .errors import ConfigError
+
+DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "model.alignment_size": {"type": "quniform", "low": 4, "high": 1024},
+    "model.query_size": {"type": "quniform", "low": 4, "high": 1024},
+    "reptile.inner_steps": {"type": "quniform", "low": 2, "high": 15},
+    "reptile.inner_lr": {"type": "loguniform", "low": 1e-5, "high": 1e-1},
+    "reptile.outer_lr": {"type": "loguniform", "low": 1e-5, "high": 1e-1},
+}
+"""The original search: alignment and query sizes, inner steps, both learning rates."""
+
+
+class Distribution(BaseModel):
+    """One searched parameter: a hyperopt distribution with bounds in the parameter's own units."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["uniform", "quniform", "loguniform", "qloguniform", "choice"]
+    low: float | None = None
+    high: float | None = None
+    q: float | None = None
+    options: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Distribution:
+        if self.type == "choice":
+            if not self.options:
+                raise ValueError("a choice needs a non-empty list of options")
+            if self.low is not None or self.high is not None or self.q is not None:
+                raise ValueError("a choice takes options, not low/high/q")
+            return self
+        if self.options is not None:
+            raise ValueError(f"{self.type} takes low and high, not options")
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"{self.type} needs low < high")
+        if self.type.startswith("q"):
+            if self.q is not None and self.q <= 0:
+                raise ValueError("q must be positive")
+        elif self.q is not None:
+            raise ValueError(f"{self.type} takes no q (use q{self.type})")
+        if self.type.endswith("loguniform") and self.low <= 0:
+            raise ValueError("loguniform bounds must be positive")
+        return self
+
+    @property
+    def step(self) -> float:
+        """The rounding step of a q-distribution (1 unless given)."""
+        return 1.0 if self.q is None else self.q
+
+    def to_hyperopt(self, label: str) -> Apply:
+        """The hyperopt expression that samples this parameter under ``label``."""
+        if self.type == "choice":
+            return hp.choice(label, list(self.options or ()))
+        low, high = float(self.low), float(self.high)  # type: ignore[arg-type]
+        if self.type == "uniform":
+            return hp.uniform(label, low, high)
+        if self.type == "loguniform":
+            return hp.loguniform(label, math.log(low), math.log(high))
+        if self.type == "quniform":
+            expression = hp.quniform(label, low, high, self.step)
+        else:
+            expression = hp.qloguniform(label, math.log(low), math.log(high), self.step)
+        return scope.int(expression) if float(self.step).is_integer() else expression
+
+
+def parse_space(space: Mapping[str, Any]) -> dict[str, Distribution]:
+    """Validate a space mapping (dotted key -> distribution fields).
+
+    Raises:
+        ConfigError: an unknown key or a malformed distribution, in one line.
+    """
+    if not isinstance(space, Mapping) or not space:
+        raise ConfigError("a search space must map dotted config keys to distributions, e.g. "
+                          "reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}")
+    parsed: dict[str, Distribution] = {}
+    for key, fields in space.items():
+        check_dotted_key(str(key))
+        if isinstance(fields, Distribution):
+            parsed[str(key)] = fields
+            continue
+        if not isinstance(fields, Mapping):
+            raise ConfigError(f"space entry '{key}' must be a mapping such as {{type: uniform, low: 0, high: 1}}")
+        try:
+            parsed[str(key)] = Distribution.model_validate(dict(fields))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ConfigError(f"space entry '{key}': {where + ': ' if where else ''}"
+                              f"{first['msg'].removeprefix('Value error, ')}") from None
+    return parsed
+
+
+def search_space(space: Mapping[str, Any] | None, fix: Mapping[str, Any]) -> dict[str, Distribution]:
+    """The space actually searched: ``space`` (default :data:`DEFAULT_SPACE`) less the fixed keys."""
+    for key in fix:
+        check_dotted_key(key)
+    parsed = parse_space(DEFAULT_SPACE if space is None else space)
+    left = {key: value for key, value in parsed.items() if key not in fix}
+    if not left:
+        raise ConfigError(f"nothing left to search: every key of the space is fixed ({', '.join(parsed)})")
+    return left
+
+
+def hyperopt_space(space: Mapping[str, Distribution]) -> dict[str, Apply]:
+    """The hyperopt space: a dict of expressions labelled by their dotted keys."""
+    return {key: distribution.to_hyperopt(key) for key, distribution in space.items()}
+
+
+def space_to_dict(space: Mapping[str, Distribution]) -> dict[str, dict[str, Any]]:
+    """JSON-compatible form of a parsed space (only the fields that were set)."""
+    return {key: distribution.model_dump(exclude_none=True) for key, distribution in space.items()}
+
+
+def read_space_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML space file (a mapping of dotted keys to distributions), not yet validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"space file {path} not found")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"space file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"space file {path} must map dotted config keys to distributions, e.g. "
+                          "reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}")
+    return tree
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars -> Python values, recursively (JSON and YAML take only these)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+class Recorder:
+    """Mixin for hyperopt's Trials: ``refresh()`` (run after every trial) reports newly finished trials."""
+
+    on_finished: Callable[[list[dict[str, Any]], list[int]], None] | None = None
+    recorded: frozenset[int] = frozenset()
+
+    def refresh(self) -> None:
+        super().refresh()  # type: ignore[misc]
+        if self.on_finished is None:
+            return
+        # a Spark task thread sets the state before the result: wait for both
+        finished = [doc for doc in self._dynamic_trials  # type: ignore[attr-defined]
+                    if doc["state"] == JOB_STATE_ERROR
+                    or (doc["state"] == JOB_STATE_DONE and doc["result"]["status"] in (STATUS_OK, STATUS_FAIL))]
+        tids = frozenset(doc["tid"] for doc in finished)
+        if tids != self.recorded:
+            new = sorted(tids - self.recorded)
+            self.recorded = tids
+            self.on_finished(finished, new)
+
+
+class RecordingTrials(Recorder, Trials):
+    """Serial trials that report every finished one."""
+
+
+def doc_to_json(doc: Mapping[str, Any], space: Mapping[str, Any]) -> dict[str, Any]:
+    """A finished hyperopt trial document as JSON; a Spark-level error becomes a failed result."""
+    misc = doc["misc"]
+    vals = {key: plain(list(values)) for key, values in misc["vals"].items()}
+    result = plain(dict(doc["result"]))
+    if doc["state"] == JOB_STATE_ERROR:  # the Spark task itself failed, e.g. its Python worker died
+        kind, trace = (list(misc.get("error") or ()) + ["", None])[:2]
+        lines = (trace or "").strip().splitlines()
+        name = str(kind).split("'")[1].rsplit(".", 1)[-1] if "'" in str(kind) else str(kind)
+        point = {key: values[0] for key, values in vals.items() if values}
+        result = {"status": STATUS_FAIL, "params": plain(space_eval(space, point)),
+                  "error": lines[-1] if lines else f"the trial's Spark task failed ({name}); see Spark's log above"}
+    stamp = {key: doc[key].isoformat() if isinstance(doc.get(key), datetime.datetime) else None
+             for key in ("book_time", "refresh_time")}
+    return {"tid": doc["tid"], "state": JOB_STATE_DONE, "spec": None, "result": result,
+            "misc": {"tid": doc["tid"], "cmd": list(misc.get("cmd") or ()), "workdir": None,
+                     "idxs": {key: [doc["tid"]] if values else [] for key, values in vals.items()}, "vals": vals},
+            "exp_key": None, "owner": None, "version": doc.get("version", 0), **stamp}
+
+
+def doc_from_json(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`doc_to_json`: a document hyperopt's Trials accepts."""
+    doc = copy.deepcopy(dict(entry))
+    doc["misc"]["cmd"] = tuple(doc["misc"]["cmd"])
+    for key in ("book_time", "refresh_time"):
+        doc[key] = datetime.datetime.fromisoformat(doc[key]) if doc[key] else None
+    return doc
