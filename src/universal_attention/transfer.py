@@ -98,6 +98,19 @@ def load_images(dataset: Dataset, indices: Tensor) -> Tensor:
     return torch.stack([dataset[int(index)][0] for index in indices])
 
 
+def _memoised(compute: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``indices -> stacked rows`` where each index's row is computed by ``compute`` once, then reused."""
+    cache: dict[int, Tensor] = {}
+
+    def rows(indices: Tensor) -> Tensor:
+        missing = torch.tensor([int(i) for i in indices if int(i) not in cache], dtype=torch.int64)
+        if len(missing):
+            cache.update(zip(missing.tolist(), compute(missing)))
+        return torch.stack([cache[int(i)] for i in indices])
+
+    return rows
+
+
 def _test_indices(count: int, limit: int | None) -> Tensor:
     """All test indices, or a fixed random subset of ``limit`` of them (seed 0, the same for every start)."""
     if limit is None or limit >= count:
@@ -289,23 +302,9 @@ def transfer_evaluate(
     test_images, test_labels = load_images(test_set, test_subset), dataset_labels(test_set)[test_subset]
     run_device = _pick_device(device)
     start_model.to_device(run_device)
-    loaded: dict[int, Tensor] = {}
-
-    def train_images(indices: Tensor) -> Tensor:
-        missing = torch.tensor([int(i) for i in indices if int(i) not in loaded], dtype=torch.int64)
-        if len(missing):
-            loaded.update(zip(missing.tolist(), load_images(train_set, missing)))
-        return torch.stack([loaded[int(i)] for i in indices])
-
-    features: dict[int, Tensor] = {}
-
-    def train_features(indices: Tensor) -> Tensor:
-        """Frozen-model features of the training images at ``indices`` (each computed once)."""
-        missing = torch.tensor([int(i) for i in indices if int(i) not in features], dtype=torch.int64)
-        if len(missing):
-            computed = _predict(start_model, train_images(missing), config.batch_size, run_device, head=None)
-            features.update(zip(missing.tolist(), computed))
-        return torch.stack([features[int(i)] for i in indices])
+    train_images = _memoised(lambda missing: load_images(train_set, missing))
+    train_features = _memoised(
+        lambda missing: _predict(start_model, train_images(missing), config.batch_size, run_device, head=None))
 
     if config.mode == "linear":
         test_features = _predict(start_model, test_images, config.batch_size, run_device, head=None)
