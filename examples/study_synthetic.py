@@ -96,38 +96,23 @@ def measure(model: AttentionResNet50, config, seed: int) -> dict:
     return results
 
 
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation."""
+    return statistics.fmean(values), statistics.pstdev(values)
+
+
 def summarise(runs: dict) -> dict:
-    """Mean and std over seeds of every number, per start point."""
+    """Mean and std over seeds of every number, per start point: top-1 per mode and shots, attention per tap."""
     summary = {}
-    for start in STARTS:
-        seeds = runs[start]
-        entry = {}
-        for mode in MODES:
-            entry[mode] = {shots: (statistics.fmean(s[mode][shots] for s in seeds),
-                                   statistics.pstdev([s[mode][shots] for s in seeds]))
-                           for shots in seeds[0][mode]}
-        entry["attention"] = _attention_summary(seeds)
+    for start, seeds in runs.items():
+        entry = {mode: {shots: mean_std([seed[mode][shots] for seed in seeds]) for shots in seeds[0][mode]}
+                 for mode in MODES}
+        layers = [seed["attention"]["starts"]["model"]["layers"] for seed in seeds]
+        entry["attention"] = {name: {measure: mean_std([layer[name][measure] for layer in layers])
+                                     for measure in ("pointing_game", "relative_to_area")}
+                              for name in layers[0]}
         summary[start] = entry
     return summary
-
-
-def _attention_summary(seeds: list[dict]) -> dict:
-    layers = {}
-    first = seeds[0]["attention"]
-    for layer_name in _layer_names(first):
-        pointing = [_layer(seed["attention"], layer_name)["pointing_game"] for seed in seeds]
-        relative = [_layer(seed["attention"], layer_name)["relative_to_area"] for seed in seeds]
-        layers[layer_name] = {"pointing_game": (statistics.fmean(pointing), statistics.pstdev(pointing)),
-                              "relative_to_area": (statistics.fmean(relative), statistics.pstdev(relative))}
-    return layers
-
-
-def _layer_names(report: dict) -> list[str]:
-    return list(report["starts"]["model"]["layers"])
-
-
-def _layer(report: dict, name: str) -> dict:
-    return report["starts"]["model"]["layers"][name]
 
 
 def summary_markdown(summary: dict) -> str:
