@@ -80,3 +80,17 @@ def test_missing_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "missing.safetensors")
     with pytest.raises(CheckpointError, match="no checkpoint in"):
         load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("config", [ModelConfig(), {"name": "x"}, "quickstart"])
+def test_saving_with_a_wrong_config_type_is_refused_and_writes_nothing(tmp_path, config):
+    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+    with pytest.raises(CheckpointError, match=f"takes the run's ExperimentConfig or None, got {type(config).__name__}"):
+        save_checkpoint(tmp_path / "c.safetensors", model, config)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_something_that_is_not_the_model_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="needs an AttentionResNet50, got Linear"):
+        save_checkpoint(tmp_path / "c.safetensors", torch.nn.Linear(2, 2))
+    assert list(tmp_path.iterdir()) == []

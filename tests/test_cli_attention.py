@@ -1,6 +1,8 @@
 import json
 
+import numpy
 import pytest
+import skimage.data
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -10,6 +12,7 @@ from fake_datasets import write_odd_images
 from universal_attention import AttentionResNet50, ModelConfig, load_config, save_checkpoint
 from universal_attention.cli import main
 from universal_attention.cli.attention_cmds import evaluate_attention_command, visualize
+from universal_attention.data.images import read_image, resize_and_crop
 
 if "visualize" not in main.commands:
     main.add_command(visualize)
@@ -54,7 +57,31 @@ def test_visualize_shows_predictions_and_saves_the_raw_maps(checkpoint, tmp_path
     assert "step-000005.safetensors (step 5)" in result.output
     assert "gray16.png: " in result.output and any(name in result.output for name in ("red", "yellow", "green", "blue"))
     with safe_open(str(tmp_path / "maps.safetensors"), framework="pt") as handle:
-        assert handle.get_tensor("maps/combined").shape == (1, 1, 32, 32)  # the checkpoint's image size
+        assert handle.get_tensor("maps/combined").shape == (1, 1, 160, 160)  # a 40 x 30 image, shown 160 px wide
+        assert handle.get_tensor("native/layer2.2").shape == (1, 1, 4, 4)  # the model saw the checkpoint's 32 px
+
+
+@pytest.mark.parametrize("size_args, side", [([], 300), (["--size", "256"], 256)])
+def test_visualize_draws_a_photo_at_its_own_resolution(tmp_path, size_args, side):
+    photo = tmp_path / "chelsea.jpg"
+    Image.fromarray(skimage.data.chelsea()).save(photo, quality=95)  # a 451 x 300 cat
+    out = tmp_path / "cat.png"
+    result = run("visualize", photo, "--image-size", 32, "-o", out, "--save-maps", tmp_path / "maps.safetensors",
+                 *size_args)
+    assert result.exit_code == 0, result.output
+    with safe_open(str(tmp_path / "maps.safetensors"), framework="pt") as handle:
+        shown = handle.get_tensor("images")[0]
+        assert handle.get_tensor("maps/layer2.2").shape == (1, 1, side, side)
+        assert handle.get_tensor("native/layer2.2").shape == (1, 1, 4, 4)  # the model still sees 32 x 32
+    expected = resize_and_crop(read_image(photo)[0], side)
+    assert shown.shape == (3, side, side)
+    assert (shown.float() - expected.float()).abs().mean() < 1.0  # the photo's pixels, not a blown-up thumbnail
+    with Image.open(out) as picture:
+        assert picture.width == 5 * side  # the photo and 4 taps, each panel `side` pixels wide
+        panel = torch.from_numpy(numpy.array(picture.crop((0, 32, side, 32 + side)))).permute(2, 0, 1)
+    sharpness = (panel[:, :, 1:].float() - panel[:, :, :-1].float()).abs().mean()
+    blurry = resize_and_crop(resize_and_crop(expected, 32), side)
+    assert sharpness > 2 * (blurry[:, :, 1:].float() - blurry[:, :, :-1].float()).abs().mean()
 
 
 @pytest.mark.parametrize("problem", ["missing", "unreadable", "layer"])

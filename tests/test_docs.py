@@ -27,7 +27,7 @@ def test_there_are_runnable_blocks():
     assert len(list(runnable_blocks())) >= 4
 
 
-@pytest.mark.parametrize("block", runnable_blocks())
+@pytest.mark.parametrize("block", list(runnable_blocks()))
 def test_runnable_block(block, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "<docs>", "exec"), {"__name__": "__docs__"})

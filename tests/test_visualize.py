@@ -98,6 +98,7 @@ def test_image_files_of_odd_modes_load_as_square_rgb(tmp_path):
     kinds = ["grayscale", "rgba", "sixteen_bit", "cmyk", "palette", "tiny", "truncated"]
     loaded = load_image_files([paths[kind] for kind in kinds], 32)
     assert loaded.images.shape == (len(kinds), 3, 32, 32) and loaded.images.dtype == torch.uint8
+    assert loaded.display.shape == (len(kinds), 3, 160, 160)  # small files are shown at least 160 px wide
     assert "converted from RGBA" in loaded.notes[1]
 
 

@@ -94,7 +94,19 @@ def save_checkpoint(
 
     Returns:
         The path written.
+
+    Raises:
+        CheckpointError: ``model`` is not an AttentionResNet50 or ``config`` is not an ExperimentConfig
+            (nothing is written then: loading could not rebuild the model from such a file).
     """
+    from .model import AttentionResNet50
+
+    if not isinstance(model, AttentionResNet50):
+        raise CheckpointError(f"save_checkpoint needs an AttentionResNet50, got {type(model).__name__}; save other "
+                              "modules with safetensors.torch.save_file")
+    if config is not None and not isinstance(config, ExperimentConfig):
+        raise CheckpointError(f"save_checkpoint(config=...) takes the run's ExperimentConfig or None, got "
+                              f"{type(config).__name__}; the model's own ModelConfig is saved from model.config")
     path = Path(path)
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     for name, value in (state or {}).items():

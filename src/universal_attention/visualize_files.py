@@ -26,6 +26,7 @@ RANDOM = "random"
 RANDOM_LABEL = "random init (untrained)"
 DEFAULT_IMAGE_SIZE = 128
 MIN_CELL = 160  # pictures in visualize_attention's grid are shown at least this wide
+DISPLAY_SIZE = 384  # default side of the pictures of image files (never more than the photo has)
 
 
 class LoadedModel(NamedTuple):
@@ -63,26 +64,38 @@ def random_model(config: ModelConfig, seed: int = 0) -> AttentionResNet50:
 
 @dataclass
 class LoadedImages:
-    """Image files decoded to RGB and resized to one square size.
+    """Image files decoded to RGB: the square the model sees, and the same square at display size.
 
     Attributes:
-        images: ``uint8 [B, 3, S, S]``.
+        images: ``uint8 [B, 3, S, S]``: what the model sees (shorter side resized to S, centre crop).
         names: file name of every image.
         notes: what was odd about each file (``""`` for a plain RGB image), e.g. ``"converted from RGBA"``.
         skipped: ``"name: reason"`` for files in a folder that could not be decoded, or that were over
             ``max_images``.
+        display: ``uint8 [B, 3, D, D]``: the same centre crop at display size D, from the original pixels.
     """
 
     images: Tensor
     names: list[str]
     notes: list[str]
     skipped: list[str]
+    display: Tensor
 
 
-def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images: int = 16) -> LoadedImages:
+def display_side(originals: Sequence[Tensor], size: int) -> int:
+    """The side pictures are drawn at: ``size``, or less when no photo has that many pixels across its
+    centre square (never below :data:`MIN_CELL`, so thumbnails stay visible)."""
+    native = max(min(image.shape[-2:]) for image in originals)
+    return max(MIN_CELL, min(size, native))
+
+
+def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images: int = 16,
+                     display_size: int = DISPLAY_SIZE) -> LoadedImages:
     """Decode image files of any size and mode (grayscale, RGBA, 16-bit, CMYK, ...) to square RGB.
 
     A folder stands for every file in it (sorted; files that are not images are skipped and listed).
+    Each file gives the ``image_size`` square the model sees and the same centre square at the display
+    side (:func:`display_side` of ``display_size``), resized from the original pixels, for pictures.
 
     Raises:
         ImageError: a path does not exist, a named file cannot be decoded, or nothing could be read.
@@ -97,19 +110,21 @@ def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images
             if len(images) == max_images:
                 skipped.append(f"{file.name}: over max_images={max_images}")
                 continue
-            image, note = read_image(file, draft_size=image_size)
+            image, note = read_image(file, draft_size=display_size)
             if image is None:
                 if not in_folder:
                     raise ImageError(f"{file} cannot be read as an image ({note}); give a JPEG, PNG or other "
                                      "image Pillow can decode")
                 skipped.append(f"{file.name}: {note}")
                 continue
-            images.append(resize_and_crop(image, image_size))
+            images.append(image)
             names.append(file.name)
             notes.append(note)
     if not images:
         raise ImageError(f"no readable image in {', '.join(map(str, paths))} ({len(skipped)} files skipped)")
-    return LoadedImages(torch.stack(images), names, notes, skipped)
+    side = display_side(images, display_size)
+    return LoadedImages(torch.stack([resize_and_crop(image, image_size) for image in images]), names, notes, skipped,
+                        torch.stack([resize_and_crop(image, side) for image in images]))
 
 
 def pick_head(model: AttentionResNet50, task: str | None) -> str | None:
@@ -148,8 +163,9 @@ class Visualization:
 
     Attributes:
         picture: per image a row: the image, then one overlay per layer; predictions in the captions.
-        images: the images as shown, ``uint8 [B, 3, S, S]``.
-        maps: layer -> ``[B, 1, S, S]`` maps as shown (upsampled).
+        images: the images as shown, ``uint8 [B, 3, D, D]`` (image files: the crop the model sees, at the
+            display side D from the original pixels).
+        maps: layer -> ``[B, 1, D, D]`` maps as shown (upsampled).
         native: tap -> ``[B, 1, h, w]`` maps at the tap's own resolution.
         names: file name (or ``"image N"``) of every row.
         heads: every head of the model.
@@ -197,6 +213,7 @@ def visualize_attention(
     layers: Sequence[str] | None = None,
     task: str | None = None,
     image_size: int | None = None,
+    display_size: int = DISPLAY_SIZE,
     alpha: float = 0.5,
     max_images: int = 16,
     device: str | torch.device = "cpu",
@@ -208,8 +225,10 @@ def visualize_attention(
         images: image files and folders (every image in them), or a uint8 / 0..1 float tensor.
         layers: taps to show, optionally ``"combined"`` (default: every tap).
         task: head for the top-3 predictions (default: ``"default"``, or the only head).
-        image_size: square side the files are resized and cropped to (default: the checkpoint's
-            ``data.image_size``, else 128).
+        image_size: square side the files are resized and cropped to for the model (default: the
+            checkpoint's ``data.image_size``, else 128).
+        display_size: side of the pictures of image files: the model's crop is drawn from the original
+            pixels at this size (at most the photo's own), and every map is upsampled onto it.
         alpha: weight of the maps in the overlays.
         max_images: at most this many images from the files given.
         device: where to run the model (a model you pass is moved there).
@@ -221,14 +240,14 @@ def visualize_attention(
     require_attention(loaded.model)
     model = loaded.model.to(device)
     if isinstance(images, Tensor):
-        batch = LoadedImages(images, [f"image {i}" for i in range(len(images))], [""] * len(images), [])
+        batch = LoadedImages(images, [f"image {i}" for i in range(len(images))], [""] * len(images), [], images)
     else:
         size = image_size or (loaded.experiment.data.image_size if loaded.experiment else DEFAULT_IMAGE_SIZE)
-        batch = load_image_files(images, size, max_images=max_images)
+        batch = load_image_files(images, size, max_images=max_images, display_size=display_size)
     head = pick_head(model, task)
     output = _run(model, batch.images.to(device), head)
     softmax = model.config.normalisation == "softmax"
-    maps = _upsample(output.attention, batch.images.shape[-2:], softmax, layers)
+    maps = _upsample(output.attention, batch.display.shape[-2:], softmax, layers)
     predictions = None
     captions = [f"{name} ({note})" if note else name for name, note in zip(batch.names, batch.notes)]
     if head is not None:
@@ -236,8 +255,8 @@ def visualize_attention(
         predictions = top_predictions(output.logits.cpu(), names)
         captions = [caption + f"\n{head}: " + " · ".join(f"{label} {p:.2f}" for label, p in top)
                     for caption, top in zip(captions, predictions)]
-    picture = attention_grid(batch.images, maps, captions=captions, alpha=alpha, title=f"attention of {loaded.label}",
-                             cell_size=max(MIN_CELL, batch.images.shape[-1]))
+    picture = attention_grid(batch.display, maps, captions=captions, alpha=alpha, title=f"attention of {loaded.label}",
+                             cell_size=max(MIN_CELL, batch.display.shape[-1]))
     native = {name: amap.cpu() for name, amap in output.attention.items()}
-    return Visualization(picture, batch.images, maps, native, batch.names, list(model.head_classes), head, predictions,
+    return Visualization(picture, batch.display, maps, native, batch.names, list(model.head_classes), head, predictions,
                          loaded.label, batch.skipped)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 
 from .._version import __version__
 from ..errors import UattnError
+from .output import make_console
 
-error_console = Console(stderr=True)
+error_console = make_console(stderr=True)
 
 
 class UattnGroup(click.Group):
@@ -27,7 +27,7 @@ class UattnGroup(click.Group):
 
 
 @click.group(cls=UattnGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="uattn")
+@click.version_option(__version__, prog_name="uattn", help="Show the version and exit.")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -17,7 +16,8 @@ from ..checkpoint import atomic_write_bytes
 from ..data.registry import get_dataset
 from ..errors import ConfigError
 from ..visualize import COMBINED
-from ..visualize_files import DEFAULT_IMAGE_SIZE, RANDOM, resolve_model, visualize_attention
+from ..visualize_files import DEFAULT_IMAGE_SIZE, DISPLAY_SIZE, RANDOM, resolve_model, visualize_attention
+from .output import echo_json, json_option, make_console
 
 TOP_CLASSES = 10
 START_NAMES = {"model": "model", "random_init": "random init", "uniform": "uniform"}
@@ -50,6 +50,9 @@ def _layers(values: tuple[str, ...]) -> list[str] | None:
 @click.option("--image-size", type=click.IntRange(16, 1024),
               help=f"Square side images are resized and cropped to (default: the checkpoint's, else "
                    f"{DEFAULT_IMAGE_SIZE}).")
+@click.option("--size", "display_size", type=click.IntRange(16, 4096), default=DISPLAY_SIZE, show_default=True,
+              help="Side of each picture in pixels: the crop the model sees, drawn from the photo's own pixels "
+                   "(never larger than the photo), with every map upsampled onto it.")
 @click.option("--save-maps", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the raw maps to this .safetensors file.")
 @click.option("--max-images", type=click.IntRange(min=1), default=16, show_default=True,
@@ -57,12 +60,13 @@ def _layers(values: tuple[str, ...]) -> list[str] | None:
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of the maps.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 def visualize(images: tuple[Path, ...], checkpoint: str, out: Path, layers: tuple[str, ...], task: str | None,
-              image_size: int | None, save_maps: Path | None, max_images: int, alpha: float, device: str) -> None:
+              image_size: int | None, display_size: int, save_maps: Path | None, max_images: int, alpha: float,
+              device: str) -> None:
     """Overlay a model's attention on IMAGES (files or folders) in one PNG: per image, the original and one
     overlay per tap layer, with the top predictions when the model has a head for the task."""
-    console = Console()
+    console = make_console()
     result = visualize_attention(checkpoint, images, layers=_layers(layers), task=task, image_size=image_size,
-                                 alpha=alpha, max_images=max_images, device=_device(device))
+                                 display_size=display_size, alpha=alpha, max_images=max_images, device=_device(device))
     result.save(out)
     console.print(f"wrote {out}: {len(result.names)} image(s) x {len(result.maps)} layer(s) "
                   f"({', '.join(result.maps)}), attention of {result.model_label}", highlight=False, soft_wrap=True)
@@ -139,12 +143,13 @@ def classes_table(report: AttentionReport) -> Table:
               show_default=True, help="Where attention_report.json and attention_examples.png go.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@json_option
 def evaluate_attention_command(checkpoint: str, dataset: str | None, split: str, limit: int, batch_size: int,
                                image_size: int | None, no_baselines: bool, out_dir: Path, data_root: str | None,
-                               device: str) -> None:
+                               device: str, as_json: bool) -> None:
     """Pointing game and attention mass in object masks, per tap layer, beside a random init and uniform
     attention; ADE20K adds attention per class and the stuff / object split."""
-    console = Console()
+    console = make_console(stderr=as_json)
     loaded = resolve_model(checkpoint)
     data = loaded.experiment.data if loaded.experiment else None
     if dataset is None and data is None:
@@ -163,10 +168,11 @@ def evaluate_attention_command(checkpoint: str, dataset: str | None, split: str,
     console.print(f"model: {report.starts['model'].label}; {report.images} {name} {split} images, mean object "
                   f"area {report.mask_area:.3f}" + (f", {report.empty_masks} without objects" if report.empty_masks
                                                     else ""), highlight=False, soft_wrap=True)
-    console.print(layers_table(report))
-    if report.class_maps:
-        console.print(regions_table(report))
-        console.print(classes_table(report))
+    if not as_json:
+        console.print(layers_table(report))
+        if report.class_maps:
+            console.print(regions_table(report))
+            console.print(classes_table(report))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "attention_report.json", report.to_json().encode())
     buffer = io.BytesIO()
@@ -174,3 +180,5 @@ def evaluate_attention_command(checkpoint: str, dataset: str | None, split: str,
     atomic_write_bytes(out_dir / "attention_examples.png", buffer.getvalue())
     console.print(f"report: {out_dir / 'attention_report.json'}  examples: {out_dir / 'attention_examples.png'}",
                   highlight=False, soft_wrap=True)
+    if as_json:
+        echo_json(report.to_dict())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ..checkpoint import load_checkpoint, parameter_count
 from .options import config_options, resolve_config
+from .output import echo_json, json_option, make_console
 
 
 @click.group("config")
@@ -26,10 +26,20 @@ def show(preset: str | None, config_file: str | None, overrides: tuple[str, ...]
 
 @click.command("info")
 @click.argument("checkpoint", type=click.Path())
-def info(checkpoint: str) -> None:
+@json_option
+def info(checkpoint: str, as_json: bool) -> None:
     """Print what CHECKPOINT holds: model config, heads, step and parameter count."""
     loaded = load_checkpoint(checkpoint)
-    console = Console()
+    if as_json:
+        echo_json({
+            "path": str(loaded.path), "step": loaded.step, "parameters": parameter_count(loaded.model),
+            "library_version": loaded.metadata.get("library_version"), "heads": loaded.model.head_classes,
+            "model": loaded.config.model_dump(mode="json"),
+            "experiment": None if loaded.experiment is None else loaded.experiment.to_dict(),
+            "extra": {key: value for key, value in loaded.metadata.items() if key != "library_version"},
+        })
+        return
+    console = make_console()
     table = Table(title=str(loaded.path), show_header=False)
     table.add_row("step", str(loaded.step))
     table.add_row("parameters", f"{parameter_count(loaded.model):,}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from ..data.cache import build_cache, cache_key
 from ..data.preview import sample_grid
 from ..data.registry import describe_datasets, get_dataset, masks_available, resolve_data_root, splits
 from ..errors import DatasetError
+from .output import echo_json, json_option, make_console
 
 MAX_LISTED_ISSUES = 50
 
@@ -39,10 +41,14 @@ def data() -> None:
 
 @data.command("list")
 @data_root_option
-def list_datasets(data_root: Path | None) -> None:
+@json_option
+def list_datasets(data_root: Path | None, as_json: bool) -> None:
     """Every dataset: the folder it is expected in, whether it is found, classes and images per split."""
-    console = Console()
+    console = make_console()
     root = resolve_data_root(data_root)
+    if as_json:
+        echo_json({"data_root": str(root), "datasets": [asdict(info) for info in describe_datasets(root)]})
+        return
     table = Table(title=f"datasets under {root}", title_justify="left")
     for column in ("name", "expected", "found", "classes", "images per split", "masks"):
         table.add_column(column, overflow="fold")
@@ -83,7 +89,7 @@ def verify(name: str, data_root: Path | None, split: str | None) -> None:
     Exits 0 when the dataset is usable (odd files are converted or skipped), 2 when it is missing or a
     split has no readable image at all.
     """
-    console = Console()
+    console = make_console()
     root = resolve_data_root(data_root)
     for current in [split] if split else splits(name):
         dataset = get_dataset(name, current, root=root, with_masks=masks_available(name, root))
@@ -107,7 +113,7 @@ def verify(name: str, data_root: Path | None, split: str | None) -> None:
 @click.option("--image-size", default=128, show_default=True, help="Side of each thumbnail in pixels.")
 def show(name: str, count: int, output: Path, split: str, data_root: Path | None, image_size: int) -> None:
     """Write a grid of NAME's samples with class names (and mask outlines where it has masks)."""
-    console = Console()
+    console = make_console()
     root = resolve_data_root(data_root)
     dataset = get_dataset(name, split, root=root, image_size=image_size, with_masks=masks_available(name, root))
     sheet = sample_grid(dataset, count, tile=image_size)
@@ -126,7 +132,7 @@ def show(name: str, count: int, output: Path, split: str, data_root: Path | None
 @click.option("--masks", is_flag=True, help="Also cache masks (oxford_pets, cub200, ade20k, synthetic).")
 def prepare(name: str, image_size: int, split: str | None, data_root: Path | None, masks: bool) -> None:
     """Decode and resize NAME once into <data-root>/.cache (rebuilt only when its files change)."""
-    console = Console()
+    console = make_console()
     root = resolve_data_root(data_root)
     for current in [split] if split else splits(name):
         dataset = get_dataset(name, current, root=root, image_size=image_size, with_masks=masks)

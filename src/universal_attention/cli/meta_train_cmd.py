@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -14,6 +13,7 @@ from .. import distributed
 from ..errors import ConfigError
 from ..meta_train import meta_train
 from .options import config_options, resolve_config
+from .output import make_console
 
 
 def comparison_table(comparison: dict) -> Table:
@@ -70,7 +70,7 @@ def meta_train_command(preset: str | None, config_file: str | None, overrides: t
     config = resolve_config(preset, config_file, tuple(extra))
     out = out_dir or f"runs/{config.name}"
     main_process = int(os.environ.get("RANK", "0")) == 0
-    console = Console(quiet=not main_process)
+    console = make_console(quiet=not main_process)
     columns = (TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
                TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:

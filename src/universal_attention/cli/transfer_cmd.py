@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
@@ -16,6 +15,7 @@ from ..config import ExperimentConfig, load_config
 from ..errors import ConfigError, ModelError
 from ..transfer import TransferResult, transfer_evaluate
 from .options import config_options
+from .output import echo_json, json_option, make_console
 
 
 def parse_shots(text: str) -> list[int | str]:
@@ -70,11 +70,12 @@ def results_table(results: list[TransferResult]) -> Table:
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @config_options
+@json_option
 def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str | None, seeds: int | None,
              epochs: int | None, baselines: tuple[str, ...], out_dir: str, data_root: str | None, device: str,
-             preset: str | None, config_file: str | None, overrides: tuple[str, ...]) -> None:
+             preset: str | None, config_file: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
     """Transfer CHECKPOINT to a target task and compare it with baselines side by side."""
-    console = Console()
+    console = make_console(stderr=as_json)
     experiment = experiment_for(checkpoint, preset, config_file, overrides)
     updates = {"mode": mode, "seeds": seeds, "epochs": epochs,
                "shots_per_class": tuple(parse_shots(shots)) if shots else None}
@@ -111,5 +112,8 @@ def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str |
             results.append(result)
             document = {"target": target, "results": {r.start: r.to_dict() for r in results}}
             atomic_write_bytes(out / "results.json", json.dumps(document, indent=2).encode())
+    if as_json:
+        echo_json(document)
+        return
     console.print(results_table(results))
     console.print(f"results: {out / 'results.json'}  TensorBoard: {out / 'tb'}", soft_wrap=True)

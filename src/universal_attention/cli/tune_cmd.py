@@ -9,12 +9,12 @@ import sys
 from typing import TYPE_CHECKING, Any, get_args
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ..config import TuneConfig, parse_override
 from ..errors import UattnError
 from .options import config_options, resolve_config
+from .output import make_console
 
 if TYPE_CHECKING:
     from ..tune import TrialRecord, TuneResult
@@ -78,7 +78,7 @@ def tune_command(preset: str | None, config_file: str | None, overrides: tuple[s
     if space_file is not None:
         updates["space"] = read_space_file(space_file)
     tune_config = config.tune.model_copy(update=updates)
-    console = Console()
+    console = make_console()
 
     def on_trial(record: TrialRecord, done: int) -> None:
         name = record.run_dir.name if record.run_dir is not None else f"tid {record.tid}"
