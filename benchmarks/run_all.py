@@ -28,6 +28,8 @@ BENCHMARKS = [
     ("data_throughput.py", [], {"cached_img_per_s": ">= 2000", "decode_img_per_s": "", "ratio": ">= 5",
                                 "synthetic_img_per_s": ">= 1000"}),
     ("meta_train_speed.py", [], {"meta_train_img_per_s": "", "end_to_end_img_per_s": "", "peak_rss_mb": ""}),
+    ("transfer_speed.py", [], {"finetune_frozen_bn_img_per_s": "", "finetune_train_bn_img_per_s": "",
+                               "quickstart_transfer_seconds": "<= 90"}),
 ]
 
 
@@ -48,6 +50,10 @@ NOTES = """\
   each against about a second of inner steps), which is within the machine's noise: a value below 1 means
   just that.
 - `gpu_*` rows appear only when the runner has a CUDA device (bf16 autocast, channels_last).
+- `finetune_*_bn_img_per_s` are finetuning steps of the quickstart model (64 px, batch 16) with BatchNorm frozen
+  (the start model's statistics) and in train mode, side by side. `quickstart_transfer_seconds` is the transfer
+  part of the quickstart's final comparison: two start points with the preset's protocol (steps budget, draws,
+  test images).
 """
 
 

@@ -86,10 +86,9 @@ def measure(model: AttentionResNet50, config, seed: int) -> dict:
     target = config.data.target
     results = {}
     for mode in MODES:
-        transfer = config.transfer.model_copy(update={"mode": mode, "seed": seed,
-                                                      "lr": 1e-2 if mode == "linear" else config.transfer.lr})
+        transfer = config.transfer.model_copy(update={"mode": mode, "seed": seed})
         outcome = transfer_evaluate(model, target, transfer, image_size=config.data.image_size)
-        results[mode] = {str(entry.shots): entry.top1 for entry in outcome.shots}
+        results[mode] = {str(cell.shots): cell.top1 for cell in outcome.cells}
     report = evaluate_attention(model, target, limit=config.transfer.max_test_images,
                                 image_size=config.data.image_size, baselines=())
     results["attention"] = report.to_dict()
@@ -205,8 +204,8 @@ def main() -> None:
     try:
         config = load_config(preset="quickstart", overrides=[
             f"train.max_steps={args.steps}", "train.eval_every=0", "train.image_log_every=0",
-            "train.final_comparison=false", f"train.checkpoint_every={args.steps}", "transfer.epochs=10",
-            "transfer.max_test_images=200", f"transfer.shots_per_class=[{args.shots}]", *args.overrides,
+            "train.final_comparison=false", f"train.checkpoint_every={args.steps}", "transfer.steps=100",
+            "transfer.draws=1", "transfer.max_test_images=200", f"transfer.shots_per_class=[{args.shots}]", *args.overrides,
         ])
     except UattnError as error:
         parser.error(str(error))

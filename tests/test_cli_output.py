@@ -31,7 +31,7 @@ def checkpoint(tmp_path_factory):
     config = load_config(preset="quickstart", overrides=["data.image_size=32", "model.alignment_size=8",
                                                          "model.query_size=8", "data.target=synthetic/colour",
                                                          "transfer.batch_size=8", "transfer.max_test_images=8",
-                                                         "transfer.epochs=1"])
+                                                         "transfer.steps=1", "transfer.draws=1"])
     model = AttentionResNet50(config.model)
     model.add_head("synthetic/colour", 4)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "step-000003.safetensors", model, config, step=3)

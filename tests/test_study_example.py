@@ -16,7 +16,7 @@ from universal_attention import AttentionResNet50, load_config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "study_synthetic.py"
 TINY = ["--seeds", "2", "--steps", "1", "--shots", "1,2", "--set", "data.image_size=32",
-        "--set", "transfer.epochs=1", "--set", "transfer.max_test_images=8", "--set", "sampler.batch_size=4",
+        "--set", "transfer.steps=1", "--set", "transfer.max_test_images=8", "--set", "sampler.batch_size=4",
         "--set", "reptile.inner_steps=2"]
 
 

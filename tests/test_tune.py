@@ -31,7 +31,7 @@ from universal_attention.tune_space import (
 TINY = [
     "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
     "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=2", "train.eval_every=0", "train.image_log_every=0", "transfer.epochs=1",
+    "train.max_steps=2", "train.eval_every=0", "train.image_log_every=0", "transfer.steps=1", "transfer.draws=1",
     "transfer.batch_size=4", "transfer.shots_per_class=[2]", "transfer.max_test_images=8",
 ]
 SPACE = {

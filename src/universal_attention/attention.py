@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attention_control import oracle_map, shuffled_map, uniform_map
+from .errors import ConfigError
+
 
 class AttentionBlock(nn.Module, ABC):
     """Base block: ``score`` (subclass hook) -> spatial normalisation -> weighted pooling.
@@ -34,17 +37,37 @@ class AttentionBlock(nn.Module, ABC):
     def score(self, features: Tensor, query: Tensor | None) -> Tensor:
         """Compatibility scores ``[B, 1, h, w]`` of ``features [B, C, h, w]`` with ``query [B, Q]``."""
 
-    def forward(self, features: Tensor, query: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Return ``(pooled [B, C], attention [B, 1, h, w])``."""
-        scores = self.score(features, query).float()
-        batch, _, height, width = scores.shape
+    def forward(self, features: Tensor, query: Tensor | None, control: str = "learned",
+                masks: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Return ``(pooled [B, C], attention [B, 1, h, w])``.
+
+        ``control`` replaces the learned map (see :mod:`universal_attention.attention_control`); ``oracle``
+        needs the object ``masks`` ``[B, H, W]``. The returned attention is the map the features were pooled
+        with.
+        """
+        if control == "uniform":
+            attention = uniform_map(features, self.normalisation)
+        elif control == "oracle":
+            if masks is None:
+                raise ConfigError("oracle attention needs the images' object masks")
+            attention = oracle_map(masks, features, self.normalisation)
+        else:
+            attention = self.attend(features, query)
+            if control == "shuffled":
+                attention = shuffled_map(attention)
         if self.normalisation == "softmax":
-            attention = F.softmax(scores.view(batch, 1, -1), dim=-1).view(batch, 1, height, width)
             pooled = (attention * features.float()).sum(dim=(2, 3))
         else:
-            attention = torch.sigmoid(scores)
             pooled = (attention * features.float()).mean(dim=(2, 3))
         return pooled.to(features.dtype), attention
+
+    def attend(self, features: Tensor, query: Tensor | None) -> Tensor:
+        """The learned map ``[B, 1, h, w]``: scores normalised over space (softmax) or gated (sigmoid)."""
+        scores = self.score(features, query).float()
+        if self.normalisation == "softmax":
+            batch, _, height, width = scores.shape
+            return F.softmax(scores.view(batch, 1, -1), dim=-1).view(batch, 1, height, width)
+        return torch.sigmoid(scores)
 
 
 class AdditiveAttention(AttentionBlock):

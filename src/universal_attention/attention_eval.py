@@ -42,6 +42,7 @@ from .attention_regions import (
     ranked_classes,
     region_masses,
 )
+from .attention_control import check_controls
 from .data.images import resize_mask_to
 from .data.registry import get_dataset
 from .data.preview import mask_outline
@@ -107,7 +108,8 @@ class AttentionReport:
         empty_masks: of those, images whose object mask is empty (left out of the layer scores).
         mask_area: mean share of the image covered by the object mask (non-empty masks).
         class_maps: whether masks were ADE20K class maps.
-        starts: ``"model"``, then ``"random_init"`` and ``"uniform"`` when computed.
+        starts: ``"model"``, then ``"random_init"``, the controls (``"oracle"``, ``"shuffled"``) and
+            ``"uniform"`` when computed.
         seconds: wall time.
     """
 
@@ -260,6 +262,7 @@ def evaluate_attention(
     image_size: int | None = None,
     data_root: str | Path | None = None,
     baselines: Sequence[str] = BASELINES,
+    controls: Sequence[str] = (),
     class_maps: bool | None = None,
     device: str | torch.device = "cpu",
     on_batch: Callable[[int, int], None] | None = None,
@@ -278,6 +281,10 @@ def evaluate_attention(
         data_root: data root for a named dataset.
         baselines: which of ``"random_init"`` (same architecture, seed 0; not added for ``"random"``)
             and ``"uniform"`` to add.
+        controls: the model again under attention controls, each reported as a start point of its name:
+            ``"oracle"`` (the mask as the map: the measure's ceiling at each tap's resolution) and
+            ``"shuffled"`` (another image's map: what the maps' statistics alone score). ``"uniform"`` is
+            the ``uniform`` baseline.
         class_maps: masks are ADE20K class maps (default: when the dataset is ``ade20k``).
         device: where to run the models (a model you pass is moved there).
         on_batch: called with ``(images done, images in all)`` after every batch.
@@ -291,6 +298,10 @@ def evaluate_attention(
     unknown = [name for name in baselines if name not in BASELINES]
     if unknown:
         raise ConfigError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
+    check_controls(controls)
+    controls = [name for name in controls if name not in ("learned", "uniform")]
+    if class_maps and "oracle" in controls:
+        raise ConfigError("the oracle control needs 0/1 object masks, not ADE20K class maps")
     loaded = resolve_model(model_or_checkpoint)
     require_attention(loaded.model)
     if isinstance(dataset, str):
@@ -301,7 +312,7 @@ def evaluate_attention(
     models = {"model": loaded.model.to(device)}
     if "random_init" in baselines and loaded.label != RANDOM_LABEL:
         models["random_init"] = random_model(loaded.model.config).to(device)
-    tallies = {key: _Tally() for key in [*models, *(["uniform"] if "uniform" in baselines else [])]}
+    tallies = {key: _Tally() for key in [*models, *controls, *(["uniform"] if "uniform" in baselines else [])]}
     masks_tally = _MaskTally()
     indices = _subset(len(dataset), limit)
     lookup = object_lookup()
@@ -317,6 +328,10 @@ def evaluate_attention(
             maps = attention_maps(model, images.to(device), layers=[*model.config.taps, COMBINED])
             layer_names = list(maps)
             tallies[key].add(maps, objects, class_ids)
+        for control in controls:
+            maps = attention_maps(models["model"], images.to(device), layers=[*models["model"].config.taps, COMBINED],
+                                  control=control, masks=masks.to(device))
+            tallies[control].add(maps, objects, class_ids)
         if "uniform" in tallies:
             uniform = torch.ones(len(images), 1, *images.shape[-2:])
             tallies["uniform"].add(dict.fromkeys(layer_names, uniform), objects, class_ids)
@@ -325,7 +340,8 @@ def evaluate_attention(
     if masks_tally.present == 0:
         raise DatasetError(f"none of the {masks_tally.images} evaluated images of {name} has object pixels in its "
                            "mask; evaluate more images (--limit)")
-    labels = {"model": loaded.label, "random_init": "random init (seed 0)", "uniform": "uniform attention"}
+    labels = {"model": loaded.label, "random_init": "random init (seed 0)", "uniform": "uniform attention",
+              "oracle": "oracle attention (the mask)", "shuffled": "the model's maps, shuffled across images"}
     starts = {key: _start_report(labels[key], tally, masks_tally) for key, tally in tallies.items()}
     return AttentionReport(name, getattr(dataset, "split", None), masks_tally.images,
                            masks_tally.images - masks_tally.present, masks_tally.area / masks_tally.present,

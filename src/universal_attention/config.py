@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -26,6 +26,9 @@ _EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+_Section = TypeVar("_Section", bound=_Config)
 
 
 class ModelConfig(_Config):
@@ -86,18 +89,31 @@ class ReptileConfig(_Config):
 
 
 class TransferConfig(_Config):
-    """Transfer to a new task: a fresh head, then finetuning or a linear probe."""
+    """Transfer to a new task: a fresh head, then finetuning or a linear probe (the few-shot protocol).
+
+    ``steps`` fixes every run's budget in optimiser steps, whatever the shots (``None``: ``epochs`` full
+    passes, for full-dataset transfer). ``seeds`` x ``draws`` runs per cell; ``attention`` lists the controls
+    run side by side (``learned`` is the model's own; ``uniform``, ``oracle`` and ``shuffled`` replace it, see
+    :mod:`universal_attention.attention_control`). ``remove_object`` draws a synthetic target without its object:
+    a control at which every start point must score chance.
+    """
 
     mode: Literal["finetune", "linear"] = "finetune"
     lr: float = Field(1e-4, gt=0)
     head_lr: float | None = Field(None, gt=0)
+    steps: int | None = Field(None, ge=1)
     epochs: int = Field(10, ge=1)
-    max_steps: int | None = Field(None, ge=1)
+    schedule: Literal["constant", "cosine"] = "constant"
+    batchnorm: Literal["train", "frozen"] = "train"
+    head_init: Literal["zeros", "random", "prototypes"] = "random"
     batch_size: int = Field(64, ge=1)
     image_size: int | None = Field(None, ge=16, le=1024)
     shots_per_class: tuple[int | Literal["all"], ...] = ("all",)
     seeds: int = Field(1, ge=1)
-    seed: int = 0
+    draws: int = Field(1, ge=1, le=1000)
+    seed: int = Field(0, ge=0)
+    attention: tuple[Literal["learned", "uniform", "oracle", "shuffled"], ...] = Field(("learned",), min_length=1)
+    remove_object: bool = False
     max_test_images: int | None = Field(None, ge=1)
 
     @field_validator("shots_per_class")
@@ -105,6 +121,13 @@ class TransferConfig(_Config):
     def _positive_shots(cls, value: tuple[int | str, ...]) -> tuple[int | str, ...]:
         if any(isinstance(s, int) and s < 1 for s in value):
             raise ValueError("each entry must be a positive number of images per class or 'all'")
+        return value
+
+    @field_validator("attention")
+    @classmethod
+    def _distinct_controls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("each attention control may appear once")
         return value
 
 
@@ -137,7 +160,7 @@ class TrainConfig(_Config):
     keep_last: int = Field(3, ge=1)
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(50, ge=0)
-    eval_epochs: int = Field(1, ge=1)
+    eval_steps: int = Field(50, ge=1)
     eval_test_images: int = Field(256, ge=1)
     image_log_every: int = Field(100, ge=0)
     final_comparison: bool = True
@@ -192,8 +215,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "outer_lr": 1.0,
             "anneal": True,
         },
-        "transfer": {"lr": 3e-4, "head_lr": 1e-3, "epochs": 6, "batch_size": 16, "shots_per_class": [80],
-                     "max_test_images": 400},
+        "transfer": {"lr": 3e-4, "head_lr": 1e-3, "steps": 40, "batch_size": 16, "shots_per_class": [80],
+                     "draws": 2, "max_test_images": 500},
         "train": {"max_steps": 200, "checkpoint_every": 50, "eval_every": 100, "image_log_every": 50,
                   "eval_test_images": 200},
     },
@@ -276,6 +299,15 @@ def _describe(error: ValidationError) -> str:
     got = first.get("input")
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
     return f"{location}: {message}{shown}"
+
+
+def validate_section(model: type[_Section], tree: Mapping[str, Any], prefix: str) -> _Section:
+    """Build one config section, turning validation errors into one-line ConfigErrors keyed ``prefix.key``."""
+    try:
+        return model.model_validate(dict(tree))
+    except ValidationError:
+        validate_config({prefix: dict(tree)})  # raises with the dotted key named
+        raise
 
 
 def validate_config(tree: Mapping[str, Any]) -> ExperimentConfig:

@@ -276,7 +276,7 @@ def _log_step(run: _Run, writer: SummaryWriter, step: int, metrics: dict[str, fl
     if train.image_log_every and (step % train.image_log_every == 0 or step == 1):
         log_attention(writer, run.model, watched.to(run.info.device), step)
     if train.eval_every and step % train.eval_every == 0:
-        run.target_top1 = quick_transfer(run.model, run.config, run.info.device).shots[0].top1
+        run.target_top1 = quick_transfer(run.model, run.config, run.info.device).cells[0].top1
         metrics["target_top1"] = run.target_top1
         writer.add_scalar("target/top1", run.target_top1, step)
         run.offer_best(step, run.target_top1)

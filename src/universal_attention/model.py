@@ -15,6 +15,7 @@ import torchvision
 from torch import Tensor, nn
 
 from .attention import AttentionBlock, build_attention_block
+from .attention_control import check_controls
 from .config import ModelConfig
 from .errors import ModelError
 
@@ -154,8 +155,19 @@ class AttentionResNet50(nn.Module):
                 taps[stage] = x
         return taps, x
 
-    def forward(self, images: Tensor, task: str | None = None) -> AttentionOutput:
-        """Run the network; ``task`` picks the head (``None``: the default head, if any)."""
+    def forward(self, images: Tensor, task: str | None = None, *, control: str = "learned",
+                masks: Tensor | None = None) -> AttentionOutput:
+        """Run the network; ``task`` picks the head (``None``: the default head, if any).
+
+        ``control`` (``learned``, ``uniform``, ``oracle``, ``shuffled``; see
+        :mod:`universal_attention.attention_control`) replaces every tap's learned map; ``oracle`` needs the
+        object ``masks`` ``[B, H, W]`` (any resolution).
+        """
+        if control != "learned":
+            check_controls([control])
+            if not self.config.attention:
+                raise ModelError(f"attention control '{control}' needs a model with attention (its config has "
+                                 "attention: false)")
         images = self.normalise(images)
         use_cuda_settings = images.is_cuda
         if use_cuda_settings and self.config.channels_last:
@@ -168,7 +180,7 @@ class AttentionResNet50(nn.Module):
                 pooled = []
                 for tap, features in taps.items():
                     block: AttentionBlock = self.attention_blocks[head_key(tap)]
-                    vector, attention[tap] = block(features, query)
+                    vector, attention[tap] = block(features, query, control, masks)
                     pooled.append(vector)
                 features = torch.cat(pooled, dim=1)
             else:

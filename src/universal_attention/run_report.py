@@ -11,7 +11,7 @@ from .attention_eval import attention_in_mask
 from .config import ExperimentConfig
 from .data.registry import get_dataset, masks_available
 from .model import AttentionResNet50
-from .transfer import TransferResult, transfer_evaluate
+from .transfer import TransferResult, paired_comparisons, transfer_evaluate
 from .visualize import attention_grid, attention_maps, grid_tensor
 
 
@@ -26,10 +26,11 @@ def log_attention(writer: SummaryWriter, model: AttentionResNet50, images: torch
 
 
 def quick_transfer(model: AttentionResNet50 | str, config: ExperimentConfig, device: torch.device) -> TransferResult:
-    """The short periodic transfer check: one seed, the first shots setting, ``train.eval_epochs`` epochs."""
+    """The short periodic transfer check: one seed, one draw, learned attention, the first shots setting,
+    ``train.eval_steps`` optimiser steps, ``train.eval_test_images`` test images."""
     short = config.transfer.model_copy(update={
-        "epochs": config.train.eval_epochs, "seeds": 1, "shots_per_class": config.transfer.shots_per_class[:1],
-        "max_test_images": config.train.eval_test_images,
+        "steps": config.train.eval_steps, "seeds": 1, "draws": 1, "attention": ("learned",),
+        "shots_per_class": config.transfer.shots_per_class[:1], "max_test_images": config.train.eval_test_images,
     })
     return transfer_evaluate(model, config.data.target, short, model_config=config.model,
                              image_size=config.data.image_size, data_root=config.data.data_root, device=str(device))
@@ -38,7 +39,8 @@ def quick_transfer(model: AttentionResNet50 | str, config: ExperimentConfig, dev
 def compare_with_random(model: AttentionResNet50, config: ExperimentConfig, device: torch.device) -> dict[str, Any]:
     """Transfer accuracy and attention on the target's objects: the meta-trained model vs a random init.
 
-    Both start points get the same protocol (``config.transfer``) and budget. Attention is measured on the
+    Both start points get the same protocol (``config.transfer``) and budget, run for run (same seeds, shot
+    draws and new-head initialisations), so their difference is a paired one. Attention is measured on the
     start points themselves (before any finetuning), on target test images that have object masks.
     """
     comparison: dict[str, Any] = {"target": config.data.target}
@@ -48,14 +50,19 @@ def compare_with_random(model: AttentionResNet50, config: ExperimentConfig, devi
                              image_size=config.data.image_size, with_masks=True)
     torch.manual_seed(config.train.seed)
     random_model = AttentionResNet50(config.model).to_device(device)
+    results = []
+    shots, control = config.transfer.shots_per_class[-1], config.transfer.attention[0]
     for key, start in (("meta_trained", model), ("random_init", random_model)):
         result = transfer_evaluate(start, config.data.target, config.transfer, model_config=config.model,
                                    image_size=config.data.image_size, data_root=config.data.data_root,
-                                   device=str(device))
-        entry: dict[str, Any] = {"top1": result.shots[-1].top1, "top1_std": result.shots[-1].top1_std,
-                                 "transfer": result.to_dict(), "attention_in_mask": None}
+                                   device=str(device), label=key)
+        results.append(result)
+        cell = result.cell(shots, control)
+        entry: dict[str, Any] = {"top1": cell.top1, "top1_std": cell.top1_std, "top1_ci": list(cell.top1_ci),
+                                 "runs": cell.runs, "transfer": result.to_dict(), "attention_in_mask": None}
         if masked is not None:
             mass = attention_in_mask(start, masked, limit=config.train.eval_test_images, device=device)
             entry.update(attention_in_mask=mass.mean_mass(), attention=mass.to_dict())
         comparison[key] = entry
+    comparison["comparisons"] = paired_comparisons(results, ["random_init"])
     return comparison

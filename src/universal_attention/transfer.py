@@ -1,73 +1,92 @@
-"""Transfer to a new task: a fresh head, then finetuning (everything trains) or a linear probe.
+"""Transfer to a new task: the few-shot protocol that says whether a start point learns a new task faster.
 
-``transfer_evaluate`` answers the library's question for one start point: given a model (meta-trained,
-random, ImageNet), how well does it learn a target task from 1, 5, ... or all images per class? Each
-(shots, seed) run starts from the same untouched copy of the model; results are averaged over seeds.
+``transfer_evaluate`` runs one start point (meta-trained, random, ImageNet) on a target task for every
+(attention control, shots per class, seed, shot draw). Every run starts from the same untouched copy of the
+model and gets the same budget (``TransferConfig.steps`` optimiser steps, whatever the shots); a run's shot
+draw, batch order and new-head initialisation depend only on its (seed, draw), so two start points' runs
+pair up exactly. :func:`transfer_report` puts several start points side by side: cells with means, sample
+standard deviations and t intervals, paired differences with bootstrap intervals, and the share of the
+oracle's gain that learned attention recovers.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from .config import ModelConfig, TransferConfig
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
+from .finetune import finetune, init_head, loss_curve
+from .linear_probe import fit_linear_probe
 from .model import AttentionResNet50, head_key
+from .stats import mean_ci, paired_bootstrap, ratio_bootstrap
 
 TARGET_HEAD = "transfer-target"
 START_POINTS = ("random", "imagenet")
+EVAL_BATCH = 64
 
 
 @dataclass
 class TransferRun:
-    """One (shots, seed) run: final metrics and per-epoch curves."""
+    """One (attention, shots, seed, draw) run.
 
+    ``steps`` is the number of optimiser steps it took (linear probes: L-BFGS iterations of the final fit);
+    ``train_top1`` is its final accuracy on its own training shots (underfitting shows here);
+    ``train_loss`` the mean loss of each tenth of its steps.
+    """
+
+    attention: str
     shots: int | str
     seed: int
+    draw: int
+    steps: int
+    train_top1: float
     top1: float
     top5: float
     mean_per_class: float
     train_loss: list[float]
-    test_top1: list[float]
     train_size: int
     test_size: int
     seconds: float
 
 
 @dataclass
-class ShotsSummary:
-    """Mean and standard deviation over seeds for one shots-per-class setting."""
+class TransferCell:
+    """Every run of one (attention, shots) setting: means, sample standard deviations and 95 % t intervals."""
 
+    attention: str
     shots: int | str
+    runs: int
     top1: float
     top1_std: float
+    top1_ci: tuple[float, float]
     top5: float
     top5_std: float
     mean_per_class: float
     mean_per_class_std: float
-    runs: list[TransferRun]
+    train_top1: float
+    steps: int
 
 
 @dataclass
 class TransferResult:
-    """What :func:`transfer_evaluate` returns; ``to_json()`` for ``results.json``."""
+    """What :func:`transfer_evaluate` returns for one start point; ``to_json()`` for ``results.json``."""
 
     start: str
     target: str
     mode: str
     num_classes: int
-    shots: list[ShotsSummary]
+    runs: list[TransferRun]
+    cells: list[TransferCell]
     wall_seconds: float
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -79,9 +98,25 @@ class TransferResult:
         """The result as indented JSON."""
         return json.dumps(self.to_dict(), indent=2)
 
-    def summary(self, shots: int | str) -> ShotsSummary:
-        """The summary of one shots-per-class setting."""
-        return next(entry for entry in self.shots if entry.shots == shots)
+    def cell(self, shots: int | str, attention: str = "learned") -> TransferCell:
+        """The cell of one shots setting and attention control."""
+        for entry in self.cells:
+            if entry.shots == shots and entry.attention == attention:
+                return entry
+        raise KeyError(f"no cell for shots {shots!r} with attention {attention!r}")
+
+    def paired_top1(self, shots: int | str, attention: str) -> dict[tuple[int, int], float]:
+        """Top-1 of every run of a cell, keyed by (seed, draw)."""
+        return {(run.seed, run.draw): run.top1 for run in self.runs
+                if run.shots == shots and run.attention == attention}
+
+
+class Items(NamedTuple):
+    """Images, labels and (for oracle attention) masks of a set of samples."""
+
+    images: Tensor
+    labels: Tensor
+    masks: Tensor | None
 
 
 def dataset_labels(dataset: Dataset) -> Tensor:
@@ -91,59 +126,68 @@ def dataset_labels(dataset: Dataset) -> Tensor:
     return torch.tensor([int(dataset[index][1]) for index in range(len(dataset))], dtype=torch.int64)
 
 
-def load_images(dataset: Dataset, indices: Tensor) -> Tensor:
-    """The images at ``indices`` as one uint8 tensor (a dataset's images share one size)."""
-    if hasattr(dataset, "images"):
-        return dataset.images[indices]
-    return torch.stack([dataset[int(index)][0] for index in indices])
+def load_items(dataset: Dataset, indices: Tensor, with_masks: bool) -> Items:
+    """The samples at ``indices`` as stacked tensors (a dataset's images share one size)."""
+    labels = dataset_labels(dataset)[indices]
+    if hasattr(dataset, "images") and (not with_masks or getattr(dataset, "masks", None) is not None):
+        return Items(dataset.images[indices], labels, dataset.masks[indices] if with_masks else None)
+    items = [dataset[int(index)] for index in indices]
+    masks = torch.stack([torch.as_tensor(item[2]) for item in items]) if with_masks else None
+    return Items(torch.stack([item[0] for item in items]), labels, masks)
 
 
-def _memoised(compute: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """``indices -> stacked rows`` where each index's row is computed by ``compute`` once, then reused."""
-    cache: dict[int, Tensor] = {}
-
-    def rows(indices: Tensor) -> Tensor:
-        missing = torch.tensor([int(i) for i in indices if int(i) not in cache], dtype=torch.int64)
-        if len(missing):
-            cache.update(zip(missing.tolist(), compute(missing)))
-        return torch.stack([cache[int(i)] for i in indices])
-
-    return rows
-
-
-def _test_indices(count: int, limit: int | None) -> Tensor:
+def test_indices(count: int, limit: int | None) -> Tensor:
     """All test indices, or a fixed random subset of ``limit`` of them (seed 0, the same for every start)."""
     if limit is None or limit >= count:
         return torch.arange(count)
     return torch.randperm(count, generator=torch.Generator().manual_seed(0))[:limit].sort().values
 
 
-def resolve_target(
-    target: str | tuple[Dataset, Dataset], image_size: int, data_root: str | Path | None = None
-) -> tuple[Dataset, Dataset, str]:
-    """``(train, test, name)`` for a dataset name or an explicit ``(train, test)`` pair."""
-    if isinstance(target, str):
-        from .data.registry import get_dataset
+def resolve_target(target: str | tuple[Dataset, Dataset], image_size: int, data_root: str | Path | None = None,
+                   *, with_masks: bool = False, remove_object: bool = False) -> tuple[Dataset, Dataset, str]:
+    """``(train, test, name)`` for a dataset name or an explicit ``(train, test)`` pair.
 
-        train = get_dataset(target, "train", root=data_root, image_size=image_size)
-        test = get_dataset(target, "test", root=data_root, image_size=image_size)
-        return train, test, target
-    train, test = target
-    return train, test, getattr(train, "name", "custom")
+    Raises:
+        ConfigError: masks are needed but the target has none, or ``remove_object`` on a target that is
+            not synthetic.
+    """
+    if not isinstance(target, str):
+        train, test = target
+        if remove_object:
+            raise ConfigError("transfer.remove_object needs a synthetic target given by name (synthetic/<task>)")
+        return train, test, getattr(train, "name", "custom")
+    from .data.registry import SYNTHETIC_PREFIX, get_dataset, masks_available
+
+    if with_masks and not masks_available(target, data_root):
+        raise ConfigError(f"oracle attention needs object masks and {target} has none; use a target with masks "
+                          "(synthetic/<task>, oxford_pets, cub200) or drop oracle from transfer.attention")
+    if remove_object:
+        if not target.startswith(SYNTHETIC_PREFIX):
+            raise ConfigError(f"transfer.remove_object draws a synthetic target without its object; {target} is "
+                              "not synthetic")
+        from .data.synthetic import SyntheticTaskDataset
+
+        task = target[len(SYNTHETIC_PREFIX):]
+        return tuple(SyntheticTaskDataset(task, split, image_size=image_size, with_masks=with_masks,
+                                          with_object=False) for split in ("train", "test")) + (target,)
+    train = get_dataset(target, "train", root=data_root, image_size=image_size, with_masks=with_masks)
+    test = get_dataset(target, "test", root=data_root, image_size=image_size, with_masks=with_masks)
+    return train, test, target
 
 
-def resolve_start(model_or_checkpoint: AttentionResNet50 | str | Path, model_config: ModelConfig | None) -> tuple[
-    AttentionResNet50, str
-]:
-    """The start model (never the caller's object) and its label."""
+def resolve_start(model_or_checkpoint: AttentionResNet50 | str | Path, model_config: ModelConfig | None,
+                  seed: int = 0) -> tuple[AttentionResNet50, str]:
+    """The start model (never the caller's object) and its label; ``"random"`` is initialised from ``seed``."""
     if isinstance(model_or_checkpoint, AttentionResNet50):
         return copy.deepcopy(model_or_checkpoint), "model"
     name = str(model_or_checkpoint)
     if name in START_POINTS:
+        from .visualize_files import random_model
+
         config = (model_config or ModelConfig()).model_copy(
             update={"backbone_weights": "imagenet" if name == "imagenet" else "none"}
         )
-        return AttentionResNet50(config), name
+        return (random_model(config, seed) if name == "random" else AttentionResNet50(config)), name
     from .checkpoint import load_checkpoint
 
     return load_checkpoint(name).model, Path(name).name
@@ -164,6 +208,11 @@ def select_shots(labels: Tensor, classes: Sequence[str], shots: int | str, seed:
     return torch.cat(chosen).sort().values
 
 
+def run_seed(seed: int, draw: int) -> int:
+    """The seed of one run's shot draw, batch order and head: a function of (seed, draw) only."""
+    return seed * 1000 + draw
+
+
 def _pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -171,13 +220,14 @@ def _pick_device(device: str) -> torch.device:
 
 
 @torch.no_grad()
-def _predict(model: AttentionResNet50, images: Tensor, batch_size: int, device: torch.device,
-             head: str | None = TARGET_HEAD) -> Tensor:
-    """Logits (or, with ``head=None``, features) for every image, in eval mode."""
+def predict(model: AttentionResNet50, items: Items, control: str, device: torch.device,
+            head: str | None = TARGET_HEAD) -> Tensor:
+    """Logits (or, with ``head=None``, features) for every image, in eval mode, with attention ``control``."""
     model.eval()
     outputs = []
-    for start in range(0, len(images), batch_size):
-        out = model(images[start:start + batch_size].to(device), head)
+    for start in range(0, len(items.labels), EVAL_BATCH):
+        masks = None if items.masks is None else items.masks[start:start + EVAL_BATCH].to(device)
+        out = model(items.images[start:start + EVAL_BATCH].to(device), head, control=control, masks=masks)
         outputs.append((out.features if head is None else out.logits).float().cpu())
     return torch.cat(outputs)
 
@@ -195,71 +245,67 @@ def accuracy_metrics(logits: Tensor, labels: Tensor, num_classes: int) -> dict[s
     }
 
 
-def _training_epochs(count: int, config: TransferConfig, generator: torch.Generator,
-                     train_batch: Callable[[Tensor], float]) -> Iterator[list[float]]:
-    """Shuffled mini-batch epochs over ``count`` items; yields the mean losses so far after each epoch.
-
-    Stops early after ``config.max_steps`` optimiser steps. A last batch of one image is skipped
-    (batch norm cannot train on it) unless the whole set is one image.
-    """
-    losses, steps = [], 0
-    for _ in range(config.epochs):
-        order = torch.randperm(count, generator=generator)
-        epoch_losses = []
-        for start in range(0, count, config.batch_size):
-            batch = order[start:start + config.batch_size]
-            if len(batch) < 2 <= count:
-                continue
-            epoch_losses.append(train_batch(batch))
-            steps += 1
-            if config.max_steps and steps >= config.max_steps:
-                break
-        losses.append(statistics.fmean(epoch_losses) if epoch_losses else float("nan"))
-        yield losses
-        if config.max_steps and steps >= config.max_steps:
-            return
+RunCallback = Callable[[str, TransferRun], None]
 
 
-def _linear_probe(features: Tensor, labels: Tensor, num_classes: int, config: TransferConfig,
-                  generator: torch.Generator) -> Iterator[tuple[torch.nn.Linear, list[float]]]:
-    """Train only a linear head on fixed features; yields the head and the losses after each epoch."""
-    head = torch.nn.Linear(features.shape[1], num_classes)
-    optimizer = torch.optim.Adam(head.parameters(), lr=config.head_lr or config.lr)
+class _Protocol:
+    """One start point on one target: the fixed test set, features for probes, and one run at a time."""
 
-    def train_batch(batch: Tensor) -> float:
-        loss = F.cross_entropy(head(features[batch]), labels[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()
+    def __init__(self, start: AttentionResNet50, train_set: Dataset, test_set: Dataset, config: TransferConfig,
+                 device: torch.device) -> None:
+        self.start, self.train_set, self.config, self.device = start, train_set, config, device
+        self.with_masks = "oracle" in config.attention
+        self.classes = list(train_set.classes)
+        self.train_labels = dataset_labels(train_set)
+        self.test = load_items(test_set, test_indices(len(test_set), config.max_test_images), self.with_masks)
+        self._test_features: dict[str, Tensor] = {}
+        self._train_items: dict[int, tuple[Tensor, Tensor | None]] = {}
 
-    for losses in _training_epochs(len(labels), config, generator, train_batch):
-        yield head, losses
+    def train_items(self, subset: Tensor) -> Items:
+        """The training samples at ``subset``, each read from the dataset once across all runs."""
+        missing = torch.tensor([int(i) for i in subset if int(i) not in self._train_items], dtype=torch.int64)
+        if len(missing):
+            read = load_items(self.train_set, missing, self.with_masks)
+            for position, index in enumerate(missing.tolist()):
+                self._train_items[index] = (read.images[position], None if read.masks is None else read.masks[position])
+        images, masks = zip(*(self._train_items[int(i)] for i in subset))
+        return Items(torch.stack(images), self.train_labels[subset], None if masks[0] is None else torch.stack(masks))
 
+    def run(self, control: str, shots: int | str, seed: int, draw: int) -> TransferRun:
+        begin = time.perf_counter()
+        generator = torch.Generator().manual_seed(run_seed(seed, draw))
+        subset = select_shots(self.train_labels, self.classes, shots, run_seed(seed, draw))
+        train = self.train_items(subset)
+        if self.config.mode == "linear":
+            steps, losses, train_logits, test_logits = self._probe(train, control)
+        else:
+            steps, losses, train_logits, test_logits = self._finetune(train, control, generator)
+        final = accuracy_metrics(test_logits, self.test.labels, len(self.classes))
+        train_top1 = accuracy_metrics(train_logits, train.labels, len(self.classes))["top1"]
+        return TransferRun(attention=control, shots=shots, seed=seed, draw=draw, steps=steps, train_top1=train_top1,
+                           train_loss=losses, train_size=len(subset), test_size=len(self.test.labels),
+                           seconds=time.perf_counter() - begin, **final)
 
-def _finetune(model: AttentionResNet50, images: Tensor, labels: Tensor, config: TransferConfig,
-              device: torch.device, generator: torch.Generator) -> Iterator[list[float]]:
-    """Train every parameter (trunk at ``lr``, head at ``head_lr``); yields the losses after each epoch."""
-    head_parameters = list(model.heads[head_key(TARGET_HEAD)].parameters())
-    head_ids = {id(p) for p in head_parameters}
-    optimizer = torch.optim.Adam([
-        {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": config.lr},
-        {"params": head_parameters, "lr": config.head_lr or config.lr},
-    ])
+    def _finetune(self, train: Items, control: str, generator: torch.Generator) -> tuple[
+        int, list[float], Tensor, Tensor
+    ]:
+        model = copy.deepcopy(self.start)
+        head = model.add_head(TARGET_HEAD, len(self.classes))
+        features = None
+        if self.config.head_init == "prototypes":
+            features = predict(model, train, control, self.device, head=None)
+        init_head(head, self.config.head_init, generator, features, train.labels)
+        losses = finetune(model, TARGET_HEAD, train.images, train.labels, train.masks, self.config, control,
+                          self.device, generator)
+        train_logits = predict(model, train, control, self.device)
+        return len(losses), loss_curve(losses), train_logits, predict(model, self.test, control, self.device)
 
-    def train_batch(batch: Tensor) -> float:
-        model.train()
-        logits = model(images[batch].to(device), TARGET_HEAD).logits
-        loss = F.cross_entropy(logits, labels[batch].to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    yield from _training_epochs(len(labels), config, generator, train_batch)
-
-
-EpochCallback = Callable[[dict[str, Any]], None]
+    def _probe(self, train: Items, control: str) -> tuple[int, list[float], Tensor, Tensor]:
+        if control not in self._test_features:
+            self._test_features[control] = predict(self.start, self.test, control, self.device, head=None)
+        features = predict(self.start, train, control, self.device, head=None)
+        probe = fit_linear_probe(features, train.labels, len(self.classes))
+        return probe.iterations, [], probe.logits(features), probe.logits(self._test_features[control])
 
 
 def transfer_evaluate(
@@ -271,92 +317,125 @@ def transfer_evaluate(
     image_size: int = 128,
     data_root: str | Path | None = None,
     device: str = "auto",
-    on_epoch: EpochCallback | None = None,
+    label: str | None = None,
+    on_run: RunCallback | None = None,
 ) -> TransferResult:
     """Transfer a start point to a target task and measure how well it learns it.
 
     Args:
         model_or_checkpoint: an :class:`AttentionResNet50` (copied, never changed), a checkpoint path,
-            ``"random"`` (fresh init) or ``"imagenet"`` (torchvision's ImageNet trunk).
+            ``"random"`` (a fresh init seeded with ``config.seed``) or ``"imagenet"`` (torchvision's ImageNet
+            trunk).
         target: a dataset name (``"caltech101"``, ``"synthetic/orientation"``, ``"folder:<path>"``) or a
-            ``(train, test)`` pair of datasets.
-        config: mode, learning rates, epochs, batch size, shots per class, seeds.
+            ``(train, test)`` pair of datasets (with masks as third item when ``oracle`` is asked for).
+        config: the protocol: mode, budget, BatchNorm policy, head init, shots, seeds, draws, controls.
         model_config: the architecture for ``"random"``/``"imagenet"`` starts (default ``ModelConfig()``).
         image_size: image size when the config gives none.
         data_root: where real datasets live (see ``universal_attention.data``).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
-        on_epoch: called after every epoch with ``{"start", "shots", "seed", "epoch", "train_loss", "test_top1"}``.
+        label: the start point's name in the result (default: the checkpoint's file name, ``"random"``,
+            ``"imagenet"`` or ``"model"``).
+        on_run: called after every run with the start point's label and the :class:`TransferRun`.
 
     Returns:
-        A :class:`TransferResult` with mean and std over seeds for every shots setting.
+        A :class:`TransferResult`: every run, and per (attention, shots) cell the mean, sample standard
+        deviation and 95 % t interval over seeds x draws.
+
+    Raises:
+        ConfigError: a control the model or target cannot serve (oracle without masks, any control on a
+            model without attention). DatasetError: more shots than a class has.
     """
     config = config or TransferConfig()
     begin = time.perf_counter()
-    start_model, start_label = resolve_start(model_or_checkpoint, model_config)
+    start_model, start_label = resolve_start(model_or_checkpoint, model_config, config.seed)
+    start_label = label or start_label
+    if not start_model.config.attention and config.attention != ("learned",):
+        raise ConfigError("transfer.attention controls need a model with attention (this one has attention: false); "
+                          "use attention: [learned]")
     size = config.image_size or image_size
-    train_set, test_set, target_name = resolve_target(target, size, data_root)
-    classes = list(train_set.classes)
-    num_classes = len(classes)
-    train_labels = dataset_labels(train_set)
-    test_subset = _test_indices(len(test_set), config.max_test_images)
-    test_images, test_labels = load_images(test_set, test_subset), dataset_labels(test_set)[test_subset]
+    train_set, test_set, target_name = resolve_target(target, size, data_root, with_masks="oracle" in config.attention,
+                                                      remove_object=config.remove_object)
     run_device = _pick_device(device)
     start_model.to_device(run_device)
-    train_images = _memoised(lambda missing: load_images(train_set, missing))
-    train_features = _memoised(
-        lambda missing: _predict(start_model, train_images(missing), config.batch_size, run_device, head=None))
-
-    if config.mode == "linear":
-        test_features = _predict(start_model, test_images, config.batch_size, run_device, head=None)
-
-    summaries = []
-    for shots in config.shots_per_class:
-        runs = []
-        for seed in range(config.seed, config.seed + config.seeds):
-            run_begin = time.perf_counter()
-            subset = select_shots(train_labels, classes, shots, seed)
-            generator = torch.Generator().manual_seed(seed)
-            torch.manual_seed(seed)
-            curve: list[float] = []
-            if config.mode == "linear":
-                epochs = _linear_probe(train_features(subset), train_labels[subset], num_classes, config,
-                                       generator)
-                for head, losses in epochs:
-                    with torch.no_grad():
-                        logits = head(test_features)
-                    curve.append(accuracy_metrics(logits, test_labels, num_classes)["top1"])
-                    _report(on_epoch, start_label, shots, seed, losses, curve)
-            else:
-                model = copy.deepcopy(start_model)
-                model.add_head(TARGET_HEAD, num_classes)
-                for losses in _finetune(model, train_images(subset), train_labels[subset], config, run_device,
-                                        generator):
-                    logits = _predict(model, test_images, config.batch_size, run_device)
-                    curve.append(accuracy_metrics(logits, test_labels, num_classes)["top1"])
-                    _report(on_epoch, start_label, shots, seed, losses, curve)
-            final = accuracy_metrics(logits, test_labels, num_classes)
-            runs.append(TransferRun(shots=shots, seed=seed, train_loss=losses, test_top1=curve,
-                                    train_size=len(subset), test_size=len(test_labels),
-                                    seconds=time.perf_counter() - run_begin, **final))
-        summaries.append(_summarise(shots, runs))
-    return TransferResult(start=start_label, target=target_name, mode=config.mode, num_classes=num_classes,
-                          shots=summaries, wall_seconds=time.perf_counter() - begin,
+    protocol = _Protocol(start_model, train_set, test_set, config, run_device)
+    runs = []
+    for control in config.attention:
+        for shots in config.shots_per_class:
+            for seed in range(config.seed, config.seed + config.seeds):
+                for draw in range(config.draws):
+                    runs.append(protocol.run(control, shots, seed, draw))
+                    if on_run is not None:
+                        on_run(start_label, runs[-1])
+    cells = [summarise_cell(control, shots, [run for run in runs if run.attention == control and run.shots == shots])
+             for control in config.attention for shots in config.shots_per_class]
+    return TransferResult(start=start_label, target=target_name, mode=config.mode, num_classes=len(protocol.classes),
+                          runs=runs, cells=cells, wall_seconds=time.perf_counter() - begin,
                           config=config.model_dump(mode="json"))
 
 
-def _report(on_epoch: EpochCallback | None, start: str, shots: int | str, seed: int, losses: list[float],
-            curve: list[float]) -> None:
-    if on_epoch is not None:
-        on_epoch({"start": start, "shots": shots, "seed": seed, "epoch": len(curve),
-                  "train_loss": losses[-1], "test_top1": curve[-1]})
+def summarise_cell(control: str, shots: int | str, runs: list[TransferRun]) -> TransferCell:
+    """Mean, sample standard deviation and t interval of the runs of one (attention, shots) setting."""
+    top1, top1_std, top1_ci = mean_ci([run.top1 for run in runs])
+    top5, top5_std, _ = mean_ci([run.top5 for run in runs])
+    per_class, per_class_std, _ = mean_ci([run.mean_per_class for run in runs])
+    return TransferCell(attention=control, shots=shots, runs=len(runs), top1=top1, top1_std=top1_std,
+                        top1_ci=top1_ci, top5=top5, top5_std=top5_std, mean_per_class=per_class,
+                        mean_per_class_std=per_class_std, train_top1=mean_ci([r.train_top1 for r in runs])[0],
+                        steps=max(run.steps for run in runs))
 
 
-def _summarise(shots: int | str, runs: list[TransferRun]) -> ShotsSummary:
-    def mean_std(values: list[float]) -> tuple[float, float]:
-        return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+def _paired(first: dict[tuple[int, int], float], second: dict[tuple[int, int], float]) -> tuple[list[float], list[float]]:
+    keys = sorted(first.keys() & second.keys())
+    return [first[key] for key in keys], [second[key] for key in keys]
 
-    top1, top1_std = mean_std([run.top1 for run in runs])
-    top5, top5_std = mean_std([run.top5 for run in runs])
-    per_class, per_class_std = mean_std([run.mean_per_class for run in runs])
-    return ShotsSummary(shots=shots, top1=top1, top1_std=top1_std, top5=top5, top5_std=top5_std,
-                        mean_per_class=per_class, mean_per_class_std=per_class_std, runs=runs)
+
+def paired_comparisons(results: Sequence[TransferResult], baselines: Sequence[str]) -> list[dict[str, Any]]:
+    """Every start point against every baseline, per (attention, shots): the mean paired difference in top-1
+    (same seed, draw and new-head init) with its 95 % bootstrap interval."""
+    by_start = {result.start: result for result in results}
+    comparisons = []
+    for result in results:
+        for baseline in baselines:
+            if baseline == result.start or baseline not in by_start:
+                continue
+            for cell in result.cells:
+                mine, theirs = _paired(result.paired_top1(cell.shots, cell.attention),
+                                       by_start[baseline].paired_top1(cell.shots, cell.attention))
+                if not mine:
+                    continue
+                delta, interval = paired_bootstrap(mine, theirs)
+                comparisons.append({"start": result.start, "baseline": baseline, "attention": cell.attention,
+                                    "shots": cell.shots, "pairs": len(mine), "delta_top1": delta, "ci": list(interval)})
+    return comparisons
+
+
+def oracle_fractions(result: TransferResult) -> list[dict[str, Any]]:
+    """Per shots setting, where ``learned``, ``uniform`` and ``oracle`` all ran: (learned - uniform) /
+    (oracle - uniform) over paired runs, with its 95 % bootstrap interval: the share of what perfect *where*
+    is worth that the learned attention recovers."""
+    controls = {cell.attention for cell in result.cells}
+    if not {"learned", "uniform", "oracle"} <= controls:
+        return []
+    fractions = []
+    for shots in dict.fromkeys(cell.shots for cell in result.cells):
+        learned, uniform, oracle = (result.paired_top1(shots, name) for name in ("learned", "uniform", "oracle"))
+        keys = sorted(learned.keys() & uniform.keys() & oracle.keys())
+        values = [[table[key] for key in keys] for table in (learned, uniform, oracle)]
+        fraction, interval = ratio_bootstrap((values[0], values[1]), (values[2], values[1]))
+        fractions.append({"start": result.start, "shots": shots, "fraction": fraction, "ci": list(interval),
+                          "oracle_gain": sum(values[2]) / len(keys) - sum(values[1]) / len(keys)})
+    return fractions
+
+
+def transfer_report(results: Sequence[TransferResult], baselines: Sequence[str] = ()) -> dict[str, Any]:
+    """Start points side by side, as ``uattn transfer`` saves them in ``results.json``: ``results`` (every
+    start's runs and cells), ``cells`` (flat, with ``start``), ``comparisons`` (paired differences against each
+    baseline) and ``oracle_fraction`` (where learned, uniform and oracle attention ran)."""
+    return {
+        "target": results[0].target if results else None,
+        "mode": results[0].mode if results else None,
+        "results": {result.start: result.to_dict() for result in results},
+        "cells": [{"start": result.start, **asdict(cell)} for result in results for cell in result.cells],
+        "comparisons": paired_comparisons(results, baselines),
+        "oracle_fraction": [entry for result in results for entry in oracle_fractions(result)],
+    }

@@ -170,7 +170,7 @@ class _Objective:
         transfer = transfer_evaluate(run.final_checkpoint, config.data.target, config.transfer,
                                      image_size=config.data.image_size, data_root=config.data.data_root,
                                      device=config.train.device)
-        top1 = transfer.shots[-1].top1
+        top1 = transfer.cell(config.transfer.shots_per_class[-1], config.transfer.attention[0]).top1
         results = {"target": config.data.target, "top1": top1, "params": params, "transfer": transfer.to_dict()}
         atomic_write_bytes(run_dir / "results.json", json.dumps(results, indent=2).encode())
         if not self.keep_checkpoints:

@@ -42,11 +42,14 @@ def require_attention(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _run(model: nn.Module, images: Tensor, task: str | None) -> AttentionOutput:
+def _run(model: nn.Module, images: Tensor, task: str | None, control: str = "learned",
+         masks: Tensor | None = None) -> AttentionOutput:
     was_training = model.training
     model.eval()
     try:
-        return model(images, task)
+        if control == "learned":
+            return model(images, task)
+        return model(images, task, control=control, masks=masks)
     finally:
         model.train(was_training)
 
@@ -70,7 +73,8 @@ def _upsample(attention: dict[str, Tensor], size: Sequence[int], softmax: bool,
 
 
 def attention_maps(model: nn.Module, images: Tensor, task: str | None = None, *,
-                   layers: Sequence[str] | None = None) -> dict[str, Tensor]:
+                   layers: Sequence[str] | None = None, control: str = "learned",
+                   masks: Tensor | None = None) -> dict[str, Tensor]:
     """Attention of every tap layer, upsampled (bilinear) to the image size: ``{tap: [B, 1, H, W]}``.
 
     Softmax maps are renormalised to sum to one over ``H, W``; sigmoid maps keep their 0..1 values. A model
@@ -81,12 +85,14 @@ def attention_maps(model: nn.Module, images: Tensor, task: str | None = None, *,
         images: ``[B, 3, H, W]`` uint8 or 0..1 float images, on the model's device.
         task: a head to run (attention does not depend on it); ignored when the model has no such head.
         layers: tap names to return, in this order, optionally with ``"combined"`` (default: every tap).
+        control: an attention control in place of the learned maps (see
+            :mod:`universal_attention.attention_control`); ``oracle`` needs ``masks`` ``[B, H, W]``.
 
     Raises:
         ModelError: a name in ``layers`` is not a tap of the model.
     """
     has_head = getattr(model, "has_head", lambda name: False)
-    output = _run(model, images, task if task is None or has_head(task) else None)
+    output = _run(model, images, task if task is None or has_head(task) else None, control, masks)
     softmax = getattr(getattr(model, "config", None), "normalisation", "softmax") == "softmax"
     return _upsample(output.attention, images.shape[-2:], softmax, layers)
 

@@ -14,15 +14,16 @@ error_console = make_console(stderr=True)
 
 
 class UattnGroup(click.Group):
-    """A click group that turns library errors into one red line and exit code 2."""
+    """A click group that turns library errors and bad options into one red line and exit code 2."""
 
     def invoke(self, ctx: click.Context):  # noqa: D102
         try:
             return super().invoke(ctx)
-        except UattnError as error:
+        except (UattnError, click.UsageError) as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            error_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            message = error.format_message() if isinstance(error, click.UsageError) else str(error)
+            error_console.print(f"[red]error:[/red] {' '.join(message.split())}", highlight=False, soft_wrap=True)
             sys.exit(2)
 
 

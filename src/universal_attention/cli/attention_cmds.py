@@ -20,7 +20,8 @@ from ..visualize_files import DEFAULT_IMAGE_SIZE, DISPLAY_SIZE, RANDOM, resolve_
 from .output import echo_json, json_option, make_console
 
 TOP_CLASSES = 10
-START_NAMES = {"model": "model", "random_init": "random init", "uniform": "uniform"}
+START_NAMES = {"model": "model", "random_init": "random init", "uniform": "uniform", "oracle": "oracle",
+               "shuffled": "shuffled"}
 
 
 def _device(name: str) -> torch.device:
@@ -139,14 +140,17 @@ def classes_table(report: AttentionReport) -> Table:
 @click.option("--image-size", type=click.IntRange(16, 1024),
               help=f"Square image side (default: the checkpoint's, else {DEFAULT_IMAGE_SIZE}).")
 @click.option("--no-baselines", is_flag=True, help="Skip the random-init and uniform baselines.")
+@click.option("--attention", "controls", metavar="NAMES", default="",
+              help="Also score the model under these attention controls, comma separated: oracle (the mask as "
+                   "the map: the ceiling at each tap's resolution), shuffled (another image's map).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/attention"),
               show_default=True, help="Where attention_report.json and attention_examples.png go.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @json_option
 def evaluate_attention_command(checkpoint: str, dataset: str | None, split: str, limit: int, batch_size: int,
-                               image_size: int | None, no_baselines: bool, out_dir: Path, data_root: str | None,
-                               device: str, as_json: bool) -> None:
+                               image_size: int | None, no_baselines: bool, controls: str, out_dir: Path,
+                               data_root: str | None, device: str, as_json: bool) -> None:
     """Pointing game and attention mass in object masks, per tap layer, beside a random init and uniform
     attention; ADE20K adds attention per class and the stuff / object split."""
     console = make_console(stderr=as_json)
@@ -163,7 +167,9 @@ def evaluate_attention_command(checkpoint: str, dataset: str | None, split: str,
                   transient=True, disable=not console.is_terminal) as progress:
         bar = progress.add_task(f"attention on {name}", total=min(limit, len(masked)))
         report = evaluate_attention(loaded, masked, limit=limit, batch_size=batch_size,
-                                    baselines=() if no_baselines else BASELINES, device=run_device,
+                                    baselines=() if no_baselines else BASELINES,
+                                    controls=[name.strip() for name in controls.split(",") if name.strip()],
+                                    device=run_device,
                                     on_batch=lambda done, total: progress.update(bar, completed=done))
     console.print(f"model: {report.starts['model'].label}; {report.images} {name} {split} images, mean object "
                   f"area {report.mask_area:.3f}" + (f", {report.empty_masks} without objects" if report.empty_masks

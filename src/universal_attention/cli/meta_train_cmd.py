@@ -17,23 +17,34 @@ from .output import make_console
 
 
 def comparison_table(comparison: dict) -> Table:
-    """Meta-trained vs random init: transfer top-1, and the share of attention inside the object mask per tap."""
+    """Meta-trained vs random init: transfer top-1 (mean ± sample std, 95 % CI, paired difference) and the
+    share of attention inside the object mask per tap."""
     taps = list(comparison["meta_trained"].get("attention", {}).get("mass_in_mask", {}))
-    table = Table(title=f"transfer to {comparison['target']}: same protocol, same budget")
+    delta = next(iter(comparison.get("comparisons", [])), None)
+    table = Table(title=f"transfer to {comparison['target']}: same protocol, same budget, run for run")
     table.add_column("start point", no_wrap=True)
     table.add_column("top-1", justify="right")
+    table.add_column("95% CI", justify="right")
     table.add_column("attention in mask (mean of taps)", justify="right")
     for tap in taps:
         table.add_column(tap, justify="right")
     for key, label in (("meta_trained", "meta-trained (Reptile)"), ("random_init", "random init")):
         entry = comparison[key]
         mass = entry.get("attention_in_mask")
-        cells = [label, f"{entry['top1']:.3f} ± {entry['top1_std']:.3f}", "-" if mass is None else f"{mass:.3f}"]
+        low, high = entry.get("top1_ci", [float("nan")] * 2)
+        cells = [label, f"{entry['top1']:.3f} ± {entry['top1_std']:.3f}",
+                 "-" if low != low else f"[{low:.3f}, {high:.3f}]", "-" if mass is None else f"{mass:.3f}"]
         cells += [f"{entry['attention']['mass_in_mask'][tap]:.3f}" for tap in taps]
         table.add_row(*cells)
+    notes = []
+    if delta is not None:
+        low, high = delta["ci"]
+        notes.append(f"meta-trained - random init, paired over {delta['pairs']} runs: {delta['delta_top1']:+.3f} "
+                     f"(95% CI [{low:.3f}, {high:.3f}])")
     if taps:
         area = comparison["meta_trained"]["attention"]["mask_area"]
-        table.caption = f"uniform attention would put {area:.3f} inside the mask (the objects' share of the image)"
+        notes.append(f"uniform attention would put {area:.3f} inside the mask (the objects' share of the image)")
+    table.caption = "\n".join(notes) or None
     return table
 
 

@@ -11,9 +11,10 @@ from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
 from ..checkpoint import atomic_write_bytes, read_metadata
-from ..config import ExperimentConfig, load_config
+from ..attention_control import check_controls
+from ..config import ExperimentConfig, TransferConfig, load_config, validate_section
 from ..errors import ConfigError, ModelError
-from ..transfer import TransferResult, transfer_evaluate
+from ..transfer import TransferResult, TransferRun, transfer_evaluate, transfer_report
 from .options import config_options
 from .output import echo_json, json_option, make_console
 
@@ -42,78 +43,128 @@ def experiment_for(checkpoint: str, preset: str | None, config_file: str | None,
     return load_config(preset=preset, config_file=config_file, overrides=overrides)
 
 
-def results_table(results: list[TransferResult]) -> Table:
-    """Rows: start point x shots; columns: top-1, top-5, mean per-class (mean ± std over seeds)."""
-    table = Table(title=f"transfer to {results[0].target} ({results[0].mode})")
-    for column in ("start", "shots", "top-1", "top-5", "mean per-class", "seeds"):
-        table.add_column(column, justify="left" if column == "start" else "right", no_wrap=column == "start")
-    for result in results:
-        for entry in result.shots:
-            table.add_row(result.start, str(entry.shots), f"{entry.top1:.3f} ± {entry.top1_std:.3f}",
-                          f"{entry.top5:.3f} ± {entry.top5_std:.3f}",
-                          f"{entry.mean_per_class:.3f} ± {entry.mean_per_class_std:.3f}", str(len(entry.runs)))
+def _interval(low: float, high: float) -> str:
+    return "-" if low != low else f"[{low:.3f}, {high:.3f}]"  # a lone run has no interval (nan)
+
+
+def results_table(report: dict) -> Table:
+    """Rows: start point x attention x shots; top-1 (mean ± sample std, 95 % CI), train top-1, the paired
+    difference to the baseline, runs and steps."""
+    table = Table(title=f"transfer to {report['target']} ({report['mode']})")
+    for column in ("start", "attention", "shots", "top-1", "95% CI", "train top-1", "Δ vs baseline (95% CI)",
+                   "runs", "steps"):
+        table.add_column(column, justify="left" if column in ("start", "attention") else "right", no_wrap=True)
+    deltas = {(c["start"], c["attention"], c["shots"]): c for c in report["comparisons"]}
+    for cell in report["cells"]:
+        delta = deltas.get((cell["start"], cell["attention"], cell["shots"]))
+        shown = "-" if delta is None else (f"{delta['delta_top1']:+.3f} {_interval(*delta['ci'])} "
+                                           f"vs {delta['baseline']}")
+        table.add_row(cell["start"], cell["attention"], str(cell["shots"]),
+                      f"{cell['top1']:.3f} ± {cell['top1_std']:.3f}", _interval(*cell["top1_ci"]),
+                      f"{cell['train_top1']:.3f}", shown, str(cell["runs"]), str(cell["steps"]))
     return table
+
+
+def fractions_table(report: dict) -> Table:
+    """The share of the oracle's gain over uniform attention that learned attention recovers."""
+    table = Table(title="oracle fraction: (learned - uniform) / (oracle - uniform)")
+    for column in ("start", "shots", "oracle gain", "fraction", "95% CI"):
+        table.add_column(column, justify="left" if column == "start" else "right", no_wrap=True)
+    for entry in report["oracle_fraction"]:
+        table.add_row(entry["start"], str(entry["shots"]), f"{entry['oracle_gain']:+.3f}",
+                      f"{entry['fraction']:.2f}", _interval(*entry["ci"]))
+    return table
+
+
+def parse_controls(text: str) -> tuple[str, ...]:
+    """``"learned,uniform"`` -> ``("learned", "uniform")``, every name checked."""
+    controls = tuple(part.strip() for part in text.split(",") if part.strip())
+    check_controls(controls)
+    return controls
 
 
 @click.command("transfer")
 @click.option("--ckpt", "checkpoint", required=True,
               help="Checkpoint file or run folder to start from; 'random' for a fresh model.")
 @click.option("--target", help="Target dataset name (default: the run config's data.target).")
-@click.option("--mode", type=click.Choice(["finetune", "linear"]), help="finetune everything, or a linear probe.")
+@click.option("--mode", type=click.Choice(["finetune", "linear"]),
+              help="finetune everything, or a linear probe (logistic regression solved on frozen features).")
 @click.option("--shots", help="Images per class, comma separated, e.g. 1,5,all.")
-@click.option("--seeds", type=click.IntRange(min=1), help="Runs per shots setting (mean and std reported).")
-@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs per run.")
+@click.option("--steps", type=click.IntRange(min=1),
+              help="Optimiser steps of every run, whatever the shots (transfer.steps; default: epochs).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs per run when no --steps is set.")
+@click.option("--seeds", type=click.IntRange(min=1), help="Seeds per cell (transfer.seeds).")
+@click.option("--draws", type=click.IntRange(min=1, max=1000), help="Shot draws per seed (transfer.draws).")
+@click.option("--batchnorm", type=click.Choice(["train", "frozen"]),
+              help="BatchNorm while finetuning: train-mode batch statistics, or the start model's (frozen).")
+@click.option("--head-init", type=click.Choice(["zeros", "random", "prototypes"]), help="The new head's weights.")
+@click.option("--attention", "controls", metavar="NAMES",
+              help="Attention controls side by side, comma separated: learned, uniform, oracle, shuffled.")
+@click.option("--remove-object", is_flag=True, default=None,
+              help="Draw the synthetic target without its object (a control: every start must score chance).")
 @click.option("--baseline", "baselines", multiple=True, type=click.Choice(["random", "imagenet"]),
-              help="Also transfer from this start point, same protocol (repeatable).")
+              help="Also transfer from this start point, run for run (repeatable); paired differences reported.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/transfer", show_default=True,
               help="Where results.json and TensorBoard logs go.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @config_options
 @json_option
-def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str | None, seeds: int | None,
-             epochs: int | None, baselines: tuple[str, ...], out_dir: str, data_root: str | None, device: str,
-             preset: str | None, config_file: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Transfer CHECKPOINT to a target task and compare it with baselines side by side."""
+def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str | None, steps: int | None,
+             epochs: int | None, seeds: int | None, draws: int | None, batchnorm: str | None, head_init: str | None,
+             controls: str | None, remove_object: bool | None, baselines: tuple[str, ...], out_dir: str,
+             data_root: str | None, device: str, preset: str | None, config_file: str | None,
+             overrides: tuple[str, ...], as_json: bool) -> None:
+    """Transfer CHECKPOINT to a target task and compare it with baselines side by side.
+
+    Every start point runs the same protocol, run for run: each (attention, shots, seed, draw) gets the same
+    shot draw, batch order and new-head initialisation, so differences to a --baseline are paired.
+    """
     console = make_console(stderr=as_json)
     experiment = experiment_for(checkpoint, preset, config_file, overrides)
-    updates = {"mode": mode, "seeds": seeds, "epochs": epochs,
+    updates = {"mode": mode, "seeds": seeds, "draws": draws, "epochs": epochs, "steps": steps, "batchnorm": batchnorm,
+               "head_init": head_init, "remove_object": remove_object,
+               "attention": parse_controls(controls) if controls else None,
                "shots_per_class": tuple(parse_shots(shots)) if shots else None}
-    config = experiment.transfer.model_copy(update={k: v for k, v in updates.items() if v is not None})
-    config = type(config).model_validate(config.model_dump())
+    tree = experiment.transfer.model_dump() | {key: value for key, value in updates.items() if value is not None}
+    config = validate_section(TransferConfig, tree, "transfer")
     target = target or experiment.data.target
     data_root = data_root or experiment.data.data_root
     starts = [checkpoint] + [name for name in baselines if name != checkpoint]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: list[TransferResult] = []
-    total = len(starts) * len(config.shots_per_class) * config.seeds * config.epochs
+    report = transfer_report(results)
+    per_start = len(config.attention) * len(config.shots_per_class) * config.seeds * config.draws
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=console, transient=True) as progress, \
             SummaryWriter(str(out / "tb")) as writer:
-        bar = progress.add_task("transfer", total=total)
+        bar = progress.add_task("transfer", total=len(starts) * per_start)
 
-        def on_epoch(info: dict) -> None:
-            tag = f"{info['start']}/shots-{info['shots']}/seed-{info['seed']}"
-            writer.add_scalar(f"{tag}/train_loss", info["train_loss"], info["epoch"])
-            writer.add_scalar(f"{tag}/test_top1", info["test_top1"], info["epoch"])
-            progress.update(bar, advance=1, description=f"{tag} epoch {info['epoch']} top-1 {info['test_top1']:.3f}")
+        def on_run(start: str, run: TransferRun) -> None:
+            tag = f"{start}/{run.attention}/shots-{run.shots}/seed-{run.seed}-draw-{run.draw}"
+            for index, loss in enumerate(run.train_loss):
+                writer.add_scalar(f"{tag}/train_loss", loss, index)
+            writer.add_scalar(f"{tag}/test_top1", run.top1, run.steps)
+            progress.update(bar, advance=1, description=f"{tag} top-1 {run.top1:.3f}")
 
         for start in starts:
             try:
                 result = transfer_evaluate(start, target, config, model_config=experiment.model,
                                            image_size=experiment.data.image_size, data_root=data_root,
-                                           device=device, on_epoch=on_epoch)
+                                           device=device, on_run=on_run)
             except ModelError as error:
                 if start != "imagenet" or start == checkpoint:
                     raise
                 console.print(f"[yellow]skipped the imagenet baseline:[/yellow] {error}", highlight=False, soft_wrap=True)
                 continue
             results.append(result)
-            document = {"target": target, "results": {r.start: r.to_dict() for r in results}}
-            atomic_write_bytes(out / "results.json", json.dumps(document, indent=2).encode())
+            report = transfer_report(results, baselines)
+            atomic_write_bytes(out / "results.json", json.dumps(report, indent=2).encode())
     if as_json:
-        echo_json(document)
+        echo_json(report)
         return
-    console.print(results_table(results))
+    console.print(results_table(report))
+    if report["oracle_fraction"]:
+        console.print(fractions_table(report))
     console.print(f"results: {out / 'results.json'}  TensorBoard: {out / 'tb'}", soft_wrap=True)

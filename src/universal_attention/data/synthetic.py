@@ -83,6 +83,8 @@ class SyntheticTaskDataset:
         with_masks: also return the object mask (uint8 [S, S], 1 = object or its outline).
         seed: any non-negative integer; each (seed, split) pair gives different images.
         length: number of images; defaults to 4000 for train and 1000 for test.
+        with_object: ``False`` draws every image without its object (the same background, the mask still
+            marks where the object would be): a control on which any model must score chance.
 
     Raises:
         DatasetError: unknown task or split, image size below 16, length below 1 or a negative seed.
@@ -97,6 +99,7 @@ class SyntheticTaskDataset:
         with_masks: bool = False,
         seed: int = 0,
         length: int | None = None,
+        with_object: bool = True,
     ) -> None:
         if task not in TASK_CLASSES:
             raise DatasetError(f"unknown synthetic task '{task}'; valid tasks: {', '.join(TASKS)}")
@@ -110,6 +113,7 @@ class SyntheticTaskDataset:
         self.split = _SPLITS[split]
         self.image_size = image_size
         self.with_masks = with_masks
+        self.with_object = with_object
         self.seed = seed
         self.classes = list(TASK_CLASSES[task])
         length = DEFAULT_LENGTHS[self.split] if length is None else length
@@ -123,13 +127,15 @@ class SyntheticTaskDataset:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int] | tuple[Tensor, int, Tensor]:
-        image, mask = self.draw(index)
+        image, mask = self.draw(index, with_object=self.with_object)
         label = self.labels[int(index)]
         return (image, label, mask) if self.with_masks else (image, label)
 
     def fingerprint(self) -> str:
         """A short hex digest of everything that decides the images: task, split, seed, length, size."""
         text = f"synthetic-v{_VERSION}/{self.task}/{self.split}/{self.seed}/{len(self)}/{self.image_size}"
+        if not self.with_object:
+            text += "/without-object"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def draw(self, index: int, *, with_object: bool = True) -> tuple[Tensor, Tensor]:
