@@ -124,18 +124,14 @@ def is_temporary(name: str) -> bool:
     return bool(_TEMPORARY.match(name) or _OLD_CACHE_TEMPORARY.match(name))
 
 
-def remove_temporaries(folder: str | Path, stem: str = "") -> list[Path]:
+def remove_temporaries(folder: str | Path, stem: str = "") -> None:
     """Delete the temporaries of killed writes in ``folder`` (only those of targets starting with ``stem``).
 
-    Call this only while no other process can be writing there (a run folder under its lock, a cache file
+    Call this only while no other process can be writing there (a run folder under its lock, a cache folder
     under its lock); it touches nothing but regular files named like this module's temporaries.
     """
-    folder = Path(folder)
-    removed = []
-    if not folder.is_dir():
-        return removed
+    if not Path(folder).is_dir():
+        return
     for entry in os.scandir(folder):
         if entry.name.startswith(f".{stem}") and is_temporary(entry.name) and entry.is_file(follow_symlinks=False):
             Path(entry.path).unlink(missing_ok=True)
-            removed.append(Path(entry.path))
-    return removed
