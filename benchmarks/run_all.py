@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from universal_attention.atomic import atomic_write_bytes
+
 HERE = Path(__file__).resolve().parent
 # (script, arguments, {figure: target or ""})
 BENCHMARKS = [
@@ -86,10 +88,10 @@ def main() -> None:
                 rows.append(f"| {figure} | {result[figure]} | {target or '-'} | {meets(result[figure], target)} "
                             f"| `{command}` | {where} |")
     table = "\n".join(["| figure | value | target | met | command | machine |", "|---|---|---|---|---|---|", *rows])
-    args.out.write_text(
+    atomic_write_bytes(args.out, (
         "# Benchmarks\n\nMeasured by `python benchmarks/run_all.py`, which runs every script in `benchmarks/` and "
         "writes this file. Ratios are measured side by side in one run; absolute speeds depend on what else the "
-        "machine is doing.\n\n" + table + "\n\n" + NOTES)
+        "machine is doing.\n\n" + table + "\n\n" + NOTES).encode())
     print(json.dumps(everything))
 
 

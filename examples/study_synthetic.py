@@ -20,6 +20,7 @@ Run: python examples/study_synthetic.py --out docs/study [--seeds 3] [--steps 20
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import statistics
@@ -33,6 +34,7 @@ from PIL import Image, ImageDraw
 
 from universal_attention import (AttentionResNet50, TaskSampler, UattnError, evaluate_attention, load_checkpoint,
                                  load_config, transfer_evaluate)
+from universal_attention.atomic import atomic_write_bytes
 from universal_attention.data import get_dataset
 from universal_attention.meta_train import meta_train
 from universal_attention.visualize import attention_grid, attention_maps
@@ -171,7 +173,14 @@ def plot(summary: dict, chance: float, path: Path) -> None:
             for x, y in points:
                 draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
             draw.text((left + 10 + row * 90, height + 12), start, fill=colour)
-    picture.save(path)
+    save_png(picture, path)
+
+
+def save_png(picture: Image.Image, path: Path) -> None:
+    """Write a picture as PNG, atomically."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def overlay_grid(models: dict, config, path: Path) -> None:
@@ -188,7 +197,7 @@ def overlay_grid(models: dict, config, path: Path) -> None:
     for row in rows:
         canvas.paste(row, (0, top))
         top += row.height
-    canvas.save(path)
+    save_png(canvas, path)
 
 
 def main() -> None:
@@ -231,13 +240,13 @@ def main() -> None:
     chance = 1 / len(get_dataset(config.data.target, "test", image_size=config.data.image_size).classes)
     plot(summary, chance, args.out / "accuracy_vs_shots.png")
     overlay_grid(last_models, config, args.out / "attention_grid.png")
-    (args.out / "summary.md").write_text(summary_markdown(summary))
+    atomic_write_bytes(args.out / "summary.md", summary_markdown(summary).encode())
     wall = time.perf_counter() - begin
-    (args.out / "study.json").write_text(json.dumps({
+    atomic_write_bytes(args.out / "study.json", json.dumps({
         "summary": summary, "runs": runs, "seeds": args.seeds, "steps": args.steps,
         "source_images": {"reptile": source_images(config), "joint": source_images(config), "random": 0},
         "train_seconds": train_seconds, "wall_seconds": wall, "config": config.to_dict(),
-    }, indent=2))
+    }, indent=2).encode())
     print(json.dumps({"wall_seconds": round(wall), "summary": {
         start: {mode: summary[start][mode] for mode in MODES} for start in STARTS}}))
 

@@ -46,3 +46,4 @@ def test_meta_train_cli_under_torchrun_writes_once_from_rank_zero(tmp_path):
     with safe_open(str(out / "checkpoints" / "step-000002.safetensors"), framework="pt") as handle:
         keys = set(handle.keys())
     assert {"state/sampler.rank0.generator", "state/sampler.rank1.generator"} <= keys
+    assert {"state/rng.rank0.torch", "state/rng.rank1.torch"} <= keys

@@ -77,11 +77,11 @@ def test_truncated_newest_checkpoint_is_skipped_and_the_one_before_is_used(tmp_p
 def test_resume_with_a_different_config_names_the_keys(tmp_path):
     CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1"))
     result = CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1", "--set",
-                                               "reptile.inner_lr=0.5", "--resume"))
+                                               "reptile.inner_steps=3", "--resume"))
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        f"error: cannot resume {tmp_path / 'run'}: the config differs in reptile.inner_lr; resume with the run's own "
-        "config (no --preset/--config/--set) or start a new run"
+        f"error: cannot resume {tmp_path / 'run'}: the config differs in reptile.inner_steps; resume with the run's "
+        "own config (only reptile.inner_lr and reptile.outer_lr may change) or start a new run"
     ]
 
 

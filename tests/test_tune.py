@@ -141,6 +141,7 @@ def test_running_again_adds_only_the_missing_trials(search):
 
 def test_folders_of_trials_interrupted_before_they_finished_are_removed(search):
     (search.out / "trial-007").mkdir()
+    shutil.copy(search.out / "trial-000" / ".uattn-run", search.out / "trial-007")  # a run folder of ours
     (search.out / "trial-007" / "config.yaml").write_text("name: interrupted\n")
     result = invoke(tune_args(search.out, search.space, 3))
     assert result.exit_code == 0, result.output

@@ -4,13 +4,18 @@ A checkpoint holds the model's state dict plus, in the safetensors metadata, the
 version, the library version, the resolved ``ModelConfig``, the heads (task -> classes), the step,
 optionally the whole ``ExperimentConfig`` and JSON ``extra`` data. Extra tensors needed to resume a run
 exactly (optimiser state, RNG states) are stored under the ``state/`` prefix. No pickle anywhere.
+
+A file is data, never instructions: every size it claims (heads, layer widths) must match the tensors it
+holds before a model is built, a SHA-256 digest of the tensors (``tensors_sha256``, absent in files written
+before 0.2) is checked on load, and weights must be finite, both when saving and when loading.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +27,16 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from ._version import __version__
+from .atomic import atomic_write_bytes
 from .config import ExperimentConfig, ModelConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, UattnError
 
 FORMAT = "universal-attention-checkpoint"
 FORMAT_VERSION = 1
 STATE_PREFIX = "state/"
-_STEP_FILE = re.compile(r"step-(\d+)\.safetensors$")
+DIGEST = "tensors_sha256"
+_STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
+_WHOLE_NUMBER = re.compile(r"\d{1,18}", re.ASCII)
 
 
 @dataclass
@@ -43,6 +51,7 @@ class Checkpoint:
         experiment: the run's whole config, when it was saved with one.
         state: the extra tensors saved under ``state/`` (for exact resume).
         path: where it was read from.
+        verified: whether the file carried a digest of its tensors (files of 0.2 and later) and it matched.
     """
 
     model: Any
@@ -52,25 +61,25 @@ class Checkpoint:
     experiment: ExperimentConfig | None = None
     state: dict[str, Tensor] = field(default_factory=dict)
     path: Path | None = None
+    verified: bool = False
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+def tensors_digest(tensors: Mapping[str, Tensor]) -> str:
+    """SHA-256 of every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def nonfinite_tensor(tensors: Mapping[str, Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, or None when all are finite."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 def save_checkpoint(
@@ -109,6 +118,10 @@ def save_checkpoint(
                               f"{type(config).__name__}; the model's own ModelConfig is saved from model.config")
     path = Path(path)
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    bad = nonfinite_tensor(tensors)
+    if bad is not None:
+        raise CheckpointError(f"not saving {path}: the model's {bad} holds non-finite values (NaN or infinity), "
+                              "and a checkpoint must be one a run can continue from")
     for name, value in (state or {}).items():
         tensors[STATE_PREFIX + name] = value.detach().cpu().contiguous()
     metadata = {
@@ -122,6 +135,7 @@ def save_checkpoint(
     }
     if config is not None:
         metadata["experiment_config"] = config.model_dump_json()
+    metadata[DIGEST] = tensors_digest(tensors)
     atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
     return path
 
@@ -131,7 +145,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        candidates = sorted(folder.glob("step-*.safetensors"), key=_step_of_name, reverse=True)
+        candidates = step_checkpoints(folder)
         if not candidates:
             raise CheckpointError(f"no checkpoint in {folder}: expected step-NNNNNN.safetensors files there")
         return candidates[0]
@@ -141,9 +155,21 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def _step_of_name(path: Path) -> int:
-    match = _STEP_FILE.search(path.name)
-    return int(match.group(1)) if match else -1
+def step_checkpoints(folder: Path) -> list[Path]:
+    """The ``step-N.safetensors`` files in ``folder``, highest step number first (not name order: past step
+    999999 the names grow a digit)."""
+    if not folder.is_dir():
+        return []
+    numbered = [(int(match.group(1)), path) for path in folder.iterdir() if (match := _STEP_FILE.match(path.name))]
+    return [path for _, path in sorted(numbered, reverse=True)]
+
+
+def _whole_number(metadata: Mapping[str, str], key: str, path: Path) -> int:
+    text = metadata.get(key, "0")
+    if not _WHOLE_NUMBER.fullmatch(text):
+        raise CheckpointError(f"{path} has damaged metadata: {key} is {text[:40]!r}, not a whole number; use an "
+                              "earlier checkpoint")
+    return int(text)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -159,48 +185,114 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise CheckpointError(f"{path} is a safetensors file but not a universal-attention checkpoint (no "
                               f"'{FORMAT}' format in its metadata); a plain ResNet50 state dict goes in "
                               "model.backbone_weights instead")
-    if int(metadata.get("format_version", "0")) > FORMAT_VERSION:
+    if _whole_number(metadata, "format_version", path) > FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {metadata['format_version']}, newer than this library "
                               f"reads ({FORMAT_VERSION}); upgrade universal-attention")
     return metadata
+
+
+def experiment_of(metadata: Mapping[str, str], path: Path) -> ExperimentConfig | None:
+    """The run config saved in a checkpoint's metadata (None when it was saved without one)."""
+    if "experiment_config" not in metadata:
+        return None
+    try:
+        return ExperimentConfig.model_validate_json(metadata["experiment_config"])
+    except ValidationError as error:
+        raise CheckpointError(f"{path} has a damaged run config in its metadata ({_first_problem(error)}); use an "
+                              "earlier checkpoint") from None
+
+
+def _first_problem(error: ValidationError) -> str:
+    first = error.errors()[0]
+    return ".".join(str(part) for part in first["loc"]) + f": {first['msg']}" if first["loc"] else first["msg"]
+
+
+def _heads(text: str, path: Path) -> dict[str, int]:
+    heads = json.loads(text)
+    if not isinstance(heads, dict) or not all(isinstance(task, str) and type(classes) is int and classes >= 1
+                                              for task, classes in heads.items()):
+        raise CheckpointError(f"{path} has damaged metadata: heads must map task names to class counts of at "
+                              "least 1; use an earlier checkpoint")
+    return heads
+
+
+def _parse_metadata(metadata: Mapping[str, str], path: Path) -> tuple[ModelConfig, dict[str, int], dict[str, Any]]:
+    """The model config, heads and extra data of a checkpoint, each checked."""
+    try:
+        model_config = ModelConfig.model_validate_json(metadata["model_config"])
+        heads = _heads(metadata["heads"], path)
+        extra = json.loads(metadata.get("extra", "{}"))
+    except ValidationError as error:
+        raise CheckpointError(f"{path} has damaged metadata (model_config {_first_problem(error)}); it cannot "
+                              "rebuild a model") from None
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"{path} has damaged metadata ({type(error).__name__}: {error}); it cannot rebuild "
+                              "a model") from None
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path} has damaged metadata: extra is not a JSON object")
+    return model_config, heads, extra
+
+
+def _build(config: ModelConfig, heads: Mapping[str, int]) -> Any:
+    from .model import AttentionResNet50
+
+    model = AttentionResNet50(config.model_copy(update={"backbone_weights": "none"}))
+    for task, classes in heads.items():
+        model.add_head(task, classes)
+    return model
+
+
+def _check_shapes(path: Path, config: ModelConfig, heads: Mapping[str, int], shapes: Mapping[str, list[int]]) -> None:
+    """Refuse a file whose tensors are not the model its metadata describes, before anything is allocated: a
+    size in the metadata (a head of 10^11 classes, an alignment layer of 10^9) is only believed when the file
+    holds tensors of that size."""
+    try:
+        with torch.device("meta"):
+            expected = {name: list(value.shape) for name, value in _build(config, heads).state_dict().items()}
+    except UattnError as error:
+        raise CheckpointError(f"{path} describes a model this library cannot build: {error}") from None
+    for name in sorted(expected.keys() | shapes.keys()):
+        if expected.get(name) != shapes.get(name):
+            raise CheckpointError(f"{path} does not match its own model config: {name} is "
+                                  f"{shapes.get(name, 'missing')} in the file but {expected.get(name, 'absent')} "
+                                  "in the model it describes; use an earlier checkpoint")
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a checkpoint file (or the newest one in a run folder) and rebuild its model on CPU.
 
     Raises:
-        CheckpointError: the file is missing, truncated, or not a universal-attention checkpoint.
+        CheckpointError: the file is missing, truncated, damaged (metadata, sizes, digest, non-finite
+            weights), or not a universal-attention checkpoint.
     """
-    from .model import AttentionResNet50
-
     path = resolve_checkpoint(path)
     metadata = read_metadata(path)
-    try:
-        model_config = ModelConfig.model_validate_json(metadata["model_config"])
-        experiment = (ExperimentConfig.model_validate_json(metadata["experiment_config"])
-                      if "experiment_config" in metadata else None)
-        heads = json.loads(metadata["heads"])
-        extra = json.loads(metadata.get("extra", "{}"))
-    except (KeyError, ValueError, ValidationError) as error:
-        raise CheckpointError(f"{path} has damaged metadata ({type(error).__name__}); it cannot rebuild a model") from None
-    model = AttentionResNet50(model_config.model_copy(update={"backbone_weights": "none"}))
-    for task, classes in heads.items():
-        model.add_head(task, classes)
+    step = _whole_number(metadata, "step", path)
+    model_config, heads, extra = _parse_metadata(metadata, path)
+    experiment = experiment_of(metadata, path)
     try:
         with safe_open(str(path), framework="pt") as handle:
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            names = list(handle.keys())
+            _check_shapes(path, model_config, heads, {name: handle.get_slice(name).get_shape() for name in names
+                                                      if not name.startswith(STATE_PREFIX)})
+            tensors = {name: handle.get_tensor(name) for name in names}
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path} is truncated or corrupt ({error}); use an earlier checkpoint") from None
+    if DIGEST in metadata and tensors_digest(tensors) != metadata[DIGEST]:
+        raise CheckpointError(f"{path} failed its content check: its tensors' SHA-256 differs from the one stored "
+                              "when it was written, so the file is damaged; use an earlier checkpoint")
     state = {name[len(STATE_PREFIX):]: value for name, value in tensors.items() if name.startswith(STATE_PREFIX)}
     weights = {name: value for name, value in tensors.items() if not name.startswith(STATE_PREFIX)}
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path} does not match its own model config: {str(error).splitlines()[0]}") from None
+    bad = nonfinite_tensor(weights)
+    if bad is not None:
+        raise CheckpointError(f"{path} holds non-finite weights ({bad} has NaN or infinite values); use an earlier "
+                              "checkpoint")
+    model = _build(model_config, heads)
+    model.load_state_dict(weights, strict=True)
     model.config = model_config
     extra["library_version"] = metadata.get("library_version")
-    return Checkpoint(model=model, config=model_config, step=int(metadata.get("step", "0")), metadata=extra,
-                      experiment=experiment, state=state, path=path)
+    return Checkpoint(model=model, config=model_config, step=step, metadata=extra, experiment=experiment,
+                      state=state, path=path, verified=DIGEST in metadata)
 
 
 def checkpoint_name(step: int) -> str:

@@ -22,10 +22,11 @@ from .errors import ConfigError
 PAPER_SOURCES = ("beans", "cub200", "imagenette", "stanford_dogs", "oxford_pets", "flowers102")
 DEFAULT_TAPS = ("layer1.1", "layer2.2", "layer3.4", "layer4")
 _EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", re.ASCII)
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 _Section = TypeVar("_Section", bound=_Config)
@@ -179,6 +180,15 @@ class ExperimentConfig(_Config):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # the name becomes runs/<name> and runs/tune-<name>: a path in it would aim writes anywhere
+        if not _FOLDER_NAME.fullmatch(value):
+            raise ValueError("must be a plain folder name: letters, digits, '.', '_' and '-', starting with a "
+                             "letter or digit")
+        return value
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible dict (tuples become lists)."""
         return self.model_dump(mode="json")
@@ -289,7 +299,7 @@ def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     location = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or "config"
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         parent = ".".join(str(p) for p in first["loc"][:-1])
         section = ExperimentConfig
@@ -323,7 +333,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass a YAML or JSON file written by 'uattn config show'")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file (YAML or JSON)") from None
     try:
         tree = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
@@ -368,6 +381,6 @@ def load_config(
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from .checkpoint import atomic_write_bytes
+    from .atomic import atomic_write_bytes
 
     atomic_write_bytes(Path(path), config.to_yaml().encode())

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+TIMEOUT = timedelta(minutes=30)
+"""How long a process waits for the others in any collective before it fails instead of hanging: longer than
+the main process's periodic target check, during which the others wait at the next all-reduce."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ def init_distributed(device: str = "auto") -> DistributedInfo:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=TIMEOUT)
     return DistributedInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
                            device=torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
 

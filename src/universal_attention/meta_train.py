@@ -6,7 +6,9 @@ A run folder holds ``config.yaml`` (written first), ``checkpoints/step-NNNNNN.sa
 
 Runs survive: every checkpoint carries the Reptile, sampler and RNG states, so ``resume=True`` continues
 to the same tensors as an uninterrupted run; Ctrl-C or SIGTERM finishes the current meta-step, saves and
-stops; a non-finite loss stops the run before anything is saved, leaving the last good checkpoint newest.
+stops (during the final comparison: stops it and says so in ``results.json``); a non-finite loss or non-finite
+weights stop the run before anything is saved, leaving the last good checkpoint newest. The main process holds
+the run folder's lock for the whole run (:mod:`universal_attention.run_folder`).
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from torch.utils.data import Dataset
 from torch.utils.tensorboard import SummaryWriter
 
 from . import distributed
-from .checkpoint import atomic_write_bytes, checkpoint_name, load_checkpoint, save_checkpoint
-from .config import ExperimentConfig, load_config, save_config
-from .data.registry import get_dataset
+from .atomic import atomic_write_bytes
+from .checkpoint import checkpoint_name, load_checkpoint, nonfinite_tensor, save_checkpoint
+from .config import ExperimentConfig, save_config
+from .data.registry import check_dataset, get_dataset
 from .errors import CheckpointError, ConfigError, UattnError
 from .model import AttentionResNet50
 from .reptile import Reptile
-from .run_folder import differing_keys, prepare_run_folder, readable_checkpoints
+from .run_folder import (holding_run_folder, prepare_run_folder, readable_checkpoints, remove_old_checkpoints,
+                         resume_changes)
 from .run_report import compare_with_random, log_attention, quick_transfer
 from .sampler import TaskSampler
 
@@ -41,7 +45,11 @@ WATCHED_IMAGES = 6
 
 
 class TrainingError(UattnError):
-    """Meta-training cannot go on (a non-finite loss)."""
+    """Meta-training cannot go on (a non-finite loss or non-finite weights)."""
+
+
+class StopRequested(BaseException):
+    """SIGINT or SIGTERM arrived while the final comparison ran (a BaseException: nothing may swallow it)."""
 
 
 @dataclass
@@ -72,16 +80,33 @@ def source_dataset(name: str, split: str, config: ExperimentConfig) -> Dataset:
     return get_dataset(name, split, root=root, image_size=size)
 
 
+def check_datasets(config: ExperimentConfig) -> None:
+    """Fail now if a source or the target dataset is unknown or not on disk (cheap: nothing is listed), so that
+    nothing is written for a run that cannot start.
+
+    Raises:
+        DatasetError: the first dataset that cannot be opened.
+    """
+    for name, split in [*((source, "train") for source in config.data.sources), (config.data.target, "test")]:
+        check_dataset(name, split, root=config.data.data_root)
+
+
 @contextmanager
 def stop_requests() -> Iterator[dict[str, bool]]:
-    """While active, SIGINT/SIGTERM set ``flag["stop"]`` instead of killing; a second Ctrl-C interrupts at once."""
-    flag = {"stop": False}
+    """While active, SIGINT/SIGTERM set ``flag["stop"]`` instead of killing; a second Ctrl-C interrupts at once.
+
+    Once ``flag["raise"]`` is set, a signal raises :class:`StopRequested` instead (work that cannot stop between
+    steps, such as the final comparison, is stopped where it is).
+    """
+    flag = {"stop": False, "raise": False}
     previous = {}
 
     def request(signum: int, frame: Any) -> None:
         if flag["stop"] and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag["stop"] = True
+        if flag["raise"]:
+            raise StopRequested(signal.Signals(signum).name)
 
     try:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -117,19 +142,27 @@ class _Run:
         """Reptile, sampler (every process's) and RNG states, as tensors."""
         state = {f"reptile.{key}": value for key, value in self.reptile.state_dict().items()}
         sampler_state = self.sampler.state_dict()
-        generators = [sampler_state["generator"]]
-        if distributed.is_distributed():
-            local = sampler_state["generator"].to(self.info.device)
-            gathered = [torch.empty_like(local) for _ in range(self.info.world_size)]
-            torch.distributed.all_gather(gathered, local)
-            generators = [generator.cpu() for generator in gathered]
-        for rank, generator in enumerate(generators):
-            state[f"sampler.rank{rank}.generator"] = generator
+        per_process = {"sampler.rank{}.generator": sampler_state["generator"],
+                       "rng.rank{}.torch": torch.get_rng_state()}
+        if self.info.device.type == "cuda":
+            per_process["rng.rank{}.cuda"] = torch.cuda.get_rng_state(self.info.device)
+        for key, local in per_process.items():
+            for rank, value in enumerate(self._gather(local)):
+                state[key.format(rank)] = value
         state["sampler.tasks_sampled"] = torch.tensor(sampler_state["tasks_sampled"])
-        state["rng.torch"] = torch.get_rng_state()
+        state["rng.torch"] = state["rng.rank0.torch"].clone()  # the main process's, as checkpoints before 0.2 held
         state["run.best_top1"] = torch.tensor(self.best_top1, dtype=torch.float64)
         state["run.target_top1"] = torch.tensor(self.target_top1, dtype=torch.float64)
         return state
+
+    def _gather(self, local: torch.Tensor) -> list[torch.Tensor]:
+        """``local`` of every process, in rank order (``[local]`` in a single process)."""
+        if not distributed.is_distributed():
+            return [local]
+        local = local.to(self.info.device)
+        gathered = [torch.empty_like(local) for _ in range(self.info.world_size)]
+        torch.distributed.all_gather(gathered, local)
+        return [value.cpu() for value in gathered]
 
     def restore(self, path: Path) -> int:
         """Load a checkpoint of this run and return its step."""
@@ -144,25 +177,37 @@ class _Run:
                                       if key.startswith("reptile.")})
         self.sampler.load_state_dict({"generator": state[f"sampler.rank{self.info.rank}.generator"],
                                       "tasks_sampled": int(state["sampler.tasks_sampled"])})
-        torch.set_rng_state(state["rng.torch"])
+        rank = self.info.rank
+        torch.set_rng_state(state.get(f"rng.rank{rank}.torch", state["rng.torch"]))  # only rng.torch before 0.2
+        if f"rng.rank{rank}.cuda" in state and self.info.device.type == "cuda":
+            torch.cuda.set_rng_state(state[f"rng.rank{rank}.cuda"], self.info.device)
         self.best_top1 = float(state["run.best_top1"])
         self.target_top1 = float(state["run.target_top1"])
         return loaded.step
 
     def save(self, step: int, extra: dict[str, Any]) -> Path | None:
         """Write ``step-N.safetensors`` (main process only) and keep the newest ``keep_last``."""
+        bad = nonfinite_tensor(self.model.state_dict()) or nonfinite_tensor(self.reptile.state_dict())
+        if bad is not None:  # every process stops: the weights are the same everywhere
+            raise TrainingError(f"non-finite weights at step {step} ({bad}) although the loss was finite; "
+                                + self.advice())
         state = self.state()  # every process takes part in the gather
         if not self.info.is_main:
             return None
         folder = self.out / "checkpoints"
         path = save_checkpoint(folder / checkpoint_name(step), self.model, self.config, step=step, extra=extra,
                                state=state)
-        for old in sorted(folder.glob("step-*.safetensors"))[: -self.config.train.keep_last]:
-            old.unlink()
+        remove_old_checkpoints(folder, self.config.train.keep_last)
         return path
 
+    def advice(self) -> str:
+        """What to do after the run stopped on non-finite numbers: a resume that is allowed and works."""
+        return (f"stopped without saving, so the newest checkpoint in {self.out / 'checkpoints'} is the last good "
+                f"one; continue from it with a lower learning rate: uattn meta-train --out {self.out} --resume --set "
+                f"reptile.inner_lr={self.config.reptile.inner_lr / 2:g} (or lower reptile.outer_lr the same way)")
+
     def offer_best(self, step: int, top1: float) -> None:
-        if top1 > self.best_top1:
+        if top1 > self.best_top1 and nonfinite_tensor(self.model.state_dict()) is None:
             self.best_top1 = top1
             save_checkpoint(self.out / "checkpoints" / "best.safetensors", self.model, self.config, step=step,
                             extra={"target_top1": top1})
@@ -205,20 +250,30 @@ def meta_train(
         A :class:`MetaTrainResult`; the comparison with a random init is also in ``results.json``.
 
     Raises:
-        ConfigError: the run folder holds another run (or a different config with ``resume``).
-        TrainingError: the loss became non-finite.
+        ConfigError: the run folder holds another run, files uattn did not write, or is in use by another
+            process; with ``resume``, a config that differs in more than the learning rates.
+        DatasetError: a dataset is unknown or not on disk (found before anything is written).
+        TrainingError: the loss or the weights became non-finite.
     """
     info = distributed.init_distributed(config.train.device)
     out = Path(out_dir)
-    if resume:
-        saved = load_config(config_file=out / "config.yaml")
-        changed = differing_keys(saved, config)
-        if changed:
-            raise ConfigError(f"cannot resume {out}: the config differs in {', '.join(changed)}; resume with the "
-                              "run's own config (no --preset/--config/--set) or start a new run")
-    elif info.is_main:
+    check_datasets(config)
+    changes = resume_changes(out, config) if resume else {}
+    with holding_run_folder(out, main=info.is_main, adopt=resume):
+        return _run_in_folder(config, out, info, overwrite=overwrite, resume=resume, changes=changes, on_step=on_step,
+                              on_message=on_message)
+
+
+def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.DistributedInfo, *, overwrite: bool,
+                   resume: bool, changes: dict[str, tuple[Any, Any]], on_step: ProgressFn | None,
+                   on_message: Callable[[str], None]) -> MetaTrainResult:
+    """:func:`meta_train` while the main process holds the run folder."""
+    if info.is_main and not resume:
         prepare_run_folder(out, overwrite)
+    if info.is_main and (changes or not resume):
         save_config(config, out / "config.yaml")
+    for key, (before, after) in changes.items():
+        on_message(f"resuming with {key} changed from {before} to {after}")
     distributed.barrier()
     begin = time.perf_counter()
     run = _Run(config, out, info)
@@ -233,9 +288,7 @@ def meta_train(
             metrics = run.reptile.meta_step(run.sampler.sample(config.reptile.meta_batch_size))
             finite = distributed.all_reduce_count(float(math.isfinite(metrics["loss"])))
             if finite < info.world_size:
-                raise TrainingError(f"non-finite loss at step {step}; stopped without saving, so the newest "
-                                    f"checkpoint in {out / 'checkpoints'} is the last good one; lower "
-                                    "reptile.inner_lr or reptile.outer_lr and resume")
+                raise TrainingError(f"non-finite loss at step {step}; " + run.advice())
             images = config.reptile.inner_steps * config.sampler.batch_size * config.reptile.meta_batch_size
             images_seen += images * info.world_size
             meta_seconds += metrics["seconds"]
@@ -252,19 +305,32 @@ def meta_train(
                 on_message(f"stopped at step {step} on request; saved {last_path}; continue with --resume")
                 interrupted = True
                 break
+        distributed.barrier()  # every process is done; the others leave while the main process compares
         seconds = time.perf_counter() - begin
         comparison: dict[str, Any] = {}
         if info.is_main and not interrupted and config.train.final_comparison:
             on_message(f"meta-training done: {step} steps in {seconds:.0f} s; comparing with a random init on "
                        f"{config.data.target}")
-            comparison = compare_with_random(run.model, config, info.device)
-            for key in ("meta_trained", "random_init"):
-                writer.add_scalar(f"final/{key}/top1", comparison[key]["top1"], step)
+            try:
+                stop["raise"] = True
+                comparison = compare_with_random(run.model, config, info.device)
+                stop["raise"] = False
+                for key in ("meta_trained", "random_init"):
+                    writer.add_scalar(f"final/{key}/top1", comparison[key]["top1"], step)
+            except StopRequested as stopped:
+                stop["raise"] = False
+                comparison, interrupted = _stopped_comparison(out, str(stopped), on_message), True
             atomic_write_bytes(out / "results.json", json.dumps(comparison, indent=2).encode())
-    distributed.barrier()
     return MetaTrainResult(out_dir=out, steps=step, final_checkpoint=last_path, seconds=seconds,
                            images_per_second=images_seen / max(meta_seconds, 1e-9), comparison=comparison,
                            interrupted=interrupted)
+
+
+def _stopped_comparison(out: Path, signal_name: str, on_message: Callable[[str], None]) -> dict[str, Any]:
+    """What ``results.json`` says when a signal stopped the final comparison: that, and how to redo it."""
+    redo = f"uattn transfer --ckpt {out} --baseline random"
+    on_message(f"{signal_name} stopped the final comparison; the checkpoints are saved; redo it with: {redo}")
+    return {"interrupted": f"{signal_name} stopped the final comparison", "redo": redo}
 
 
 def _log_step(run: _Run, writer: SummaryWriter, step: int, metrics: dict[str, float], watched: torch.Tensor) -> None:

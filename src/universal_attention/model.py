@@ -210,13 +210,9 @@ class AttentionResNet50(nn.Module):
 
 
 def _imagenet_state_dict() -> dict[str, Tensor]:
-    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
-    try:
-        return weights.get_state_dict(progress=False, check_hash=False)
-    except Exception as error:  # torchvision raises URLError/OSError/RuntimeError when offline
-        hub = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise ModelError(f"could not get ImageNet weights ({type(error).__name__}); place {Path(weights.url).name} "
-                         f"at {hub} or set model.backbone_weights to a local .safetensors file") from None
+    from .pretrained import imagenet_state_dict
+
+    return imagenet_state_dict()
 
 
 def _file_state_dict(path: Path) -> dict[str, Tensor]:

@@ -1,30 +1,162 @@
-"""Run folders: refusing to overwrite a run, comparing configs on resume, finding readable checkpoints."""
+"""Run and search folders are ours alone: a marker, a lock, refusing to overwrite, resume checks, checkpoints.
+
+A folder uattn writes a run (``uattn meta-train``) or a search (``uattn tune``) into carries a marker file,
+``.uattn-run`` (JSON: kind, created, library version), written before anything else. Nothing is ever deleted
+in a folder without it, and while a process writes there it holds an exclusive ``flock`` on the marker, so a
+second process on the same folder is refused with one line. Temporaries of writes that were killed are
+removed when the folder is next claimed.
+"""
 
 from __future__ import annotations
 
+import datetime
+import fcntl
+import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .config import ExperimentConfig
-from .errors import ConfigError
+from . import distributed
+from ._version import __version__
+from .atomic import create_exclusive, make_folder, remove_temporaries
+from .checkpoint import step_checkpoints
+from .config import ExperimentConfig, load_config
+from .errors import ConfigError, UattnError
 
+MARKER = ".uattn-run"
+KINDS = {"run": "uattn meta-train", "search": "uattn tune"}
 RUN_ENTRIES = ("checkpoints", "tb", "config.yaml", "results.json")
+SEARCH_ENTRIES = ("trials.json", "best.yaml", "hparams")
+RESUME_OVERRIDES = ("reptile.inner_lr", "reptile.outer_lr")
+"""Keys a run may change when it is resumed: lowering a learning rate is the way on after a non-finite loss."""
+
+
+class FolderClaim:
+    """This process's exclusive claim on a run or search folder: the open marker, locked.
+
+    Use it as a context manager or call :meth:`release`; the lock also ends with the process.
+    """
+
+    def __init__(self, folder: Path, kind: str, descriptor: int) -> None:
+        self.folder, self.kind, self._descriptor = folder, kind, descriptor
+
+    def release(self) -> None:
+        """Let other processes claim the folder."""
+        if self._descriptor >= 0:
+            os.close(self._descriptor)
+            self._descriptor = -1
+
+    def __enter__(self) -> FolderClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _entries_of_ours(folder: Path) -> list[str]:
+    """Names in ``folder`` that a run or a search would manage (and might replace or delete)."""
+    if not folder.is_dir():
+        return []
+    names = [name for name in (*RUN_ENTRIES, *SEARCH_ENTRIES) if (folder / name).exists()]
+    return names + sorted(path.name for path in folder.glob("trial-*"))
+
+
+def _read_kind(marker: Path) -> str:
+    try:
+        kind = json.loads(marker.read_text())["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        kind = None
+    if kind not in KINDS:
+        raise ConfigError(f"{marker} is not a marker uattn wrote (no run or search kind in it); choose another --out")
+    return kind
+
+
+def claim_folder(folder: str | Path, kind: str, *, adopt: bool = False) -> FolderClaim:
+    """Make ``folder`` ours (its marker written first) and lock it for this process.
+
+    Args:
+        folder: the run or search folder; created, each new level fsynced into its parent, if missing.
+        kind: ``"run"`` or ``"search"``.
+        adopt: mark a folder that holds run or search files but no marker, because the caller has checked
+            that they are ours (a run or search of version 0.1 being continued).
+
+    Raises:
+        ConfigError: the folder holds such files but no marker (uattn did not make it), is a folder of the
+            other kind, or another process holds its lock.
+    """
+    folder = Path(folder)
+    marker = folder / MARKER
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} is a file, not a folder; choose another --out")
+    if not os.path.lexists(marker):
+        found = _entries_of_ours(folder)
+        if found and not adopt:
+            raise ConfigError(f"{folder} holds {found[0]} but no {MARKER} marker, so uattn did not make it and "
+                              "nothing there is replaced or deleted; choose another --out")
+        make_folder(folder)
+        stamp = {"kind": kind, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                 "library_version": __version__}
+        create_exclusive(marker, (json.dumps(stamp, indent=2) + "\n").encode())
+    try:
+        descriptor = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as error:
+        raise ConfigError(f"{marker} cannot be opened ({error.strerror}); choose another --out") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise ConfigError(f"{folder} is in use by another uattn process (it holds the lock on {MARKER}); wait for it "
+                          "to finish or choose another --out") from None
+    found_kind = _read_kind(marker)
+    if found_kind != kind:
+        os.close(descriptor)
+        raise ConfigError(f"{folder} is a {found_kind} folder of `{KINDS[found_kind]}`, not a {kind} folder; choose "
+                          "another --out")
+    for subfolder in (folder, folder / "checkpoints"):
+        remove_temporaries(subfolder)
+    return FolderClaim(folder, kind, descriptor)
+
+
+@contextmanager
+def holding_run_folder(folder: Path, *, main: bool, adopt: bool) -> Iterator[None]:
+    """The main process claims the run folder for the block; every process learns whether it could, so that
+    no process waits for a main process that gave up."""
+    claim: FolderClaim | None = None
+    error: UattnError | None = None
+    if main:
+        try:
+            claim = claim_folder(folder, "run", adopt=adopt)
+        except UattnError as refused:
+            error = refused
+    if distributed.all_reduce_count(float(error is not None)) > 0:
+        raise error or ConfigError(f"the main process could not claim the run folder {folder}; see its message")
+    try:
+        yield
+    finally:
+        if claim is not None:
+            claim.release()
 
 
 def prepare_run_folder(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to run into an existing run unless ``overwrite``; with it, remove the old run's files."""
+    """Refuse to run into an existing run unless ``overwrite``; with it, remove the old run's files.
+
+    Only call it while holding the folder's claim: it deletes nothing in a folder without our marker.
+    """
+    if not (out_dir / MARKER).is_file():
+        raise ConfigError(f"{out_dir} has no {MARKER} marker; nothing there is replaced")
     if (out_dir / "config.yaml").exists() or (out_dir / "checkpoints").exists():
         if not overwrite:
             raise ConfigError(f"run folder {out_dir} already holds a run; continue it with --resume, choose another "
                               "--out, or pass --overwrite to replace it")
         for name in RUN_ENTRIES:
             path = out_dir / name
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -43,8 +175,31 @@ def differing_keys(first: ExperimentConfig, second: ExperimentConfig) -> list[st
     return sorted(key for key in one.keys() | two.keys() if one.get(key) != two.get(key))
 
 
+def resume_changes(out_dir: Path, config: ExperimentConfig) -> dict[str, tuple[Any, Any]]:
+    """What resuming the run in ``out_dir`` with ``config`` changes: ``{key: (saved, new)}``, only keys of
+    :data:`RESUME_OVERRIDES`.
+
+    Raises:
+        ConfigError: the folder has no readable ``config.yaml``, or the configs differ in any other key.
+    """
+    if not (out_dir / "config.yaml").is_file():
+        raise ConfigError(f"cannot resume {out_dir}: no config.yaml there (is it a run folder?)")
+    saved = load_config(config_file=out_dir / "config.yaml")
+    changed = differing_keys(saved, config)
+    refused = [key for key in changed if key not in RESUME_OVERRIDES]
+    if refused:
+        raise ConfigError(f"cannot resume {out_dir}: the config differs in {', '.join(refused)}; resume with the run's "
+                          f"own config (only {' and '.join(RESUME_OVERRIDES)} may change) or start a new run")
+    saved_values, new_values = _flatten(saved.to_dict()), _flatten(config.to_dict())
+    return {key: (saved_values[key], new_values[key]) for key in changed}
+
+
 def readable_checkpoints(folder: Path) -> list[Path]:
-    """A run's step checkpoints, newest first (readability is checked when each is loaded)."""
-    if not folder.is_dir():
-        return []
-    return sorted(folder.glob("step-*.safetensors"), reverse=True)
+    """A run's step checkpoints, newest (highest step) first (readability is checked when each is loaded)."""
+    return step_checkpoints(folder)
+
+
+def remove_old_checkpoints(folder: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest step checkpoints of a run (by step number)."""
+    for old in step_checkpoints(folder)[keep:]:
+        old.unlink(missing_ok=True)

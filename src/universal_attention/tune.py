@@ -7,6 +7,8 @@ steps_per_trial``, meta-trains in its own run folder ``<out>/trial-NNN`` (``conf
 comparison is skipped: it does not depend on the searched values). A trial that raises, or ends with a
 non-finite accuracy, is recorded with status ``fail`` and its error, and the search goes on.
 
+The search folder is ours alone (see :mod:`universal_attention.run_folder`): it carries a marker, this process
+holds its lock while it searches, and only trial folders of ours that never finished are ever removed.
 ``<out>/trials.json`` (hyperopt's trial documents as JSON, no pickle) is rewritten atomically after every
 trial; running the same search again rebuilds hyperopt's ``Trials`` from it, so the sampler sees the old
 results, and runs only the trials still missing. At the end: ``best.yaml`` (a whole ExperimentConfig
@@ -42,12 +44,13 @@ from hyperopt.base import STATUS_FAIL, STATUS_OK
 from hyperopt.exceptions import AllTrialsFailed
 from torch.utils.tensorboard import SummaryWriter
 
-from .checkpoint import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .config import ExperimentConfig, TuneConfig, save_config, set_dotted, validate_config
 from .errors import ConfigError, UattnError
-from .meta_train import meta_train
-from .run_folder import differing_keys
+from .meta_train import check_datasets, meta_train
+from .run_folder import claim_folder
 from .transfer import transfer_evaluate
+from .tune_folder import TRIALS_FORMAT, TRIALS_VERSION, holds_trials, load_trials, new_trial_dir, remove_unrecorded
 from .tune_space import (
     Distribution,
     Recorder,
@@ -60,8 +63,6 @@ from .tune_space import (
     space_to_dict,
 )
 
-TRIALS_FORMAT = "universal-attention-trials"
-TRIALS_VERSION = 1
 ALGORITHMS = {"tpe": tpe.suggest, "atpe": atpe.suggest, "rand": rand.suggest}
 
 __all__ = ["TrialRecord", "TuneResult", "tune"]
@@ -118,18 +119,6 @@ class TuneResult:
         return sorted(self.trials, key=lambda t: (t.top1 is None, -(t.top1 or 0.0), t.tid))
 
 
-def _new_trial_dir(out: Path) -> Path:
-    """Create the first free ``trial-NNN`` folder (atomic, so concurrent trials never share one)."""
-    number = 0
-    while True:
-        path = out / f"trial-{number:03d}"
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            number += 1
-
-
 @dataclass
 class _Objective:
     """The trial function hyperopt minimises; plain data only, so Spark can ship it to its workers."""
@@ -142,7 +131,7 @@ class _Objective:
     def __call__(self, params: dict[str, Any]) -> dict[str, Any]:
         begin = time.time()
         params = plain(params)
-        run_dir = _new_trial_dir(Path(self.out_dir))
+        run_dir = new_trial_dir(Path(self.out_dir))
         result: dict[str, Any] = {"status": STATUS_FAIL, "params": params, "trial": run_dir.name, "started": begin}
         try:
             top1 = self._run(params, run_dir)
@@ -183,38 +172,6 @@ def _record(entry: Mapping[str, Any], out: Path) -> TrialRecord:
     return TrialRecord(tid=entry["tid"], status=result["status"], top1=result.get("top1"),
                        params=result.get("params", {}), run_dir=out / result["trial"] if "trial" in result else None,
                        error=result.get("error"), seconds=result.get("seconds", 0.0))
-
-
-def _load_trials(path: Path, search: dict[str, Any]) -> list[dict[str, Any]]:
-    """The JSON trial entries of an earlier run of the same search (none when ``path`` is missing)."""
-    if not path.is_file():
-        return []
-    try:
-        saved = json.loads(path.read_text())
-        if saved.get("format") != TRIALS_FORMAT:
-            raise ValueError(f"not a {TRIALS_FORMAT} file")
-        old, entries = saved["search"], saved["trials"]
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ConfigError(f"{path} is not a readable trials file ({error}); move it away or choose another --out") \
-            from None
-    advice = f"continue {path.parent} with the same settings or choose another --out"
-    if old["space"] != search["space"]:
-        raise ConfigError(f"{path.parent} holds a search over another space ({', '.join(old['space'])}); {advice}")
-    if old["steps_per_trial"] != search["steps_per_trial"]:
-        raise ConfigError(f"{path.parent} holds a search with {old['steps_per_trial']} steps per trial; {advice}")
-    changed = differing_keys(validate_config(old["base_config"]), validate_config(search["base_config"]))
-    if changed:
-        raise ConfigError(f"{path.parent} holds a search whose config differs in {', '.join(changed)}; {advice}")
-    return entries
-
-
-def _remove_unrecorded(out: Path, entries: list[dict[str, Any]], on_message: Callable[[str], None]) -> None:
-    """Delete trial folders no recorded trial owns: trials interrupted before they finished."""
-    owned = {entry["result"].get("trial") for entry in entries}
-    for path in sorted(out.glob("trial-*")):
-        if path.is_dir() and path.name not in owned:
-            shutil.rmtree(path)
-            on_message(f"removed {path.name}: its trial was interrupted before it finished; it runs again")
 
 
 def _check_algorithm(algo: str) -> None:
@@ -269,7 +226,10 @@ def _spark_trials(tune_config: TuneConfig) -> Iterator[Trials]:
 def _write_hparams(out: Path, records: list[TrialRecord]) -> None:
     """Rewrite ``<out>/hparams``: one TensorBoard HParams run per trial, metric ``tune/target_top1``."""
     folder = out / "hparams"
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder.is_symlink():
+        folder.unlink()
+    elif folder.exists():
+        shutil.rmtree(folder)
     with SummaryWriter(str(folder)) as writer:
         for record in records:
             values = {key: value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
@@ -303,7 +263,8 @@ def tune(
 
     Raises:
         ConfigError: an unknown key, a malformed space, a missing optional dependency, or an out folder
-            holding a different search.
+            holding a different search, files uattn did not write, or in use by another process.
+        DatasetError: a dataset of the base config is unknown or not on disk (before anything is written).
         UattnError: Spark could not be started (parallel trials).
     """
     tune_config = config.tune if tune_config is None else tune_config
@@ -313,12 +274,20 @@ def tune(
     base.pop("tune")
     for key, value in tune_config.fix.items():
         set_dotted(base, key, value)
-    validate_config(base)
+    check_datasets(validate_config(base))
     search = {"space": space_to_dict(space), "steps_per_trial": tune_config.steps_per_trial, "base_config": base}
     out = Path(out_dir or f"runs/tune-{config.name}").resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    entries = _load_trials(out / "trials.json", search)
-    _remove_unrecorded(out, entries, on_message)
+    with claim_folder(out, "search", adopt=holds_trials(out)):
+        return _search_in_folder(out, config, tune_config, base, search, space, on_trial, on_message)
+
+
+def _search_in_folder(out: Path, config: ExperimentConfig, tune_config: TuneConfig, base: dict[str, Any],
+                      search: dict[str, Any], space: Mapping[str, Distribution],
+                      on_trial: Callable[[TrialRecord, int], None] | None,
+                      on_message: Callable[[str], None]) -> TuneResult:
+    """:func:`tune` while this process holds the search folder."""
+    entries = load_trials(out / "trials.json", search)
+    remove_unrecorded(out, entries, on_message)
     known = len(entries)
     if tune_config.max_evals > known:
         entries = _search(out, search, space, tune_config, entries, on_trial)

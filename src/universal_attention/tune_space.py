@@ -150,7 +150,9 @@ def read_space_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"space file {path} not found")
     try:
-        tree = yaml.safe_load(path.read_text())
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"space file {path} is not a text file (YAML)") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"space file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(tree, dict):

@@ -14,7 +14,8 @@ from PIL import Image
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
-from .checkpoint import atomic_write_bytes, load_checkpoint
+from .atomic import atomic_write_bytes
+from .checkpoint import load_checkpoint
 from .config import ExperimentConfig, ModelConfig
 from .data.images import read_image, resize_and_crop
 from .data.synthetic import TASK_CLASSES

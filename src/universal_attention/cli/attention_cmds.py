@@ -10,9 +10,9 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from ..atomic import atomic_write_bytes, make_folder
 from ..attention_eval import BASELINES, AttentionReport, evaluate_attention, example_grid
 from ..attention_regions import REGIONS
-from ..checkpoint import atomic_write_bytes
 from ..data.registry import get_dataset
 from ..errors import ConfigError
 from ..visualize import COMBINED
@@ -160,7 +160,7 @@ def evaluate_attention_command(checkpoint: str, dataset: str | None, split: str,
         raise ConfigError("give --dataset: the checkpoint has no run config naming a target dataset")
     name = dataset or data.target
     size = image_size or (data.image_size if data else DEFAULT_IMAGE_SIZE)
-    root = data_root or (data.data_root if data else None)
+    root = data_root  # never the checkpoint's: a file does not choose where this machine reads
     masked = get_dataset(name, split, root=root, image_size=size, with_masks=True)
     run_device = _device(device)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
@@ -179,7 +179,7 @@ def evaluate_attention_command(checkpoint: str, dataset: str | None, split: str,
         if report.class_maps:
             console.print(regions_table(report))
             console.print(classes_table(report))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     atomic_write_bytes(out_dir / "attention_report.json", report.to_json().encode())
     buffer = io.BytesIO()
     example_grid(loaded.model, masked, limit=limit, device=run_device).save(buffer, format="PNG")

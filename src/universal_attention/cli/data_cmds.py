@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..atomic import atomic_write_bytes
 from ..data.base import VerifyReport
 from ..data.cache import build_cache, cache_key
 from ..data.preview import sample_grid
@@ -117,8 +119,9 @@ def show(name: str, count: int, output: Path, split: str, data_root: Path | None
     root = resolve_data_root(data_root)
     dataset = get_dataset(name, split, root=root, image_size=image_size, with_masks=masks_available(name, root))
     sheet = sample_grid(dataset, count, tile=image_size)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(output)
+    picture = io.BytesIO()
+    sheet.save(picture, format="PNG")
+    atomic_write_bytes(output, picture.getvalue())
     skipped = getattr(dataset, "skipped", 0)
     note = f" ({skipped} unreadable files skipped)" if skipped else ""
     console.print(f"wrote {output}: {min(count, len(dataset))} samples of {name} ({split}){note}")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
-from ..checkpoint import atomic_write_bytes, read_metadata
+from ..atomic import atomic_write_bytes, make_folder
 from ..attention_control import check_controls
+from ..checkpoint import experiment_of, read_metadata, resolve_checkpoint
 from ..config import ExperimentConfig, TransferConfig, load_config, validate_section
 from ..errors import ConfigError, ModelError
 from ..transfer import TransferResult, TransferRun, transfer_evaluate, transfer_report
@@ -34,11 +34,16 @@ def parse_shots(text: str) -> list[int | str]:
 
 def experiment_for(checkpoint: str, preset: str | None, config_file: str | None,
                    overrides: tuple[str, ...]) -> ExperimentConfig:
-    """The run config: the checkpoint's own unless --preset/--config is given, then --set overrides."""
+    """The run config: the checkpoint's own unless --preset/--config is given, then --set overrides.
+
+    A checkpoint is data, not instructions: its ``data.data_root`` (a path on the machine that trained it) is
+    dropped, so the data root comes from --data-root, --set, $UATTN_DATA_ROOT or ./data.
+    """
     if preset is None and config_file is None and checkpoint not in ("random", "imagenet"):
-        saved = read_metadata(checkpoint).get("experiment_config")
-        if saved:
-            base = ExperimentConfig.model_validate_json(saved)
+        path = resolve_checkpoint(checkpoint)
+        saved = experiment_of(read_metadata(path), path)
+        if saved is not None:
+            base = saved.model_copy(update={"data": saved.data.model_copy(update={"data_root": None})})
             return load_config(overrides=overrides, base=base)
     return load_config(preset=preset, config_file=config_file, overrides=overrides)
 
@@ -131,8 +136,7 @@ def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str |
     target = target or experiment.data.target
     data_root = data_root or experiment.data.data_root
     starts = [checkpoint] + [name for name in baselines if name != checkpoint]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out_dir)
     results: list[TransferResult] = []
     report = transfer_report(results)
     per_start = len(config.attention) * len(config.shots_per_class) * config.seeds * config.draws

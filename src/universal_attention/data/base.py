@@ -17,7 +17,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -69,6 +69,21 @@ def _as_is(values: np.ndarray) -> np.ndarray:
     return values
 
 
+def listed_path(folder: Path, entry: str, where: str) -> Path:
+    """``folder / entry`` for a path listed in a dataset's index file, refused unless it stays inside ``folder``.
+
+    Args:
+        folder: the folder the index's paths are relative to.
+        entry: the listed path.
+        where: the index entry, for the message (e.g. ``"cub200: images.txt entry of image 7"``).
+    """
+    relative = PurePosixPath(entry)
+    if not entry or relative.is_absolute() or ".." in relative.parts:
+        raise DatasetError(f"{where} ({entry!r}) is a path outside {folder}; the official index lists paths inside "
+                           "it, so this file was edited or is not the official one")
+    return folder / relative
+
+
 class ImageListDataset(Dataset):
     """Images (and optional masks) listed up front, decoded on access; see the module docstring.
 
@@ -103,6 +118,11 @@ class ImageListDataset(Dataset):
             raise DatasetError(f"{name} ({split}): the index lists {len(files)} images but {len(labels)} labels")
         if not files:
             raise DatasetError(f"{name} ({split}): no images listed under {base}")
+        for file, label in zip(files, labels):
+            if not 0 <= label < len(classes):
+                sources = ", ".join(path.name for path in index_files) or "the class folders"
+                raise DatasetError(f"{name} ({split}): {file} has label {label}, outside 0..{len(classes) - 1} for "
+                                   f"its {len(classes)} classes; check {sources}")
         self.name = name
         self.split = split
         self.files = list(files)

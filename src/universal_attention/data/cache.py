@@ -3,18 +3,20 @@
 A cache file ``<data_root>/.cache/<key>.safetensors`` holds ``images`` [N, 3, S, S] uint8, ``labels`` [N]
 int64 and, for datasets built with masks, ``masks`` [N, S, S] uint8. Its metadata records the source
 dataset's fingerprint, the class names (JSON), the image size, the number of skipped files and the format
-version; a cache whose fingerprint no longer matches its source is rebuilt, any other is memory-mapped.
-Files are written atomically (temporary file in the same folder, fsync, rename), so a killed build never
-leaves a half-written cache behind.
+version. A cache is only used when it passes every check (fingerprint, size and version, then the tensors'
+names, dtypes and shapes, the labels' range and the metadata's JSON); anything else is rebuilt. Builds hold an
+``flock`` on the cache folder, so two processes never build at once, and they are written atomically, so a
+killed build never leaves a half-written cache; its temporary is removed by the next build.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from ..atomic import atomic_write_with, make_folder, remove_temporaries
 from ..errors import DatasetError
 from .images import resize_and_crop, resize_and_crop_mask
 from .registry import get_dataset, resolve_data_root
@@ -123,14 +126,32 @@ def build_cache(
     """
     path = cache_path(cache_dir, key)
     fingerprint = dataset.fingerprint()
-    if _is_current(_stored_metadata(path), fingerprint, image_size):
-        return _open(path)
+    cached = _open_if_valid(path, fingerprint, image_size)
+    if cached is not None:
+        return cached
     if len(dataset) == 0:
         raise DatasetError(f"dataset '{key}' has no images to cache")
-    tensors, skipped = _read_all(dataset, image_size, progress)
-    classes = json.dumps(list(dataset.classes))
-    _atomic_save(tensors, path, _metadata(fingerprint, image_size, classes, str(skipped)))
+    with _building(path):
+        cached = _open_if_valid(path, fingerprint, image_size)  # another process may have built it meanwhile
+        if cached is not None:
+            return cached
+        tensors, skipped = _read_all(dataset, image_size, progress)
+        metadata = _metadata(fingerprint, image_size, json.dumps(list(dataset.classes)), str(skipped))
+        atomic_write_with(path, lambda name: save_file(tensors, name, metadata=metadata))
     return _open(path)
+
+
+@contextmanager
+def _building(path: Path) -> Iterator[None]:
+    """Hold the cache folder's lock while a cache is built there, after removing what killed builds left."""
+    folder = make_folder(path.parent)
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # waits for another process's build
+        remove_temporaries(folder, stem=path.name)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def cached_dataset(
@@ -179,6 +200,43 @@ def _stored_metadata(path: Path) -> dict[str, str]:
             return file.metadata() or {}
     except (OSError, SafetensorError):
         return {}
+
+
+def _problem(tensors: dict[str, Tensor], metadata: dict[str, str], image_size: int) -> str | None:
+    """What is wrong with a cache file's contents, or None when it is whole and of this format."""
+    if set(tensors) not in ({"images", "labels"}, {"images", "labels", "masks"}):
+        return f"tensors {sorted(tensors)}"
+    images, labels, masks = tensors["images"], tensors["labels"], tensors.get("masks")
+    count = images.shape[0] if images.ndim else -1
+    if images.dtype != torch.uint8 or tuple(images.shape) != (count, 3, image_size, image_size):
+        return f"images {images.dtype} {tuple(images.shape)}"
+    if labels.dtype != torch.int64 or tuple(labels.shape) != (count,):
+        return f"labels {labels.dtype} {tuple(labels.shape)}"
+    if masks is not None and (masks.dtype != torch.uint8 or tuple(masks.shape) != (count, image_size, image_size)):
+        return f"masks {masks.dtype} {tuple(masks.shape)}"
+    try:
+        classes = json.loads(metadata["classes"])
+        skipped = int(metadata["skipped"])
+    except (KeyError, ValueError) as error:
+        return f"metadata ({error})"
+    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes) or skipped < 0:
+        return "metadata"
+    if count and not (0 <= int(labels.min()) and int(labels.max()) < len(classes)):
+        return "labels outside the classes"
+    return None
+
+
+def _open_if_valid(path: Path, fingerprint: str, image_size: int) -> CachedDataset | None:
+    """The cache at ``path`` if it is current for ``fingerprint`` and ``image_size`` and whole; else None."""
+    if not _is_current(_stored_metadata(path), fingerprint, image_size):
+        return None
+    try:
+        with safe_open(path, framework="pt") as file:
+            metadata = file.metadata() or {}
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+    except (OSError, SafetensorError):
+        return None
+    return None if _problem(tensors, metadata, image_size) else _open(path)
 
 
 def _open(path: Path) -> CachedDataset:
@@ -259,23 +317,3 @@ def _read_all(dataset: Any, size: int, progress: Progress | None) -> tuple[dict[
         if progress is not None:
             progress(done, total)
     return tensors, skipped
-
-
-def _atomic_save(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write a safetensors file via a temporary file in the same folder, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        os.chmod(temporary, path.parent.stat().st_mode & 0o666)  # readable like its folder, not save_file's 0600
-        with open(temporary, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

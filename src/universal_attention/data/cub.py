@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from .base import ImageListDataset
+from .base import ImageListDataset, listed_path
 
 INDEX_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
 
@@ -56,10 +56,11 @@ def load_cub200(base: Path, split: str, *, image_size: int | None = None, with_m
                 "unpack the official segmentations.tgz there"
             )
         masks = [folder / Path(images[i]).with_suffix(".png") for i in ids]
+    files = [listed_path(base / "images", images[i], f"cub200: images.txt entry of image {i}") for i in ids]
     return ImageListDataset(
         "cub200",
         split,
-        [base / "images" / images[i] for i in ids],
+        files,
         targets,
         classes,
         base=base,

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.io import loadmat
 
 from ..errors import DatasetError
-from .base import ImageListDataset
+from .base import ImageListDataset, listed_path
 
 
 def load_stanford_dogs(base: Path, split: str, *, image_size: int | None = None) -> ImageListDataset:
@@ -30,14 +30,11 @@ def load_stanford_dogs(base: Path, split: str, *, image_size: int | None = None)
     except (KeyError, ValueError, TypeError, OSError) as error:
         raise DatasetError(f"stanford_dogs: cannot read file_list/labels from {index} ({error})") from error
     folders = sorted(entry.name for entry in (base / "Images").iterdir() if entry.is_dir())
-    if labels and max(labels) >= len(folders):
-        raise DatasetError(
-            f"stanford_dogs: {index} has label {max(labels) + 1} but {base / 'Images'} has {len(folders)} breed folders"
-        )
+    where = f"stanford_dogs: {index.name} entry"
     return ImageListDataset(
         "stanford_dogs",
         split,
-        [base / "Images" / name for name in files],
+        [listed_path(base / "Images", name, f"{where} {number}") for number, name in enumerate(files, start=1)],
         labels,
         [folder.split("-", 1)[-1].replace("_", " ") for folder in folders],
         base=base,

@@ -2,11 +2,14 @@
 
 Real datasets contain odd files: grayscale, CMYK, palette and RGBA images, 16-bit PNGs, 1x1 images,
 truncated JPEGs, and text saved under an image name. :func:`read_image` converts every decodable file
-to RGB and says what it did; it returns ``None`` (never raises) for a file that cannot be decoded.
+to RGB and says what it did; it returns ``None`` (never raises) for a file that cannot be decoded, and for
+files it will not decode: anything but a regular file (a FIFO would block forever) and images of more than
+:data:`MAX_PIXELS` pixels.
 """
 
 from __future__ import annotations
 
+import stat
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -22,10 +25,18 @@ from torchvision.transforms.v2 import functional as F
 
 T = TypeVar("T")
 
+MAX_PIXELS = 89_478_485
+"""Images with more pixels are unreadable here (Pillow's own bomb warning limit, about 90 MP): decoding one would
+take gigabytes; a JPEG counts at its draft size."""
 # Everything Pillow's decoders raise on a broken or hostile file.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError,
+                  NotImplementedError, OverflowError, MemoryError)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _TRUNCATED_LOCK = threading.Lock()
+
+
+class _Refused(Exception):
+    """A file read_image will not decode (too many pixels)."""
 
 
 @contextmanager
@@ -50,32 +61,40 @@ def _decode(
         with Image.open(path) as image:
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))  # decode at a reduced scale, still >= size
+            if image.width * image.height > MAX_PIXELS:
+                raise _Refused(f"too large ({image.width}x{image.height} px; at most {MAX_PIXELS:,} are decoded)")
             image.load()
             return convert(image)
 
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None, "not a regular file"
         return attempt()
     except FileNotFoundError:
         return None, "missing"
+    except _Refused as refused:
+        return None, str(refused)
     except UnidentifiedImageError:
         return None, "not an image"
     except _DECODE_ERRORS as first_error:
         try:
             with _decode_truncated():
                 value, note = attempt()
-        except _DECODE_ERRORS:
+        except (_Refused, *_DECODE_ERRORS):
             return None, f"unreadable ({first_error})"
         return value, "truncated, decoded partially" + (f"; {note}" if note else "")
 
 
 def _wide_to_uint8(array: np.ndarray, sixteen_bit: bool) -> np.ndarray:
-    values = array.astype(np.float64)
+    values = array.astype(np.float32)  # one working copy, changed in place: exact enough for 8 bits out
     peak = float(values.max(initial=0.0))
     if sixteen_bit or 255 < peak <= 65535:
-        values = values / 257.0
+        values /= 257.0
     elif peak > 65535:
-        values = values * (255.0 / peak)
-    return np.clip(np.round(values), 0, 255).astype(np.uint8)
+        values *= 255.0 / peak
+    np.round(values, out=values)
+    np.clip(values, 0, 255, out=values)
+    return values.astype(np.uint8)
 
 
 def _rgb_array(image: Image.Image) -> tuple[np.ndarray, str]:

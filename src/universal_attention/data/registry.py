@@ -213,6 +213,38 @@ def _mask_error(name: str) -> DatasetError:
     return DatasetError(f"{name} has no masks; datasets with masks: {with_masks}, synthetic/<task>")
 
 
+def _located(name: str, split: str, root: str | Path | None) -> tuple[_Spec, str, Path]:
+    """A real dataset's spec, canonical split and folder, after checking that its files are where expected."""
+    spec = _spec(name)
+    canonical = _canonical_split(name, spec, split)
+    base = resolve_data_root(root) / spec.folder
+    for relative in spec.required[canonical]:
+        if not (base / relative).exists():
+            missing = f" (missing {base / relative})" if base.is_dir() else ""
+            raise DatasetError(
+                f"{name} not found: expected {base}/{spec.layout}{missing}; {spec.archive}, {ROOT_HINT}"
+            )
+    return spec, canonical, base
+
+
+def check_dataset(name: str, split: str = "train", *, root: str | Path | None = None) -> None:
+    """Fail now, with the error :func:`get_dataset` would give, if it cannot open this dataset: an unknown name,
+    task or split, or files that are not on disk. Nothing is listed or decoded, so this is cheap.
+
+    Raises:
+        DatasetError: see :func:`get_dataset`.
+    """
+    if name.startswith(SYNTHETIC_PREFIX):
+        if name[len(SYNTHETIC_PREFIX) :] not in _synthetic_tasks():
+            _spec(name)  # raises, listing the valid names
+        return
+    if name.startswith(FOLDER_PREFIX):
+        if not Path(name[len(FOLDER_PREFIX) :]).expanduser().is_dir():
+            raise DatasetError(f"{name} not found: expected a folder of <class>/<image> there")
+        return
+    _located(name, split, root)
+
+
 def get_dataset(
     name: str,
     split: str = "train",
@@ -247,17 +279,9 @@ def get_dataset(
         if with_masks:
             raise _mask_error(name)
         return load_folder(Path(name[len(FOLDER_PREFIX) :]).expanduser(), split, image_size=image_size)
-    spec = _spec(name)
-    canonical = _canonical_split(name, spec, split)
+    spec, canonical, base = _located(name, split, root)
     if with_masks and not spec.masks:
         raise _mask_error(name)
-    base = resolve_data_root(root) / spec.folder
-    for relative in spec.required[canonical]:
-        if not (base / relative).exists():
-            missing = f" (missing {base / relative})" if base.is_dir() else ""
-            raise DatasetError(
-                f"{name} not found: expected {base}/{spec.layout}{missing}; {spec.archive}, {ROOT_HINT}"
-            )
     options: dict[str, Any] = {"image_size": image_size}
     if spec.masks:
         options["with_masks"] = with_masks
