@@ -1,157 +1,168 @@
-"""The synthetic study: does meta-learned attention help learn a new task? Reptile vs joint training vs scratch.
+"""The synthetic study with its controls: does meta-learned attention recover part of what knowing *where* is
+worth, and does Reptile beat joint training at an equal budget?
 
-Three start points with the same budget, on the built-in synthetic tasks (five source tasks; held-out
-target ``orientation``), for several seeds:
+Start points, trained per seed from the same initial weights (``train.seed`` = seed) on the four source tasks
+of the synthetic family, with the same images and steps:
 
-- ``reptile``: ``meta_train`` with the quickstart settings for ``--steps`` meta-steps;
-- ``joint``: the same model trained on the same source tasks, one plain Adam step per batch, for exactly as
-  many images (steps x inner steps x batch) — the obvious alternative;
-- ``random``: the untrained network.
+- ``reptile``: Reptile with persistent heads (the original experiment's protocol, a dataset is a task);
+- ``reptile_reset``: Reptile with a fresh head and shuffled labels for every task (the Reptile paper's);
+- ``joint``: joint training, one optimiser step per batch (``reptile.algorithm: joint``);
+- ``random``: the initial weights, untrained.
 
-Each start point is transferred to the target at 1, 5, 20 and 80 shots per class (finetune and linear probe), and its
-attention on the target's objects is measured before any finetuning (pointing game, mass in mask / area).
-All three start from the same initial weights for a given seed (paired comparison).
-Writes ``<out>/study.json``, ``<out>/summary.md`` (tables), ``<out>/accuracy_vs_shots.png`` and
-``<out>/attention_grid.png``.
+Each is measured on the held-out targets (orientation, glyph, hue) with the few-shot protocol:
 
-Run: python examples/study_synthetic.py --out docs/study [--seeds 3] [--steps 200] [--set KEY=VALUE ...]
+- linear probes at 1 / 5 / 20 shots per class, ``--draws`` shot draws per seed, 1,000 test images, with the
+  attention controls ``learned``, ``uniform`` and ``oracle`` side by side: paired differences between start
+  points and the oracle fraction (learned - uniform) / (oracle - uniform), each with a 95 % interval;
+- finetuning (``--finetune-steps`` optimiser steps, learned attention) at ``--finetune-shots`` on the first
+  target, one draw per seed: the costly protocol on a subset;
+- attention on the target's objects before any transfer: mass in the mask relative to its area per tap
+  (uniform = 1), share on the image frame;
+- the object-removed control: a probe on the first target drawn without its objects must score chance.
+
+Writes ``<out>/study.json`` (every run and every summary), ``<out>/summary.md`` (the tables) and
+``<out>/accuracy_vs_shots.png``. The last line printed is one JSON object with the headline figures.
+
+Run: python examples/study_synthetic.py --out docs/study [--seeds 3] [--draws 3] [--steps 120] [--set KEY=VALUE]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from universal_attention import (AttentionResNet50, TaskSampler, UattnError, evaluate_attention, load_checkpoint,
+from universal_attention import (AttentionResNet50, TransferConfig, UattnError, evaluate_attention, load_checkpoint,
                                  load_config, transfer_evaluate)
 from universal_attention.atomic import atomic_write_bytes
-from universal_attention.data import get_dataset
 from universal_attention.meta_train import meta_train
-from universal_attention.visualize import attention_grid, attention_maps
+from universal_attention.stats import mean_ci
+from universal_attention.transfer import TransferResult, merge_results, transfer_report
 
-MODES = ("finetune", "linear")
-STARTS = ("reptile", "joint", "random")
-COLOURS = {"reptile": (200, 40, 40), "joint": (40, 90, 200), "random": (110, 110, 110)}
-
-
-def reptile_start(config, seed: int, folder: Path) -> AttentionResNet50:
-    """Meta-train with Reptile from the seed's initialisation."""
-    run = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed}),
-                                    "sampler": config.sampler.model_copy(update={"seed": seed})})
-    meta_train(run, folder / f"reptile-{seed}", on_message=lambda text: None)
-    return load_checkpoint(folder / f"reptile-{seed}").model
+STARTS = ("reptile", "reptile_reset", "joint", "random")
+START_OVERRIDES = {"reptile": ["reptile.heads=persistent"], "reptile_reset": ["reptile.heads=reset"],
+                   "joint": ["reptile.algorithm=joint"], "random": []}
+CONTROLS = ("learned", "uniform", "oracle")
+COLOURS = {"reptile": (200, 40, 40), "reptile_reset": (230, 140, 20), "joint": (40, 90, 200),
+           "random": (110, 110, 110)}
 
 
-def joint_start(config, seed: int) -> AttentionResNet50:
-    """Multi-task training on the same source tasks and the same number of images as Reptile sees."""
-    sources = {name: get_dataset(name, image_size=config.data.image_size) for name in config.data.sources}
-    torch.manual_seed(seed)  # as meta_train does just before building the model: the same initial weights
-    model = AttentionResNet50(config.model)
-    for name, dataset in sources.items():
-        model.add_head(name, len(dataset.classes))
-    sampler = TaskSampler(sources, config.sampler.model_copy(update={"seed": seed}))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.reptile.inner_lr, betas=(0.0, 0.999))
-    model.train()
-    for _ in range(config.train.max_steps * config.reptile.meta_batch_size):
-        task = sampler.sample(1)[0]
-        for images, labels in itertools.islice(task.batches, config.reptile.inner_steps):
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(images, task.name).logits, labels).backward()
-            optimizer.step()
-    return model
+def build_start(name: str, config, seed: int, folder: Path) -> AttentionResNet50:
+    """Train (or, for ``random``, just initialise) one start point from the seed's initial weights."""
+    run = load_config(base=config, overrides=[*START_OVERRIDES[name], f"train.seed={seed}", f"sampler.seed={seed}"])
+    if name == "random":
+        torch.manual_seed(seed)  # as meta_train does just before it builds the model: the same initial weights
+        return AttentionResNet50(run.model)
+    meta_train(run, folder / f"{name}-{seed}", on_message=lambda text: None)
+    return load_checkpoint(folder / f"{name}-{seed}").model
 
 
-def random_start(config, seed: int) -> AttentionResNet50:
-    """The untrained network, with the same initial weights as the other two start points."""
-    torch.manual_seed(seed)
-    return AttentionResNet50(config.model)
+def measure(name: str, model: AttentionResNet50, config, seed: int, args) -> dict:
+    """Every measurement of one start point and seed: probes with controls, finetuning, attention, control."""
+    size = config.data.image_size
+    probe = TransferConfig(mode="linear", shots_per_class=args.shots, seed=seed, draws=args.draws,
+                           attention=CONTROLS, max_test_images=args.test_images)
+    finetune = config.transfer.model_copy(update={
+        "steps": args.finetune_steps, "shots_per_class": (args.finetune_shots,), "seed": seed, "draws": 1,
+        "attention": ("learned",), "max_test_images": args.test_images})
+    removed = TransferConfig(mode="linear", shots_per_class=(max(args.shots),), seed=seed,
+                             remove_object=True, max_test_images=args.test_images)
+    first = args.targets[0]
+    measured = {"probe": {target: transfer_evaluate(model, target, probe, image_size=size, label=name)
+                          for target in args.targets},
+                "finetune": transfer_evaluate(model, first, finetune, image_size=size, label=name),
+                "removed": transfer_evaluate(model, first, removed, image_size=size, label=name)}
+    report = evaluate_attention(model, first, limit=args.attention_images, image_size=size, baselines=())
+    measured["attention"] = {layer: {"relative_to_area": scores.relative_to_area, "frame_share": scores.frame_share,
+                                     "pointing_game": scores.pointing_game}
+                             for layer, scores in report.starts["model"].layers.items()}
+    return measured
 
 
-def source_images(config) -> int:
-    """Images of the source tasks one start point trains on: steps x tasks per step x inner steps x batch."""
-    return (config.train.max_steps * config.reptile.meta_batch_size * config.reptile.inner_steps
-            * config.sampler.batch_size)
+def cell_text(cell: dict) -> str:
+    low, high = cell["top1_ci"]
+    return f"{cell['top1']:.3f} ± {cell['top1_std']:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def measure(model: AttentionResNet50, config, seed: int) -> dict:
-    """Transfer at every shots setting and mode, and attention on the target's objects."""
-    target = config.data.target
-    results = {}
-    for mode in MODES:
-        transfer = config.transfer.model_copy(update={"mode": mode, "seed": seed})
-        outcome = transfer_evaluate(model, target, transfer, image_size=config.data.image_size)
-        results[mode] = {str(cell.shots): cell.top1 for cell in outcome.cells}
-    report = evaluate_attention(model, target, limit=config.transfer.max_test_images,
-                                image_size=config.data.image_size, baselines=())
-    results["attention"] = report.to_dict()
-    return results
+def delta_text(entry: dict) -> str:
+    low, high = entry["ci"]
+    resolved = "" if low <= 0 <= high else " *"
+    return f"{entry['delta_top1']:+.3f} [{low:+.3f}, {high:+.3f}]{resolved}"
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and (population) standard deviation."""
-    return statistics.fmean(values), statistics.pstdev(values)
-
-
-def summarise(runs: dict) -> dict:
-    """Mean and std over seeds of every number, per start point: top-1 per mode and shots, attention per tap."""
-    summary = {}
-    for start, seeds in runs.items():
-        entry = {mode: {shots: mean_std([seed[mode][shots] for seed in seeds]) for shots in seeds[0][mode]}
-                 for mode in MODES}
-        layers = [seed["attention"]["starts"]["model"]["layers"] for seed in seeds]
-        entry["attention"] = {name: {measure: mean_std([layer[name][measure] for layer in layers])
-                                     for measure in ("pointing_game", "relative_to_area")}
-                              for name in layers[0]}
-        summary[start] = entry
-    return summary
-
-
-def summary_markdown(summary: dict) -> str:
-    """Markdown tables of the summary: top-1 per mode and shots, then attention per tap (mean +/- std)."""
-    shots = list(summary[STARTS[0]][MODES[0]])
-    lines = ["| start | mode | " + " | ".join(f"{label} shots" for label in shots) + " |",
-             "|---|---|" + "---|" * len(shots)]
-    for mode in MODES:
+def summary_markdown(reports: dict, finetune: dict, removed: dict, attention: dict, shots: list) -> str:
+    """The study's tables (see the module docstring)."""
+    lines = ["## Linear probe, learned attention: top-1 mean ± sample std [95 % CI]", ""]
+    for target, report in reports.items():
+        lines += [f"### {target}", "", "| start | " + " | ".join(f"{s} shots" for s in shots) + " |",
+                  "|---|" + "---|" * len(shots)]
         for start in STARTS:
-            cells = [f"{mean:.3f} ± {std:.3f}" for mean, std in (summary[start][mode][label] for label in shots)]
-            lines.append(f"| {start} | {mode} | " + " | ".join(cells) + " |")
-    layers = list(summary[STARTS[0]]["attention"])
-    lines += ["", "| start | measure | " + " | ".join(layers) + " |", "|---|---|" + "---|" * len(layers)]
-    for measure in ("pointing_game", "relative_to_area"):
+            cells = {c["shots"]: c for c in report["cells"] if c["start"] == start and c["attention"] == "learned"}
+            lines.append(f"| {start} | " + " | ".join(cell_text(cells[s]) for s in shots) + " |")
+        lines.append("")
+    lines += ["## Paired differences in top-1 (learned attention, linear probe) [95 % bootstrap CI]; * resolved",
+              "", "| target | shots | reptile - joint | reptile_reset - joint | reptile - random | "
+              "reptile_reset - random | joint - random |", "|---|---|---|---|---|---|---|"]
+    for target, report in reports.items():
+        deltas = {(c["start"], c["baseline"], c["shots"]): c for c in report["comparisons"]
+                  if c["attention"] == "learned"}
+        for s in shots:
+            pairs = [("reptile", "joint"), ("reptile_reset", "joint"), ("reptile", "random"),
+                     ("reptile_reset", "random"), ("joint", "random")]
+            lines.append(f"| {target} | {s} | " + " | ".join(delta_text(deltas[(a, b, s)]) for a, b in pairs) + " |")
+    lines += ["", "## Attention controls at the largest shots: top-1 per control and the oracle fraction", "",
+              "| target | start | learned | uniform | oracle | oracle fraction [95 % CI] |", "|---|---|---|---|---|---|"]
+    for target, report in reports.items():
+        top = max(shots)
         for start in STARTS:
-            cells = [f"{mean:.2f} ± {std:.2f}"
-                     for mean, std in (summary[start]["attention"][layer][measure] for layer in layers)]
-            lines.append(f"| {start} | {measure} | " + " | ".join(cells) + " |")
+            cells = {c["attention"]: c for c in report["cells"] if c["start"] == start and c["shots"] == top}
+            fraction = next(f for f in report["oracle_fraction"] if f["start"] == start and f["shots"] == top)
+            low, high = fraction["ci"]
+            lines.append(f"| {target} | {start} | " + " | ".join(f"{cells[c]['top1']:.3f}" for c in CONTROLS)
+                         + f" | {fraction['fraction']:.2f} [{low:.2f}, {high:.2f}] |")
+    lines += ["", "## Finetuning (learned attention): top-1 mean ± sample std [95 % CI]", "",
+              "| start | top-1 | train top-1 | vs joint | vs random |", "|---|---|---|---|---|"]
+    deltas = {(c["start"], c["baseline"]): c for c in finetune["comparisons"]}
+    for start in STARTS:
+        cell = next(c for c in finetune["cells"] if c["start"] == start)
+        against = [delta_text(deltas[(start, b)]) if (start, b) in deltas else "-" for b in ("joint", "random")]
+        lines.append(f"| {start} | {cell_text(cell)} | {cell['train_top1']:.3f} | " + " | ".join(against) + " |")
+    lines += ["", "## Object-removed control (linear probe, the first target drawn without its objects)", "",
+              "| start | top-1 [95 % CI] |", "|---|---|"]
+    for start in STARTS:
+        lines.append(f"| {start} | {cell_text(removed[start])} |")
+    layers = list(attention[STARTS[0]])
+    lines += ["", "## Attention on the first target's objects before transfer (mean ± sample std over seeds)", "",
+              "| start | measure | " + " | ".join(layers) + " |", "|---|---|" + "---|" * len(layers)]
+    for measure_name in ("relative_to_area", "frame_share"):
+        for start in STARTS:
+            cells = [f"{mean:.2f} ± {std:.2f}" for mean, std in (attention[start][layer][measure_name]
+                                                                  for layer in layers)]
+            lines.append(f"| {start} | {measure_name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict, chance: float, path: Path) -> None:
-    """Top-1 vs shots per class, one line per start point with +/- std bars, one panel per mode (PIL only).
-
-    A dotted grey line marks chance (``1 / classes``).
-    """
-    width, height, margin, top = 360, 260, 40, 25
-    shots = list(summary[STARTS[0]][MODES[0]])
-    picture = Image.new("RGB", (width * len(MODES), height + 30), "white")
+def plot(reports: dict, shots: list, chance: float, path: Path) -> None:
+    """Top-1 (learned attention, linear probe) vs shots per class with 95 % CI bars, one panel per target."""
+    width, height, margin, top = 330, 260, 40, 25
+    picture = Image.new("RGB", (width * len(reports), height + 30), "white")
     draw = ImageDraw.Draw(picture)
 
     def to_y(value: float) -> float:
         return height - margin - value * (height - margin - top)
 
-    for panel, mode in enumerate(MODES):
+    for panel, (target, report) in enumerate(reports.items()):
         left = panel * width + margin
         step = (width - 2 * margin) / max(1, len(shots) - 1)
-        draw.text((left, 5), f"{mode}: top-1 vs shots per class", fill="black")
+        draw.text((left, 5), f"{target}: top-1 vs shots", fill="black")
         draw.line([(left, height - margin), (left + width - 2 * margin, height - margin)], fill="black")
         draw.line([(left, top), (left, height - margin)], fill="black")
         for tick in (0.25, 0.5, 0.75, 1.0):
@@ -159,96 +170,99 @@ def plot(summary: dict, chance: float, path: Path) -> None:
         for x in range(left, left + width - 2 * margin, 6):
             draw.line([(x, to_y(chance)), (x + 2, to_y(chance))], fill=(160, 160, 160))
         for index, label in enumerate(shots):
-            draw.text((left + index * step - 4, height - margin + 4), label, fill="black")
+            draw.text((left + index * step - 4, height - margin + 4), str(label), fill="black")
         for row, start in enumerate(STARTS):
             colour = COLOURS[start]
-            offset = (row - 1) * 4  # keep the error bars of the three lines apart
+            cells = {c["shots"]: c for c in report["cells"] if c["start"] == start and c["attention"] == "learned"}
             points = []
             for index, label in enumerate(shots):
-                mean, std = summary[start][mode][label]
-                x = left + index * step + offset
-                draw.line([(x, to_y(mean - std)), (x, to_y(mean + std))], fill=colour)
-                points.append((x, to_y(mean)))
+                cell, x = cells[label], left + index * step + (row - 1.5) * 4
+                low, high = cell["top1_ci"]
+                draw.line([(x, to_y(low)), (x, to_y(high))], fill=colour)
+                points.append((x, to_y(cell["top1"])))
             draw.line(points, fill=colour, width=2)
-            for x, y in points:
-                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-            draw.text((left + 10 + row * 90, height + 12), start, fill=colour)
-    save_png(picture, path)
-
-
-def save_png(picture: Image.Image, path: Path) -> None:
-    """Write a picture as PNG, atomically."""
+            draw.text((left + (row % 2) * 130, height + 2 + (row // 2) * 12), start, fill=colour)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def overlay_grid(models: dict, config, path: Path) -> None:
-    """Target images with each start point's attention (rows: start points)."""
-    dataset = get_dataset(config.data.target, "test", image_size=config.data.image_size)
-    images = torch.stack([dataset[index][0] for index in range(3)])
-    rows = []
-    for start, model in models.items():
-        captions = [f"{start}: {dataset.classes[int(dataset[index][1])]}" for index in range(len(images))]
-        rows.append(attention_grid(images, attention_maps(model, images, layers=[*model.config.taps, "combined"]),
-                                   captions=captions, cell_size=112, title=start))
-    canvas = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
-    top = 0
-    for row in rows:
-        canvas.paste(row, (0, top))
-        top += row.height
-    save_png(canvas, path)
-
-
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("study"))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=200, help="meta-steps (the quickstart's 200 by default)")
-    parser.add_argument("--shots", default="1,5,20,80", help="shots per class for transfer, comma-separated")
+    parser.add_argument("--draws", type=int, default=3, help="shot draws per seed")
+    parser.add_argument("--steps", type=int, default=120, help="meta-steps of every trained start point")
+    parser.add_argument("--shots", default="1,5,20", help="shots per class of the probes, comma-separated")
+    parser.add_argument("--targets", default="orientation,glyph,hue", help="held-out synthetic tasks")
+    parser.add_argument("--test-images", type=int, default=1000)
+    parser.add_argument("--attention-images", type=int, default=200)
+    parser.add_argument("--finetune-steps", type=int, default=100)
+    parser.add_argument("--finetune-shots", type=int, default=20)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override on top of the quickstart preset, e.g. data.image_size=32")
     args = parser.parse_args()
+    args.shots = [int(value) for value in args.shots.split(",")]
+    args.targets = [f"synthetic/{name}" for name in args.targets.split(",")]
+    return args
+
+
+def main() -> None:
+    args = parse_arguments()
     begin = time.perf_counter()
     try:
         config = load_config(preset="quickstart", overrides=[
             f"train.max_steps={args.steps}", "train.eval_every=0", "train.image_log_every=0",
-            "train.final_comparison=false", f"train.checkpoint_every={args.steps}", "transfer.steps=100",
-            "transfer.draws=1", "transfer.max_test_images=200", f"transfer.shots_per_class=[{args.shots}]", *args.overrides,
-        ])
+            "train.final_comparison=false", f"train.checkpoint_every={args.steps}", *args.overrides])
     except UattnError as error:
-        parser.error(str(error))
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     args.out.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, list[dict]] = {start: [] for start in STARTS}
-    train_seconds: dict[str, list[float]] = {start: [] for start in STARTS}
-    last_models = {}
-    builders = {"reptile": lambda seed, folder: reptile_start(config, seed, folder),
-                "joint": lambda seed, folder: joint_start(config, seed),
-                "random": lambda seed, folder: random_start(config, seed)}
+    probes: dict[str, dict[str, list[TransferResult]]] = {t: {s: [] for s in STARTS} for t in args.targets}
+    finetunes: dict[str, list[TransferResult]] = {s: [] for s in STARTS}
+    removed: dict[str, list[TransferResult]] = {s: [] for s in STARTS}
+    attention: dict[str, list[dict]] = {s: [] for s in STARTS}
+    seconds: dict[str, list[float]] = {s: [] for s in STARTS}
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(args.seeds):
-            models = {}
-            for start, build in builders.items():
+            for start in STARTS:
                 clock = time.perf_counter()
-                models[start] = build(seed, Path(folder))
-                train_seconds[start].append(time.perf_counter() - clock)
-                runs[start].append(measure(models[start], config, seed))
-                print(f"seed {seed} {start} ({time.perf_counter() - clock:.0f} s): finetune "
-                      f"{runs[start][-1]['finetune']} linear {runs[start][-1]['linear']}", flush=True)
-            last_models = models
-    summary = summarise(runs)
-    chance = 1 / len(get_dataset(config.data.target, "test", image_size=config.data.image_size).classes)
-    plot(summary, chance, args.out / "accuracy_vs_shots.png")
-    overlay_grid(last_models, config, args.out / "attention_grid.png")
-    atomic_write_bytes(args.out / "summary.md", summary_markdown(summary).encode())
+                model = build_start(start, config, seed, Path(folder))
+                trained = time.perf_counter() - clock
+                measured = measure(start, model, config, seed, args)
+                for target in args.targets:
+                    probes[target][start].append(measured["probe"][target])
+                finetunes[start].append(measured["finetune"])
+                removed[start].append(measured["removed"])
+                attention[start].append(measured["attention"])
+                seconds[start].append(time.perf_counter() - clock)
+                print(f"seed {seed} {start}: trained in {trained:.0f} s, measured in "
+                      f"{seconds[start][-1] - trained:.0f} s", flush=True)
+    baselines = ["joint", "random"]
+    reports = {target: transfer_report([merge_results(probes[target][s]) for s in STARTS], baselines)
+               for target in args.targets}
+    finetune_report = transfer_report([merge_results(finetunes[s]) for s in STARTS], baselines)
+    removed_cells = {s: transfer_report([merge_results(removed[s])])["cells"][0] for s in STARTS}
+    attention_summary = {s: {layer: {m: mean_ci([seed[layer][m] for seed in attention[s]])[:2]
+                                     for m in ("relative_to_area", "frame_share", "pointing_game")}
+                             for layer in attention[s][0]} for s in STARTS}
+    atomic_write_bytes(args.out / "summary.md", summary_markdown(reports, finetune_report, removed_cells,
+                                                                 attention_summary, args.shots).encode())
+    plot(reports, args.shots, 0.25, args.out / "accuracy_vs_shots.png")
     wall = time.perf_counter() - begin
+    headline = {
+        "oracle_fraction": {t: [f for f in r["oracle_fraction"] if f["start"] in ("reptile", "reptile_reset")]
+                            for t, r in reports.items()},
+        "reptile_vs_joint": {t: [c for c in r["comparisons"] if c["attention"] == "learned" and c["baseline"] ==
+                                 "joint" and c["start"] != "random"] for t, r in reports.items()},
+    }
     atomic_write_bytes(args.out / "study.json", json.dumps({
-        "summary": summary, "runs": runs, "seeds": args.seeds, "steps": args.steps,
-        "source_images": {"reptile": source_images(config), "joint": source_images(config), "random": 0},
-        "train_seconds": train_seconds, "wall_seconds": wall, "config": config.to_dict(),
-    }, indent=2).encode())
-    print(json.dumps({"wall_seconds": round(wall), "summary": {
-        start: {mode: summary[start][mode] for mode in MODES} for start in STARTS}}))
+        "probe": reports, "finetune": finetune_report, "object_removed": removed_cells,
+        "attention": {s: attention[s] for s in STARTS}, "attention_summary": attention_summary,
+        "headline": headline, "seconds_per_start": {s: statistics.fmean(v) for s, v in seconds.items()},
+        "wall_seconds": wall, "arguments": {k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items()},
+        "config": config.to_dict()}, indent=2).encode())
+    print(json.dumps({"wall_seconds": round(wall), **headline}))
 
 
 if __name__ == "__main__":

@@ -57,10 +57,11 @@ def test_benchmarks_replace_their_report_atomically(tmp_path, failing_rename, mo
 
 def test_the_study_replaces_its_plot_atomically(tmp_path, failing_rename):
     study = load_script("examples/study_synthetic.py")
-    summary = {start: {mode: {"1": (0.3, 0.1), "5": (0.6, 0.1)} for mode in study.MODES} for start in study.STARTS}
+    cells = [{"start": start, "attention": "learned", "shots": shots, "top1": 0.5, "top1_ci": [0.4, 0.6]}
+             for start in study.STARTS for shots in (1, 5)]
     (tmp_path / "plot.png").write_bytes(OLD)
     with pytest.raises(OSError, match="injected failure"):
-        study.plot(summary, 0.25, tmp_path / "plot.png")
+        study.plot({"synthetic/hue": {"cells": cells}}, [1, 5], 0.25, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes() == OLD and temporaries(tmp_path) == []
 
 

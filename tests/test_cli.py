@@ -2,7 +2,6 @@ import shutil
 import subprocess
 import sys
 
-import torch
 import yaml
 from click.testing import CliRunner
 
@@ -32,8 +31,8 @@ def test_config_show_bad_key_is_one_red_line_and_exit_2():
     result = run("config", "show", "--set", "reptile.inner_stepz=3")
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: unknown key 'reptile.inner_stepz': reptile has inner_steps, inner_lr, inner_optimizer, outer_lr, "
-        "outer_optimizer, outer_beta1, meta_batch_size, anneal"
+        "error: unknown key 'reptile.inner_stepz': reptile has algorithm, heads, inner_steps, inner_lr, "
+        "inner_optimizer, inner_state, outer_lr, outer_optimizer, outer_beta1, meta_batch_size, anneal"
     ]
 
 

@@ -62,7 +62,7 @@ def test_resolved_yaml_round_trips(tmp_path):
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ("reptile.inner_stepz=3", "unknown key 'reptile.inner_stepz': reptile has inner_steps"),
+        ("reptile.inner_stepz=3", "unknown key 'reptile.inner_stepz': reptile has algorithm, heads, inner_steps"),
         ("nope.x=1", "unknown key 'nope.x': the config has name, model"),
         ("reptile.outer_optimizer=rmsprop", "reptile.outer_optimizer: Input should be 'sgd' or 'adam'"),
         ("reptile.inner_steps=0", "reptile.inner_steps: Input should be greater than or equal to 1"),

@@ -42,8 +42,8 @@ def test_the_process_group_is_joined_with_a_timeout(monkeypatch):
 def test_no_rank_waits_in_a_barrier_while_rank_zero_compares(tmp_path, monkeypatch):
     events = []
     monkeypatch.setattr(distributed, "barrier", lambda: events.append("barrier"))
-    monkeypatch.setattr(meta_train_module, "compare_with_random",
-                        lambda model, config, device: events.append("comparison") or COMPARISON)
+    monkeypatch.setattr(meta_train_module, "compare_start_points",
+                        lambda model, config, device, baselines: events.append("comparison") or COMPARISON)
     meta_train(load_config(preset="quickstart", overrides=RUN), tmp_path / "run", on_message=quiet)
     assert "barrier" in events and events[-1] == "comparison"
     assert json.loads((tmp_path / "run" / "results.json").read_text()) == COMPARISON
@@ -52,13 +52,13 @@ def test_no_rank_waits_in_a_barrier_while_rank_zero_compares(tmp_path, monkeypat
 def test_sigterm_during_the_final_comparison_leaves_results_json_saying_so(tmp_path, monkeypatch):
     sent = []
 
-    def comparison(model, config, device):
+    def comparison(model, config, device, baselines):
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)
         return COMPARISON
 
-    monkeypatch.setattr(meta_train_module, "compare_with_random", comparison)
+    monkeypatch.setattr(meta_train_module, "compare_start_points", comparison)
     messages = []
     result = meta_train(load_config(preset="quickstart", overrides=RUN), tmp_path / "run", on_message=messages.append)
     assert time.monotonic() - sent[0] < 20  # stopped at the signal, not after the comparison

@@ -20,7 +20,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    args = ["meta-train", "--preset", "quickstart", "--out", str(out)]
+    args = ["meta-train", "--preset", "quickstart", "--out", str(out), "--compare", "random,joint"]
     for override in TINY:
         args += ["--set", override]
     result = CliRunner().invoke(main, args)
@@ -31,7 +31,7 @@ def run(tmp_path_factory):
 def test_writes_the_resolved_config_first(run):
     out, _ = run
     saved = load_config(config_file=out / "config.yaml")
-    assert saved == load_config(preset="quickstart", overrides=TINY)
+    assert saved == load_config(preset="quickstart", overrides=[*TINY, "train.compare=[random, joint]"])
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["max_steps"] == 3
 
 
@@ -58,13 +58,19 @@ def test_writes_tensorboard_events(run):
     assert any(tag.startswith("attention_entropy/") for tag in tags["histograms"])
 
 
-def test_results_compare_meta_trained_with_random_init(run):
+def test_results_compare_meta_trained_with_random_init_and_joint_training(run):
     out, output = run
     results = json.loads((out / "results.json").read_text())
-    for key in ("meta_trained", "random_init"):
+    for key in ("meta_trained", "random_init", "joint"):
         assert 0 <= results[key]["top1"] <= 1
         assert 0 <= results[key]["attention_in_mask"] <= 1
-    assert "meta-trained (Reptile)" in output and "random init" in output
+        assert len(results[key]["top1_ci"]) == 2 and set(results[key]["attention"]["relative_to_area"]) == set(
+            load_config(preset="quickstart").model.taps)
+    assert [(c["start"], c["baseline"]) for c in results["comparisons"]] == [
+        ("meta_trained", "random_init"), ("meta_trained", "joint")]
+    joint = load_config(config_file=out / "compare" / "joint" / "config.yaml")
+    assert joint.reptile.algorithm == "joint" and joint.train.max_steps == 3
+    assert "meta-trained" in output and "random init" in output and "joint training" in output
 
 
 def test_final_checkpoint_transfers_from_the_cli(run, tmp_path):

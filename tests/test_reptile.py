@@ -142,12 +142,17 @@ def test_default_loss_on_attention_resnet_creates_heads_and_reports_accuracy():
     assert metrics["loss"] > 0
 
 
-def test_state_dict_continues_exactly():
+MODES = [{}, {"heads": "reset"}, {"inner_state": "keep"}, {"algorithm": "joint"},
+         {"heads": "reset", "inner_state": "keep", "meta_batch_size": 2}]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda mode: ",".join(f"{k}={v}" for k, v in mode.items()) or "default")
+def test_state_dict_continues_exactly(mode):
     def run(steps, interrupt_at=None):
         torch.manual_seed(0)
         model = TwoHeads()
         config = ReptileConfig(inner_steps=2, inner_lr=0.1, inner_optimizer="adam", outer_optimizer="adam",
-                               outer_lr=0.01)
+                               outer_lr=0.01, **mode)
         reptile = Reptile(model, config, loss_fn=custom_loss)
         for step in range(steps):
             if step == interrupt_at:
@@ -158,9 +163,68 @@ def test_state_dict_continues_exactly():
                 model.load_state_dict(saved_model)
                 reptile = Reptile(model, config, loss_fn=custom_loss)
                 reptile.load_state_dict(saved)
-            reptile.meta_step([random_task("a", 3, step)])
+            reptile.meta_step([random_task("a", 3, 10 * step + t) for t in range(config.meta_batch_size)])
         return model
 
     straight, resumed = run(4), run(4, interrupt_at=2)
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_reptile_with_one_sgd_step_and_outer_step_one_is_joint_sgd_training():
+    images = torch.randint(0, 256, (6, 4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, 4, (6, 4), generator=torch.Generator().manual_seed(1))
+
+    def train(**settings):
+        torch.manual_seed(0)
+        model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+        model.add_head("t", 4)
+        config = ReptileConfig(inner_steps=1, inner_optimizer="sgd", inner_lr=0.05, outer_optimizer="sgd",
+                               outer_lr=1.0, **settings)
+        reptile = Reptile(model, config)
+        for step in range(3):
+            batches = iter([(images[2 * step + k], labels[2 * step + k]) for k in range(2)])
+            reptile.meta_step([Task("t", batches, num_classes=4)])
+        return model.state_dict()
+
+    reptile, joint = train(), train(algorithm="joint")
+    assert reptile.keys() == joint.keys()
+    for key in reptile:
+        torch.testing.assert_close(reptile[key], joint[key], rtol=1e-6, atol=1e-6, msg=key)
+
+
+def test_joint_training_takes_one_step_per_batch_and_no_meta_update():
+    torch.manual_seed(0)
+    model = Linear([1.0, 2.0])
+    reptile = Reptile(model, ReptileConfig(algorithm="joint", inner_steps=3, inner_lr=0.1), loss_fn=linear_loss)
+    reptile.meta_step([constant_task([1.0, -1.0]), constant_task([2.0, 0.0])])
+    # Six SGD steps on gradients x: 3 x (1, -1) then 3 x (2, 0), lr 0.1, from (1, 2).
+    torch.testing.assert_close(model.w.detach(), torch.tensor([1.0 - 0.3 - 0.6, 2.0 + 0.3]))
+
+
+def test_reset_heads_start_every_task_from_zero():
+    torch.manual_seed(0)
+    model = TwoHeads()
+    reptile = Reptile(model, ReptileConfig(heads="reset", inner_steps=1, inner_lr=1e-9), loss_fn=custom_loss)
+    reptile.meta_step([random_task("a", 3, 1)])
+    with torch.no_grad():
+        model.heads["a"].weight.fill_(5.0)
+    reptile.meta_step([random_task("a", 3, 2)])
+    assert float(model.heads["a"].weight.detach().abs().max()) < 1e-6  # zeroed, then one step of lr 1e-9
+
+
+def test_kept_inner_state_carries_adam_moments_across_tasks():
+    torch.manual_seed(0)
+    model = TwoHeads()
+    reptile = Reptile(model, ReptileConfig(inner_state="keep", inner_optimizer="adam", inner_steps=2,
+                                           meta_batch_size=2), loss_fn=custom_loss)
+    reptile.meta_step([random_task("a", 3, 1), random_task("b", 2, 2)])
+    state = reptile.inner_optimizer.state[model.body.weight]
+    assert int(state["step"]) == 4  # two tasks x two inner steps on the same optimiser
+    assert any(key.startswith("inner.") for key in reptile.state_dict())
+
+
+def test_joint_training_refuses_torchrun(monkeypatch):
+    monkeypatch.setattr("universal_attention.reptile.is_distributed", lambda: True)
+    with pytest.raises(ConfigError, match="algorithm=joint runs in one process"):
+        Reptile(Linear([0.0]), ReptileConfig(algorithm="joint"), loss_fn=linear_loss)

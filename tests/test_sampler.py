@@ -9,6 +9,7 @@ from universal_attention.config import SamplerConfig
 from universal_attention.data.cache import CachedDataset
 from universal_attention.errors import DatasetError
 from universal_attention.reptile import Task
+from universal_attention.data.synthetic import SyntheticTaskDataset
 from universal_attention.sampler import TaskSampler
 
 SIZE = 8
@@ -180,3 +181,23 @@ def test_uncached_images_of_mixed_sizes_are_an_error():
 def test_no_datasets_is_an_error():
     with pytest.raises(DatasetError, match="at least one dataset"):
         TaskSampler({}, SamplerConfig())
+
+
+def test_shuffled_labels_give_each_task_its_own_label_order():
+    dataset = SyntheticTaskDataset("colour", image_size=16, length=64)
+    sampler = TaskSampler({"colour": dataset}, SamplerConfig(batch_size=64, seed=0), shuffle_labels=True)
+    truth = torch.tensor(dataset.labels)
+    orders = []
+    for task in sampler.sample(6):
+        images, labels = next(task.batches)
+        order = {}
+        for image, label in zip(images, labels):
+            index = next(i for i in range(64) if torch.equal(dataset[i][0], image))
+            order[int(truth[index])] = int(label)
+        assert sorted(order.values()) == sorted(order)  # a permutation of the classes
+        orders.append(tuple(order[c] for c in sorted(order)))
+    assert len(set(orders)) > 1
+    plain = TaskSampler({"colour": dataset}, SamplerConfig(batch_size=64, seed=0))
+    images, labels = next(plain.sample(1)[0].batches)
+    assert all(int(label) == dataset.labels[next(i for i in range(64) if torch.equal(dataset[i][0], image))]
+               for image, label in zip(images[:5], labels[:5]))

@@ -1,4 +1,4 @@
-"""examples/study_synthetic.py: the Reptile vs joint vs random study, run end to end at a tiny size."""
+"""examples/study_synthetic.py: the study with its controls, run end to end at a tiny size."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from universal_attention import AttentionResNet50, load_config
+from universal_attention import load_config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "study_synthetic.py"
-TINY = ["--seeds", "2", "--steps", "1", "--shots", "1,2", "--set", "data.image_size=32",
-        "--set", "transfer.steps=1", "--set", "transfer.max_test_images=8", "--set", "sampler.batch_size=4",
-        "--set", "reptile.inner_steps=2"]
+STARTS = ("reptile", "reptile_reset", "joint", "random")
+TINY = ["--seeds", "2", "--draws", "2", "--steps", "1", "--shots", "1,2", "--targets", "orientation,hue",
+        "--test-images", "8", "--attention-images", "4", "--finetune-steps", "1", "--finetune-shots", "2",
+        "--set", "data.image_size=32", "--set", "sampler.batch_size=4", "--set", "reptile.inner_steps=2"]
 
 
 def load_study_module():
@@ -31,66 +32,70 @@ def load_study_module():
 def study(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("study")
     result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *TINY],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return out, json.loads((out / "study.json").read_text())
 
 
-def test_study_reports_every_start_mode_and_shots_with_mean_and_std(study):
+def test_every_start_target_control_and_shots_has_a_cell_over_seeds_and_draws(study):
     _, report = study
-    for start in ("reptile", "joint", "random"):
-        assert len(report["runs"][start]) == 2
-        for mode in ("finetune", "linear"):
-            for shots in ("1", "2"):
-                mean, std = report["summary"][start][mode][shots]
-                values = [run[mode][shots] for run in report["runs"][start]]
-                assert mean == pytest.approx(sum(values) / 2)
-                assert 0.0 <= std <= 0.5
+    for target in ("synthetic/orientation", "synthetic/hue"):
+        cells = report["probe"][target]["cells"]
+        assert {(c["start"], c["attention"], c["shots"]) for c in cells} == {
+            (s, a, n) for s in STARTS for a in ("learned", "uniform", "oracle") for n in (1, 2)}
+        assert all(c["runs"] == 4 for c in cells)  # 2 seeds x 2 draws
 
 
-def test_reptile_and_joint_train_on_the_same_number_of_source_images(study):
+def test_start_points_are_compared_run_for_run_with_joint_and_random(study):
     _, report = study
-    assert report["source_images"] == {"reptile": 1 * 2 * 4, "joint": 1 * 2 * 4, "random": 0}
+    comparisons = report["probe"]["synthetic/orientation"]["comparisons"]
+    pairs = {(c["start"], c["baseline"]) for c in comparisons}
+    assert ("reptile", "joint") in pairs and ("reptile_reset", "random") in pairs
+    assert all(c["pairs"] == 4 for c in comparisons)
+    assert report["headline"]["reptile_vs_joint"]["synthetic/hue"]
 
 
-def test_study_measures_attention_per_tap_and_combined(study):
+def test_the_oracle_fraction_and_the_controls_are_reported(study):
     _, report = study
-    layers = report["summary"]["reptile"]["attention"]
-    assert set(layers) == {"layer1.1", "layer2.2", "layer3.4", "layer4", "combined"}
-    assert all(len(layers[name]["pointing_game"]) == 2 for name in layers)
+    fractions = report["probe"]["synthetic/orientation"]["oracle_fraction"]
+    assert {(f["start"], f["shots"]) for f in fractions} == {(s, n) for s in STARTS for n in (1, 2)}
+    assert set(report["object_removed"]) == set(STARTS)
+    assert report["finetune"]["cells"][0]["steps"] == 1
 
 
-def test_study_writes_tables_of_every_start_and_mode(study):
+def test_attention_is_measured_per_tap_with_the_frame_share(study):
+    _, report = study
+    layers = report["attention_summary"]["reptile"]
+    assert set(layers) == {*load_config(preset="quickstart").model.taps, "combined"}
+    assert all(set(layers[name]) == {"relative_to_area", "frame_share", "pointing_game"} for name in layers)
+
+
+def test_study_writes_its_tables_and_plot(study):
     out, _ = study
     tables = (out / "summary.md").read_text()
-    for start in ("reptile", "joint", "random"):
-        assert f"| {start} | finetune |" in tables and f"| {start} | linear |" in tables
-        assert f"| {start} | pointing_game |" in tables
+    assert "reptile - joint" in tables and "Object-removed control" in tables and "oracle fraction" in tables
+    with Image.open(out / "accuracy_vs_shots.png") as picture:
+        assert picture.width > 300 and picture.height > 100
 
 
-def test_study_writes_the_plot_and_the_overlay_grid(study):
-    out, _ = study
-    for name in ("accuracy_vs_shots.png", "attention_grid.png"):
-        with Image.open(out / name) as picture:
-            assert picture.width > 100 and picture.height > 100
-
-
-def test_joint_and_random_start_from_the_same_initial_weights(monkeypatch):
+def test_every_start_point_of_a_seed_begins_from_the_same_weights(tmp_path):
     module = load_study_module()
     initial = []
+    original = module.meta_train
 
-    def recording_model(*args, **kwargs):
-        model = AttentionResNet50(*args, **kwargs)
-        initial.append({name: value.clone() for name, value in model.backbone.state_dict().items()})
-        return model
+    def recording_meta_train(config, out, **kwargs):
+        torch.manual_seed(config.train.seed)
+        initial.append(module.AttentionResNet50(config.model).backbone.conv1.weight.clone())
+        return original(config, out, **kwargs)
 
-    monkeypatch.setattr(module, "AttentionResNet50", recording_model)
+    module.meta_train = recording_meta_train
     config = load_config(preset="quickstart", overrides=["train.max_steps=1", "reptile.inner_steps=1",
-                                                         "sampler.batch_size=2", "data.image_size=32"])
-    module.joint_start(config, seed=3)
-    module.random_start(config, seed=3)
-    joint, random = initial
-    assert all(torch.equal(joint[name], random[name]) for name in random)
+                                                         "sampler.batch_size=2", "data.image_size=32",
+                                                         "train.eval_every=0", "train.image_log_every=0",
+                                                         "train.final_comparison=false"])
+    random = module.build_start("random", config, 3, tmp_path).backbone.conv1.weight
+    module.build_start("joint", config, 3, tmp_path)
+    assert torch.equal(initial[0], random)
 
 
 def test_a_bad_override_is_one_line_and_exit_code_2(tmp_path):

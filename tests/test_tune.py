@@ -261,7 +261,7 @@ def test_an_unknown_key_in_a_space_file_is_named(tmp_path):
     space.write_text("reptile.inner_lrr: {type: uniform, low: 0.1, high: 0.2}\n")
     result = invoke(["tune", "--space", str(space), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert result.output.startswith("error: unknown key 'reptile.inner_lrr': reptile has inner_steps")
+    assert result.output.startswith("error: unknown key 'reptile.inner_lrr': reptile has algorithm, heads, inner_steps")
 
 
 def test_atpe_without_its_extra_names_the_extra(monkeypatch):

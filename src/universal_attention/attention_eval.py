@@ -73,11 +73,17 @@ OUTLINE = (0, 255, 255)  # cyan: apart from every colour of the attention colorm
 
 @dataclass
 class LayerScores:
-    """One layer's scores against the object masks (see the module docstring)."""
+    """One layer's scores against the object masks (see the module docstring).
+
+    ``frame_share`` is the share of the map on the outer frame of the image (the outer eighth of its side all
+    round, :data:`FRAME_AREA` of the image): uniform attention puts :data:`FRAME_AREA` there, a map that
+    sticks to the image border (zero padding gives border cells a signature of their own) much more.
+    """
 
     pointing_game: float
     mass_in_mask: float
     relative_to_area: float
+    frame_share: float
 
 
 @dataclass
@@ -139,6 +145,7 @@ class AttentionMass:
         mass_in_mask: share of the attention inside the object mask (0..1).
         relative_to_area: ``mass_in_mask`` divided by the mask's share of the image (1.0 = uniform).
         pointing_game: share of images whose attention maximum lies inside the mask.
+        frame_share: share of the attention on the image's outer frame (uniform: :data:`FRAME_AREA`).
         mask_area: mean share of the image covered by the mask (what uniform attention scores).
         images: how many images were measured.
     """
@@ -146,6 +153,7 @@ class AttentionMass:
     mass_in_mask: dict[str, float]
     relative_to_area: dict[str, float]
     pointing_game: dict[str, float]
+    frame_share: dict[str, float]
     mask_area: float
     images: int
 
@@ -156,6 +164,18 @@ class AttentionMass:
     def to_dict(self) -> dict:
         """Plain JSON-compatible dict."""
         return asdict(self)
+
+
+def frame_mask(height: int, width: int) -> Tensor:
+    """``[H, W]`` bool: the outer eighth of the image on every side."""
+    rows, columns = max(1, round(height / 8)), max(1, round(width / 8))
+    inner = torch.zeros(height, width, dtype=torch.bool)
+    inner[rows:height - rows, columns:width - columns] = True
+    return ~inner
+
+
+FRAME_AREA = 1 - (3 / 4) ** 2
+"""The frame's share of the image (for sides divisible by 8): what uniform attention puts on it."""
 
 
 def mass_in_masks(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
@@ -206,6 +226,7 @@ class _Tally:
     def __init__(self) -> None:
         self.mass: dict[str, float] = {}
         self.hits: dict[str, float] = {}
+        self.frame: dict[str, float] = {}
         self.class_mass: dict[str, Tensor] = {}
 
     def add(self, maps: dict[str, Tensor], objects: Tensor, class_ids: Tensor | None) -> None:
@@ -214,6 +235,8 @@ class _Tally:
             share, hit = mass_in_masks(amap, objects)
             self.mass[name] = self.mass.get(name, 0.0) + float(share[present].double().sum())
             self.hits[name] = self.hits.get(name, 0.0) + float(hit[present].double().sum())
+            on_frame = (normalised(amap) * frame_mask(*amap.shape[-2:]).flatten().double()).sum(1)
+            self.frame[name] = self.frame.get(name, 0.0) + float(on_frame[present].sum())
             if class_ids is not None:
                 mass = class_masses(amap, class_ids)[0].sum(0)
                 self.class_mass[name] = self.class_mass.get(name, torch.zeros_like(mass)) + mass
@@ -241,7 +264,8 @@ class _MaskTally:
 
 def _start_report(label: str, tally: _Tally, masks: _MaskTally) -> StartReport:
     area = masks.area / masks.present
-    layers = {name: LayerScores(tally.hits[name] / masks.present, mass / masks.present, mass / masks.present / area)
+    layers = {name: LayerScores(tally.hits[name] / masks.present, mass / masks.present, mass / masks.present / area,
+                                tally.frame[name] / masks.present)
               for name, mass in tally.mass.items()}
     if not tally.class_mass:
         return StartReport(label, layers)
@@ -365,13 +389,14 @@ def attention_in_mask(
         DatasetError: the dataset yields no masks.
     """
     if not has_attention(model):
-        return AttentionMass({}, {}, {}, float("nan"), 0)
+        return AttentionMass({}, {}, {}, {}, float("nan"), 0)
     report = evaluate_attention(model, dataset, limit=limit, batch_size=batch_size, baselines=(), device=device)
     layers = {name: scores for name, scores in report.starts["model"].layers.items() if name != COMBINED}
     return AttentionMass(
         mass_in_mask={name: scores.mass_in_mask for name, scores in layers.items()},
         relative_to_area={name: scores.relative_to_area for name, scores in layers.items()},
         pointing_game={name: scores.pointing_game for name, scores in layers.items()},
+        frame_share={name: scores.frame_share for name, scores in layers.items()},
         mask_area=report.mask_area,
         images=report.images,
     )

@@ -33,12 +33,18 @@ _Section = TypeVar("_Section", bound=_Config)
 
 
 class ModelConfig(_Config):
-    """The attention network: trunk, tap layers, compatibility function and normalisation."""
+    """The attention network: trunk, tap layers, compatibility function and normalisation.
+
+    ``padding``: how the trunk's convolutions pad the image border. torchvision's ``zeros`` gives border
+    cells features of their own, which attention maps can latch onto; ``replicate`` repeats the edge pixels
+    instead (the weights are the same tensors either way, so a state dict moves between the two).
+    """
 
     taps: tuple[str, ...] = Field(DEFAULT_TAPS, min_length=1)
     compatibility: Literal["additive", "dot", "parametrised", "query_free"] = "additive"
     normalisation: Literal["softmax", "sigmoid"] = "softmax"
     attention: bool = True
+    padding: Literal["zeros", "replicate"] = "zeros"
     alignment_size: int = Field(256, ge=1)
     query_size: int = Field(512, ge=1)
     backbone_weights: str = "none"
@@ -77,11 +83,22 @@ class SamplerConfig(_Config):
 
 
 class ReptileConfig(_Config):
-    """Reptile meta-learning (Nichol et al. 2018): inner adaptation and outer update."""
+    """Reptile meta-learning (Nichol et al. 2018): inner adaptation and outer update.
 
+    ``heads``: ``persistent`` keeps each task's head across meta-steps (the original experiment: a dataset is
+    a task); ``reset`` starts every task from a fresh (zero) head with its labels in a new random order, as in
+    the Reptile paper, so that the meta-learned weights practise what transfer does. ``inner_state``: ``reset``
+    builds a new inner optimiser for every task; ``keep`` keeps its state (Adam's moments) across tasks.
+    ``algorithm``: ``joint`` is the fair baseline: the same sampler, heads, images and steps, one optimiser
+    step per batch on weights that simply carry on (no meta-update).
+    """
+
+    algorithm: Literal["reptile", "joint"] = "reptile"
+    heads: Literal["persistent", "reset"] = "persistent"
     inner_steps: int = Field(5, ge=1)
     inner_lr: float = Field(1e-2, gt=0)
     inner_optimizer: Literal["sgd", "adam"] = "sgd"
+    inner_state: Literal["reset", "keep"] = "reset"
     outer_lr: float = Field(1e-3, gt=0)
     outer_optimizer: Literal["sgd", "adam"] = "adam"
     outer_beta1: float = Field(0.0, ge=0, lt=1)
@@ -153,7 +170,12 @@ class TuneConfig(_Config):
 
 
 class TrainConfig(_Config):
-    """The meta-training loop: length, device, checkpoints and logging."""
+    """The meta-training loop: length, device, checkpoints, logging and the final comparison.
+
+    ``compare`` names the baselines the meta-trained model is compared with at the end, run for run on the
+    target: ``random`` (the same architecture, untrained) and ``joint`` (the same run with
+    ``reptile.algorithm: joint``, trained in ``<run>/compare/joint``).
+    """
 
     max_steps: int = Field(2000, ge=1)
     device: str = "auto"
@@ -165,6 +187,7 @@ class TrainConfig(_Config):
     eval_test_images: int = Field(256, ge=1)
     image_log_every: int = Field(100, ge=0)
     final_comparison: bool = True
+    compare: tuple[Literal["random", "joint"], ...] = ("random",)
     seed: int = 0
 
 
@@ -202,15 +225,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"name": "paper"},
     "quickstart": {
         "name": "quickstart",
-        "model": {"alignment_size": 64, "query_size": 128},
+        "model": {"alignment_size": 64, "query_size": 128, "taps": ["layer1.1", "layer2.2", "layer3.4"]},
         "data": {
-            "sources": [
-                "synthetic/shape",
-                "synthetic/colour",
-                "synthetic/texture",
-                "synthetic/size",
-                "synthetic/outline",
-            ],
+            "sources": ["synthetic/shape", "synthetic/colour", "synthetic/texture", "synthetic/size"],
             "target": "synthetic/orientation",
             "image_size": 64,
             "augment": False,

@@ -30,14 +30,14 @@ from torch.utils.tensorboard import SummaryWriter
 from . import distributed
 from .atomic import atomic_write_bytes
 from .checkpoint import checkpoint_name, load_checkpoint, nonfinite_tensor, save_checkpoint
-from .config import ExperimentConfig, save_config
+from .config import ExperimentConfig, load_config, save_config
 from .data.registry import check_dataset, get_dataset
 from .errors import CheckpointError, ConfigError, UattnError
 from .model import AttentionResNet50
 from .reptile import Reptile
 from .run_folder import (holding_run_folder, prepare_run_folder, readable_checkpoints, remove_old_checkpoints,
                          resume_changes)
-from .run_report import compare_with_random, log_attention, quick_transfer
+from .run_report import compare_start_points, log_attention, quick_transfer
 from .sampler import TaskSampler
 
 SYNTHETIC = "synthetic/"
@@ -127,7 +127,8 @@ class _Run:
         self.config, self.out, self.info = config, out, info
         sampler_config = config.sampler.model_copy(update={"seed": config.sampler.seed + 1000 * info.rank})
         self.sources = {name: source_dataset(name, "train", config) for name in config.data.sources}
-        self.sampler = TaskSampler(self.sources, sampler_config, augment=config.data.augment)
+        self.sampler = TaskSampler(self.sources, sampler_config, augment=config.data.augment,
+                                   shuffle_labels=config.reptile.heads == "reset")
         torch.manual_seed(config.train.seed)
         self.model = AttentionResNet50(config.model)
         for name, dataset in self.sources.items():
@@ -313,9 +314,10 @@ def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.Distri
                        f"{config.data.target}")
             try:
                 stop["raise"] = True
-                comparison = compare_with_random(run.model, config, info.device)
+                baselines = train_baselines(config, out, on_message)
+                comparison = compare_start_points(run.model, config, info.device, baselines)
                 stop["raise"] = False
-                for key in ("meta_trained", "random_init"):
+                for key in ("meta_trained", "random_init", *baselines):
                     writer.add_scalar(f"final/{key}/top1", comparison[key]["top1"], step)
             except StopRequested as stopped:
                 stop["raise"] = False
@@ -331,6 +333,26 @@ def _stopped_comparison(out: Path, signal_name: str, on_message: Callable[[str],
     redo = f"uattn transfer --ckpt {out} --baseline random"
     on_message(f"{signal_name} stopped the final comparison; the checkpoints are saved; redo it with: {redo}")
     return {"interrupted": f"{signal_name} stopped the final comparison", "redo": redo}
+
+
+def train_baselines(config: ExperimentConfig, out: Path, on_message: Callable[[str], None]) -> dict[
+    str, AttentionResNet50
+]:
+    """The trained baselines ``train.compare`` asks for (``joint``: the same run with ``reptile.algorithm:
+    joint``, from the same initial weights, in ``<out>/compare/joint``; resumed if it was interrupted)."""
+    if "joint" not in config.train.compare or config.reptile.algorithm == "joint":
+        return {}
+    if distributed.is_distributed():
+        on_message("the joint baseline runs in one process; run it without torchrun (train.compare)")
+        return {}
+    joint = load_config(base=config, overrides=["reptile.algorithm=joint", "train.final_comparison=false",
+                                                 "train.compare=[]", f"name={config.name}-joint"])
+    folder = out / "compare" / "joint"
+    on_message(f"training the joint baseline in {folder}")
+    result = meta_train(joint, folder, resume=(folder / "config.yaml").exists(), on_message=on_message)
+    if result.interrupted:  # its own signal handling saved it; the comparison cannot go on without it
+        raise StopRequested("a signal stopped the joint baseline (continue it with the same command and --resume)")
+    return {"joint": load_checkpoint(folder).model}
 
 
 def _log_step(run: _Run, writer: SummaryWriter, step: int, metrics: dict[str, float], watched: torch.Tensor) -> None:

@@ -73,6 +73,10 @@ class AttentionResNet50(nn.Module):
         self.backbone = torchvision.models.resnet50(weights=None)
         self.backbone.fc = nn.Identity()
         self._load_backbone_weights(self.config.backbone_weights)
+        if self.config.padding != "zeros":
+            for module in self.backbone.modules():
+                if isinstance(module, nn.Conv2d) and any(pad > 0 for pad in module.padding):
+                    module.padding_mode = self.config.padding
         allowed = tap_names(self.backbone)
         unknown = [tap for tap in self.config.taps if tap not in allowed]
         if unknown:

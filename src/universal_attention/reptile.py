@@ -6,7 +6,11 @@ task's batches, and moves the meta weights toward the adapted weights averaged o
 be evaluated or checkpointed at any time.
 
 Task-specific parameters (by default everything under ``model.heads``) are trained in the inner loop and
-kept per task across steps; they are never averaged into the meta weights. Batch-norm running
+kept per task across steps (``heads: persistent``) or zeroed before every task (``heads: reset``, the Reptile
+paper's protocol with a new label order per task); they are never averaged into the meta weights. The inner
+optimiser is new for every task (``inner_state: reset``) or one optimiser whose state (Adam's moments) carries
+across tasks (``inner_state: keep``). ``algorithm: joint`` is the baseline that Reptile has to beat: the same
+tasks and batches, one optimiser step per batch, and no meta-update (the weights simply carry on). Batch-norm running
 statistics are estimates rather than learned weights: each task starts from the meta statistics and,
 after the step, the meta statistics become the mean of the tasks' adapted statistics.
 
@@ -99,6 +103,10 @@ class Reptile:
         self.meta = [p.detach().clone() for p in self.shared]
         self.buffers = [b for _, b in model.named_buffers() if b.is_floating_point()]
         self.meta_buffers = [b.detach().clone() for b in self.buffers]
+        self.keeps_inner_state = self.config.inner_state == "keep" or self.config.algorithm == "joint"
+        self.inner_optimizer: torch.optim.Optimizer | None = None
+        if self.config.algorithm == "joint" and is_distributed():
+            raise ConfigError("reptile.algorithm=joint runs in one process; run the joint baseline without torchrun")
         self.step = 0
         self.outer_optimizer = None
         if self.config.outer_optimizer == "adam":
@@ -119,11 +127,32 @@ class Reptile:
                 raise ConfigError(f"task '{task.name}' is new and has no num_classes to build its head")
             self.model.add_head(task.name, task.num_classes)
 
-    def _inner_optimizer(self, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+    def _new_inner_optimizer(self, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
         if self.config.inner_optimizer == "adam":
             # beta1 = 0, as Nichol et al.: momentum does not carry across the few inner steps.
             return torch.optim.Adam(parameters, lr=self.config.inner_lr, betas=(0.0, 0.999))
         return torch.optim.SGD(parameters, lr=self.config.inner_lr)
+
+    def _task_optimizer(self) -> torch.optim.Optimizer:
+        """A new inner optimiser, or the kept one (with any parameter it has not seen yet, e.g. a new head)."""
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.keeps_inner_state:
+            return self._new_inner_optimizer(parameters)
+        if self.inner_optimizer is None:
+            self.inner_optimizer = self._new_inner_optimizer(parameters)
+        else:
+            known = {id(p) for group in self.inner_optimizer.param_groups for p in group["params"]}
+            unseen = [p for p in parameters if id(p) not in known]
+            if unseen:
+                self.inner_optimizer.add_param_group({"params": unseen})
+        return self.inner_optimizer
+
+    @torch.no_grad()
+    def _reset_heads(self) -> None:
+        """Zero every task-specific parameter: the task starts from a fresh head."""
+        heads = list(self._task_parameters().values())
+        if heads:
+            torch._foreach_zero_(heads)
 
     def adapt(self, task: Task, steps: int | None = None) -> dict[str, float]:
         """Train the model on ``task`` for ``steps`` (default ``inner_steps``) from its current weights.
@@ -131,9 +160,10 @@ class Reptile:
         Returns the mean loss (and accuracy, for the default loss) over those steps.
         """
         self._ensure_head(task)
+        if self.config.heads == "reset":
+            self._reset_heads()
         self.model.train()
-        parameters = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = self._inner_optimizer(parameters)
+        optimizer = self._task_optimizer()
         device = self.shared[0].device if self.shared else next(self.model.parameters()).device
         losses, correct, seen = [], 0, 0
         for _ in range(steps or self.config.inner_steps):
@@ -170,6 +200,8 @@ class Reptile:
         """
         if not tasks:
             raise ConfigError("meta_step needs at least one task")
+        if self.config.algorithm == "joint":
+            return self._joint_step(tasks)
         start = time.perf_counter()
         distributed = is_distributed()
         heads_before = self._task_parameters(clone=True) if distributed else {}
@@ -206,6 +238,27 @@ class Reptile:
         for key in per_task[0]:
             metrics[key] = sum(result[key] for result in per_task if key in result) / len(per_task)
         metrics["outer_lr"] = step_size
+        metrics["seconds"] = time.perf_counter() - start
+        return metrics
+
+    def _joint_step(self, tasks: Sequence[Task]) -> dict[str, float]:
+        """Joint training: the tasks' batches in turn, one optimiser step each, no meta-update."""
+        start = time.perf_counter()
+        metrics: dict[str, float] = {}
+        per_task = []
+        for task in tasks:
+            result = self.adapt(task)
+            per_task.append(result)
+            metrics.update({f"{key}/{task.name}": value for key, value in result.items()})
+        with torch.no_grad():  # the meta weights follow the model, so state_dict and resume see the same weights
+            if self.shared:
+                torch._foreach_copy_(self.meta, [p.detach() for p in self.shared])
+            if self.buffers:
+                torch._foreach_copy_(self.meta_buffers, self.buffers)
+        self.step += 1
+        for key in per_task[0]:
+            metrics[key] = sum(result[key] for result in per_task if key in result) / len(per_task)
+        metrics["outer_lr"] = 1.0  # the weights move all the way to the adapted ones
         metrics["seconds"] = time.perf_counter() - start
         return metrics
 
@@ -261,12 +314,17 @@ class Reptile:
         self._load_meta()
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Tensors needed to continue exactly (with the model's own weights): step and outer optimiser state."""
+        """Tensors needed to continue exactly (with the model's own weights): the step, the outer optimiser's
+        state and, when it is kept across tasks, the inner optimiser's."""
         state = {"step": torch.tensor(self.step, dtype=torch.int64)}
         if self.outer_optimizer is not None:
             for index, parameter in enumerate(self.meta):
                 for key, value in self.outer_optimizer.state.get(parameter, {}).items():
                     state[f"outer.{index}.{key}"] = torch.as_tensor(value).clone()
+        if self.inner_optimizer is not None:
+            for index, parameter in enumerate(self.model.parameters()):
+                for key, value in self.inner_optimizer.state.get(parameter, {}).items():
+                    state[f"inner.{index}.{key}"] = torch.as_tensor(value).clone()
         return state
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
@@ -277,12 +335,17 @@ class Reptile:
             if self.buffers:
                 torch._foreach_copy_(self.meta_buffers, self.buffers)
         if self.outer_optimizer is not None:
-            self.outer_optimizer.state.clear()
-            for index, parameter in enumerate(self.meta):
-                entries = {key.split(".", 2)[2]: value for key, value in state.items()
-                           if key.startswith(f"outer.{index}.")}
-                if entries:
-                    self.outer_optimizer.state[parameter] = {
-                        key: value.to(parameter.device) if key != "step" else value.clone()
-                        for key, value in entries.items()
-                    }
+            _load_optimizer_state(self.outer_optimizer, self.meta, state, "outer")
+        if self.keeps_inner_state and any(key.startswith("inner.") for key in state):
+            _load_optimizer_state(self._task_optimizer(), list(self.model.parameters()), state, "inner")
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, parameters: Sequence[Tensor],
+                          state: dict[str, Tensor], prefix: str) -> None:
+    """Put ``<prefix>.<parameter index>.<key>`` tensors back as ``optimizer``'s per-parameter state."""
+    optimizer.state.clear()
+    for index, parameter in enumerate(parameters):
+        entries = {key.split(".", 2)[2]: value for key, value in state.items() if key.startswith(f"{prefix}.{index}.")}
+        if entries:
+            optimizer.state[parameter] = {key: value.to(parameter.device) if key != "step" else value.clone()
+                                          for key, value in entries.items()}

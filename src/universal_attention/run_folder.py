@@ -28,7 +28,7 @@ from .errors import ConfigError, UattnError
 
 MARKER = ".uattn-run"
 KINDS = {"run": "uattn meta-train", "search": "uattn tune"}
-RUN_ENTRIES = ("checkpoints", "tb", "config.yaml", "results.json")
+RUN_ENTRIES = ("checkpoints", "tb", "config.yaml", "results.json", "compare")
 SEARCH_ENTRIES = ("trials.json", "best.yaml", "hparams")
 RESUME_OVERRIDES = ("reptile.inner_lr", "reptile.outer_lr")
 """Keys a run may change when it is resumed: lowering a learning rate is the way on after a non-finite loss."""

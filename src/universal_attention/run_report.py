@@ -36,12 +36,15 @@ def quick_transfer(model: AttentionResNet50 | str, config: ExperimentConfig, dev
                              image_size=config.data.image_size, data_root=config.data.data_root, device=str(device))
 
 
-def compare_with_random(model: AttentionResNet50, config: ExperimentConfig, device: torch.device) -> dict[str, Any]:
-    """Transfer accuracy and attention on the target's objects: the meta-trained model vs a random init.
+def compare_start_points(model: AttentionResNet50, config: ExperimentConfig, device: torch.device,
+                         baselines: dict[str, AttentionResNet50] | None = None) -> dict[str, Any]:
+    """Transfer accuracy and attention on the target's objects: the meta-trained model vs a random init (and
+    any other ``baselines``, e.g. ``{"joint": model}``).
 
-    Both start points get the same protocol (``config.transfer``) and budget, run for run (same seeds, shot
-    draws and new-head initialisations), so their difference is a paired one. Attention is measured on the
-    start points themselves (before any finetuning), on target test images that have object masks.
+    Every start point gets the same protocol (``config.transfer``) and budget, run for run (same seeds, shot
+    draws and new-head initialisations), so differences are paired: ``comparisons`` holds the meta-trained
+    model against each baseline. Attention is measured on the start points themselves (before any
+    finetuning), on target test images that have object masks.
     """
     comparison: dict[str, Any] = {"target": config.data.target}
     masked = None
@@ -49,10 +52,12 @@ def compare_with_random(model: AttentionResNet50, config: ExperimentConfig, devi
         masked = get_dataset(config.data.target, "test", root=config.data.data_root,
                              image_size=config.data.image_size, with_masks=True)
     torch.manual_seed(config.train.seed)
-    random_model = AttentionResNet50(config.model).to_device(device)
+    starts = {"meta_trained": model, "random_init": AttentionResNet50(config.model).to_device(device),
+              **(baselines or {})}
     results = []
     shots, control = config.transfer.shots_per_class[-1], config.transfer.attention[0]
-    for key, start in (("meta_trained", model), ("random_init", random_model)):
+    for key, start in starts.items():
+        start.to_device(device)
         result = transfer_evaluate(start, config.data.target, config.transfer, model_config=config.model,
                                    image_size=config.data.image_size, data_root=config.data.data_root,
                                    device=str(device), label=key)
@@ -64,5 +69,7 @@ def compare_with_random(model: AttentionResNet50, config: ExperimentConfig, devi
             mass = attention_in_mask(start, masked, limit=config.train.eval_test_images, device=device)
             entry.update(attention_in_mask=mass.mean_mass(), attention=mass.to_dict())
         comparison[key] = entry
-    comparison["comparisons"] = paired_comparisons(results, ["random_init"])
+    comparison["comparisons"] = [entry for entry in paired_comparisons(results, [key for key in starts if key !=
+                                                                               "meta_trained"])
+                                 if entry["start"] == "meta_trained"]
     return comparison

@@ -79,17 +79,21 @@ class TaskSampler:
         config: sampling mode, batch size, weighting, episode shape and seed.
         augment: apply :func:`~universal_attention.data.augment.augment_batch` to every batch, driven by
             the task's own generator.
+        shuffle_labels: give every dataset task its labels in a new random order (what heads that are reset
+            for every task need; episodes always have a random order).
 
     Raises:
         DatasetError: no datasets, or one with fewer images (or, in episodic mode, fewer classes with
             enough images) than a task needs.
     """
 
-    def __init__(self, datasets: Mapping[str, Any], config: SamplerConfig, *, augment: bool = False) -> None:
+    def __init__(self, datasets: Mapping[str, Any], config: SamplerConfig, *, augment: bool = False,
+                 shuffle_labels: bool = False) -> None:
         if not datasets:
             raise DatasetError("the task sampler needs at least one dataset; none were given")
         self.config = config
         self.augment = augment
+        self.shuffle_labels = shuffle_labels
         self._sources = [_Source(name, dataset) for name, dataset in datasets.items()]
         self._classes = [self._check(source) for source in self._sources]
         sizes = torch.tensor([len(source) for source in self._sources], dtype=torch.float64)
@@ -140,8 +144,12 @@ class TaskSampler:
         return torch.Generator().manual_seed(seed)
 
     def _dataset_task(self, source: _Source) -> Task:
+        order = torch.arange(source.num_classes)
+        if self.shuffle_labels:
+            order = torch.randperm(source.num_classes, generator=self._generator)
+
         def read(indices: Tensor) -> Batch:
-            return source.images(indices), source.labels[indices]
+            return source.images(indices), order[source.labels[indices]]
 
         return Task(
             name=source.name,

@@ -27,7 +27,7 @@ from .config import ModelConfig, TransferConfig
 from .errors import ConfigError, DatasetError
 from .finetune import finetune, init_head, loss_curve
 from .linear_probe import fit_linear_probe
-from .model import AttentionResNet50, head_key
+from .model import AttentionResNet50
 from .stats import mean_ci, paired_bootstrap, ratio_bootstrap
 
 TARGET_HEAD = "transfer-target"
@@ -371,6 +371,21 @@ def transfer_evaluate(
     return TransferResult(start=start_label, target=target_name, mode=config.mode, num_classes=len(protocol.classes),
                           runs=runs, cells=cells, wall_seconds=time.perf_counter() - begin,
                           config=config.model_dump(mode="json"))
+
+
+def merge_results(results: Sequence[TransferResult]) -> TransferResult:
+    """One start point's results from several calls (e.g. one per training seed) as one result: every run,
+    and cells over all of them. The results must share start, target and mode."""
+    first = results[0]
+    if any((r.start, r.target, r.mode) != (first.start, first.target, first.mode) for r in results):
+        raise ConfigError("merge_results needs results of one start point, target and mode")
+    runs = [run for result in results for run in result.runs]
+    settings = list(dict.fromkeys((run.attention, run.shots) for run in runs))
+    cells = [summarise_cell(control, shots, [r for r in runs if (r.attention, r.shots) == (control, shots)])
+             for control, shots in settings]
+    return TransferResult(start=first.start, target=first.target, mode=first.mode, num_classes=first.num_classes,
+                          runs=runs, cells=cells, wall_seconds=sum(r.wall_seconds for r in results),
+                          config=first.config)
 
 
 def summarise_cell(control: str, shots: int | str, runs: list[TransferRun]) -> TransferCell:

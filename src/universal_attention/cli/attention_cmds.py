@@ -88,15 +88,15 @@ def visualize(images: tuple[Path, ...], checkpoint: str, out: Path, layers: tupl
 
 
 def layers_table(report: AttentionReport) -> Table:
-    """Rows: layer x start point; columns: pointing game, mass in mask, mass / area."""
+    """Rows: layer x start point; columns: pointing game, mass in mask, mass / area, share on the frame."""
     table = Table(title=f"attention on {report.dataset} objects", title_justify="left")
-    for column in ("layer", "start", "pointing game", "mass in mask", "mass / area"):
+    for column in ("layer", "start", "pointing game", "mass in mask", "mass / area", "on frame"):
         table.add_column(column, justify="left" if column in ("layer", "start") else "right", no_wrap=True)
     for layer in report.starts["model"].layers:
         for number, (key, start) in enumerate(report.starts.items()):
             scores = start.layers[layer]
             table.add_row(layer if number == 0 else "", START_NAMES[key], f"{scores.pointing_game:.3f}",
-                          f"{scores.mass_in_mask:.3f}", f"{scores.relative_to_area:.2f}",
+                          f"{scores.mass_in_mask:.3f}", f"{scores.relative_to_area:.2f}", f"{scores.frame_share:.2f}",
                           end_section=number == len(report.starts) - 1)
     return table
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from ..atomic import atomic_write_bytes
 from ..data.base import VerifyReport
 from ..data.cache import build_cache, cache_key
-from ..data.preview import sample_grid
+from ..data.preview import sample_grid, sample_rows
 from ..data.registry import describe_datasets, get_dataset, masks_available, resolve_data_root, splits
 from ..errors import DatasetError
 from .output import echo_json, json_option, make_console
@@ -107,24 +107,31 @@ def verify(name: str, data_root: Path | None, split: str | None) -> None:
 
 
 @data.command("show")
-@click.argument("name")
-@click.option("-n", "count", default=16, show_default=True, help="Number of samples.")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-n", "count", default=16, show_default=True, help="Number of samples (per dataset when several).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
 @click.option("--split", default="train", show_default=True, help="Split to sample.")
 @data_root_option
 @click.option("--image-size", default=128, show_default=True, help="Side of each thumbnail in pixels.")
-def show(name: str, count: int, output: Path, split: str, data_root: Path | None, image_size: int) -> None:
-    """Write a grid of NAME's samples with class names (and mask outlines where it has masks)."""
+def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root: Path | None,
+         image_size: int) -> None:
+    """Write a grid of samples of NAMES with class names (and mask outlines where they have masks): one
+    dataset fills a square grid, several make one row each."""
     console = make_console()
     root = resolve_data_root(data_root)
-    dataset = get_dataset(name, split, root=root, image_size=image_size, with_masks=masks_available(name, root))
-    sheet = sample_grid(dataset, count, tile=image_size)
+    datasets = {name: get_dataset(name, split, root=root, image_size=image_size,
+                                  with_masks=masks_available(name, root)) for name in names}
+    if len(datasets) == 1:
+        sheet = sample_grid(next(iter(datasets.values())), count, tile=image_size)
+    else:
+        sheet = sample_rows(datasets, count, tile=image_size)
     picture = io.BytesIO()
     sheet.save(picture, format="PNG")
     atomic_write_bytes(output, picture.getvalue())
-    skipped = getattr(dataset, "skipped", 0)
-    note = f" ({skipped} unreadable files skipped)" if skipped else ""
-    console.print(f"wrote {output}: {min(count, len(dataset))} samples of {name} ({split}){note}")
+    for name, dataset in datasets.items():
+        skipped = getattr(dataset, "skipped", 0)
+        note = f" ({skipped} unreadable files skipped)" if skipped else ""
+        console.print(f"wrote {output}: {min(count, len(dataset))} samples of {name} ({split}){note}")
 
 
 @data.command("prepare")

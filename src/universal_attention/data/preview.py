@@ -26,19 +26,34 @@ def mask_outline(mask: torch.Tensor) -> torch.Tensor:
     return edge
 
 
-def sample_grid(dataset: Any, n: int = 16, *, tile: int = 128) -> Image.Image:
-    """``n`` samples spread evenly over ``dataset`` in a square-ish grid.
+def sample_rows(datasets: dict[str, Any], n: int = 8, *, tile: int = 128) -> Image.Image:
+    """One row of ``n`` samples per dataset, each row headed by the dataset's name (see :func:`sample_grid`)."""
+    grids = {name: sample_grid(dataset, n, tile=tile, columns=n) for name, dataset in datasets.items()}
+    width = max(grid.width for grid in grids.values())
+    sheet = Image.new("RGB", (width, sum(CAPTION_HEIGHT + grid.height for grid in grids.values())), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    top = 0
+    for name, grid in grids.items():
+        draw.text((2, top + 1), name, fill=(0, 0, 0), font=ImageFont.load_default())
+        sheet.paste(grid, (0, top + CAPTION_HEIGHT))
+        top += CAPTION_HEIGHT + grid.height
+    return sheet
+
+
+def sample_grid(dataset: Any, n: int = 16, *, tile: int = 128, columns: int | None = None) -> Image.Image:
+    """``n`` samples spread evenly over ``dataset`` in a grid (square-ish unless ``columns`` is given).
 
     Args:
         dataset: any dataset of the protocol (items ``(image, label)`` or ``(image, label, mask)``).
         n: number of samples (fewer if the dataset is smaller).
         tile: side of each square thumbnail in pixels.
+        columns: thumbnails per row.
 
     Returns:
         An RGB image with the class name under every thumbnail.
     """
     count = min(n, len(dataset))
-    columns = max(1, math.ceil(math.sqrt(count)))
+    columns = columns or max(1, math.ceil(math.sqrt(count)))
     rows = max(1, math.ceil(count / columns))
     sheet = Image.new("RGB", (columns * tile, rows * (tile + CAPTION_HEIGHT)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)

@@ -1,11 +1,19 @@
-"""Built-in synthetic salient-object tasks: the offline default for demos, CI and benchmarks.
+"""Built-in synthetic tasks that need *where*: the offline default for demos, CI and benchmarks.
 
-Every image shows a cluttered, textured background (a colour gradient, a patch of stripes and a dozen
-small distractor blobs with the same kinds of shapes, colours and textures as the object) and ONE salient
-object with a known mask. The object is always clearly larger than every distractor and always has a white
-or black outline ring, so *where to look* is one skill shared by every task; each task asks a different
-question about the object, and every property a task does not ask is randomised. The background is drawn
-independently of the label, so a model that ignores the object is at chance.
+Every image shows a cluttered, textured background (a colour gradient, a patch of stripes and small distractor
+blobs) and FOUR objects drawn the same way: the target and three decoys, one in each quarter of the image (in
+a random order). Each task asks one property of the target, and the four objects carry the four values of that
+property, one each, so the image as a whole holds every value whatever the label: global statistics of the
+image (colour histograms, object areas, ...) do not give it. One task-independent cue marks the target: a
+marker beside it, a small bullseye (white on black or black on white) of the same size for every target, at a
+random side of it and a fixed gap from its edge. The marker itself carries nothing about the target (an
+outline ring would: its shape follows the target's and its width or length its size), so a network that only
+detects the cue learns nothing; it has to look next to it. Finding the marked object is the one skill every
+task shares; every property a task does not ask is drawn at random for each object.
+
+Source tasks ask the target's shape, colour, texture and size; held-out targets ask its orientation (every
+object is elongated), the mark at its centre (glyph), and its hue among four hues that no source task uses
+(hue: the colour features of the sources, with new values). The mask marks the target.
 
 Nothing is stored: image ``i`` is drawn on demand from ``np.random.default_rng`` seeded with (seed, split,
 task, i), and the labels of a whole split come from one seeded permutation (exactly balanced), so they
@@ -30,23 +38,31 @@ TASK_CLASSES: dict[str, tuple[str, ...]] = {
     "colour": ("red", "yellow", "green", "blue"),
     "texture": ("plain", "stripes", "checker", "dots"),
     "size": ("small", "medium", "large", "huge"),
-    "outline": ("thin", "thick", "double", "dashed"),
     "orientation": ("0deg", "45deg", "90deg", "135deg"),
     "glyph": ("none", "dot", "ring", "plus"),
+    "hue": ("orange", "lime", "cyan", "purple"),
 }
 """Every task's class names; a task's label indexes into its tuple."""
-SOURCE_TASKS: tuple[str, ...] = ("shape", "colour", "texture", "size", "outline")
-TARGET_TASKS: tuple[str, ...] = ("orientation", "glyph")
+SOURCE_TASKS: tuple[str, ...] = ("shape", "colour", "texture", "size")
+TARGET_TASKS: tuple[str, ...] = ("orientation", "glyph", "hue")
 TASKS: tuple[str, ...] = SOURCE_TASKS + TARGET_TASKS
+OBJECTS = 4
+"""Objects per image: the target and one decoy for each other value of the asked property."""
 
 DEFAULT_LENGTHS = {"train": 4000, "test": 1000}
 _SPLITS = {"train": "train", "test": "test", "val": "test", "validation": "test"}
-_VERSION = 1  # bump whenever drawing changes, so caches built from older images are rebuilt
+_VERSION = 2  # bump whenever drawing changes, so caches built from older images are rebuilt
 
-_HUES = (0.0, 55.0, 120.0, 225.0)  # red, yellow, green, blue (degrees)
-_SIZES = ((0.10, 0.12), (0.135, 0.155), (0.17, 0.19), (0.205, 0.225))  # radius / image size
-_DISTRACTOR_SIZE = (0.03, 0.06)  # radius / image size: the smallest object is 1.7x the largest distractor
+_HUES = (0.0, 55.0, 120.0, 225.0)  # red, yellow, green, blue (degrees): the colour task and every other task
+_NEW_HUES = (28.0, 88.0, 175.0, 285.0)  # orange, lime, cyan, purple: only the held-out hue task uses them
+_HUE_JITTER = 8.0
+_SIZES = ((0.075, 0.085), (0.095, 0.105), (0.115, 0.125), (0.135, 0.145))  # radius / image size
+_DISTRACTOR_SIZE = (0.025, 0.045)  # radius / image size: the smallest object is 1.7x the largest distractor
+_DISTRACTORS = (6, 11)  # how many distractor blobs (low inclusive, high exclusive)
+_MARKER_RADIUS = 0.04  # of the image size (at least 1.5 px): the marker's outer disc
+_MARKER_GAP = 0.02  # of the image size (at least 1 px): between the target's edge and the marker
 _DARK = np.float32(0.45)  # brightness of the dark part of a texture
+_PROPERTIES = ("shape", "colour", "texture", "size", "glyph")  # drawn at random unless asked
 
 # Shapes of equal area (pi in units of the radius), so the size classes mean the same for every shape.
 _SQUARE_HALF = 0.886
@@ -59,7 +75,7 @@ _SPRITES = 256  # distractor variants per image size (shape x texture x 16 rando
 
 @dataclass
 class _Object:
-    """Everything needed to draw the object; ``props`` holds one class index per entry of TASK_CLASSES."""
+    """Everything needed to draw one object; ``props`` holds a class index per property of ``_PROPERTIES``."""
 
     props: dict[str, int]
     cx: float
@@ -68,7 +84,6 @@ class _Object:
     stretch: float
     angle: float
     colour: np.ndarray
-    ring_colour: np.ndarray
     texture_angle: float
     period: float
 
@@ -80,11 +95,11 @@ class SyntheticTaskDataset:
         task: one of ``TASKS``.
         split: ``"train"`` or ``"test"`` (``"val"`` and ``"validation"`` mean ``"test"``).
         image_size: side length S of the square images, at least 16; objects scale with it.
-        with_masks: also return the object mask (uint8 [S, S], 1 = object or its outline).
+        with_masks: also return the target's mask (uint8 [S, S], 1 = the target).
         seed: any non-negative integer; each (seed, split) pair gives different images.
         length: number of images; defaults to 4000 for train and 1000 for test.
-        with_object: ``False`` draws every image without its object (the same background, the mask still
-            marks where the object would be): a control on which any model must score chance.
+        with_object: ``False`` draws every image without its objects (the same background and clutter, the
+            mask still marks where the target would be): a control on which any model must score chance.
 
     Raises:
         DatasetError: unknown task or split, image size below 16, length below 1 or a negative seed.
@@ -139,13 +154,13 @@ class SyntheticTaskDataset:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def draw(self, index: int, *, with_object: bool = True) -> tuple[Tensor, Tensor]:
-        """Draw image ``index``, or the same image without its object.
+        """Draw image ``index``, or the same image without its objects.
 
-        With ``with_object=False`` the object's pixels show the background that lies under it; everything
-        else is identical, and the mask still marks where the object would be.
+        With ``with_object=False`` none of the four objects is painted (the background and clutter are
+        identical), and the mask still marks where the target would be.
 
         Returns:
-            The image (uint8 [3, S, S]) and the object mask (uint8 [S, S]).
+            The image (uint8 [3, S, S]) and the target's mask (uint8 [S, S]).
 
         Raises:
             IndexError: ``index`` is outside ``0 .. len(self) - 1``.
@@ -156,9 +171,13 @@ class SyntheticTaskDataset:
         # ``index + 1``: seeds with a trailing 0 equal shorter ones, and ``self._key`` seeds the labels.
         rng = np.random.default_rng([*self._key, index + 1])
         canvas = _background(rng, self.image_size)
-        obj = _sample_object(rng, self.image_size, self.task, self.labels[index])
+        target, *decoys = _sample_objects(rng, self.image_size, self.task, self.labels[index])
+        marker_angle, marker_white = rng.uniform(0, 2 * math.pi), bool(rng.integers(0, 2))
         mask = np.zeros((self.image_size, self.image_size), np.uint8)
-        _draw_object(canvas, mask, obj, with_object)
+        for obj in (*decoys, target):  # the target is drawn last, so no decoy hides it
+            _draw_object(canvas, mask if obj is target else None, obj, with_object)
+        if with_object:
+            _draw_marker(canvas, target, marker_angle, marker_white)
         return torch.from_numpy(canvas.astype(np.uint8)), torch.from_numpy(mask)
 
 
@@ -174,7 +193,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     across = (coords * (math.cos(b) / period))[None, :] + (coords * (math.sin(b) / period))[:, None]
     stripes = (_fraction(across) < 0.5) & (ramp > rng.uniform(0.3, 0.7))
     np.multiply(canvas, np.float32(rng.uniform(0.6, 0.85)), out=canvas, where=stripes)
-    count = int(rng.integers(10, 17))
+    count = int(rng.integers(*_DISTRACTORS))
     sprites = _distractor_sprites(size)
     picks, ys, xs = rng.integers(0, len(sprites), count), rng.random(count), rng.random(count)
     colours = _hsv(rng.uniform(0, 360, count), rng.uniform(0.3, 1, count), rng.uniform(0.35, 1, count))
@@ -207,55 +226,108 @@ def _distractor_sprites(size: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return sprites
 
 
-def _sample_object(rng: np.random.Generator, size: int, task: str, label: int) -> _Object:
-    """Pick the object's properties: the asked one is ``label``, every other one is random."""
-    props = {name: int(rng.integers(0, 4)) for name in TASK_CLASSES}
-    props[task] = label
+def _sample_objects(rng: np.random.Generator, size: int, task: str, label: int) -> list[_Object]:
+    """The target (first) and its decoys: the asked property takes value ``label`` on the target and each
+    other value on one decoy; every other property is random per object. Each object gets its own quarter."""
+    values = [label, *rng.permutation([value for value in range(OBJECTS) if value != label]).tolist()]
+    quarters = rng.permutation(OBJECTS)
+    return [_sample_object(rng, size, task, value, int(quarter)) for value, quarter in zip(values, quarters)]
+
+
+def _sample_object(rng: np.random.Generator, size: int, task: str, value: int, quarter: int) -> _Object:
+    """One object whose asked property is ``value``, placed in ``quarter`` (0..3, row by row)."""
+    props = {name: int(rng.integers(0, 4)) for name in _PROPERTIES}
+    if task in props:
+        props[task] = value
     radius = size * rng.uniform(*_SIZES[props["size"]])
     if task == "orientation":  # elongated, long axis at 0/45/90/135 degrees
-        stretch = math.sqrt(rng.uniform(2.0, 2.4))
-        angle = math.radians(45 * label + rng.uniform(-5, 5))
+        stretch = math.sqrt(rng.uniform(1.8, 2.2))
+        angle = math.radians(45 * value + rng.uniform(-5, 5))
     else:  # mildly elongated at any angle, so no other task's label says anything about orientation
         stretch = math.sqrt(rng.uniform(1.0, 1.3))
         angle = rng.uniform(0, 2 * math.pi)
-    margin = min(radius * stretch + _ring_width(size, props["outline"]), size / 2)
-    hue = _HUES[props["colour"]] + rng.uniform(-10, 10)
+    hues = _NEW_HUES if task == "hue" else _HUES
+    hue = hues[value if task == "hue" else props["colour"]] + rng.uniform(-_HUE_JITTER, _HUE_JITTER)
+    half = size / 2
+    reach = min(radius * stretch * _REACH[props["shape"]], half / 2)  # stays in its quarter where it can
+    row, column = divmod(quarter, 2)
     return _Object(
         props=props,
-        cx=rng.uniform(margin, size - margin),
-        cy=rng.uniform(margin, size - margin),
+        cx=column * half + rng.uniform(reach, half - reach),
+        cy=row * half + rng.uniform(reach, half - reach),
         radius=radius,
         stretch=stretch,
         angle=angle,
         colour=_hsv(np.array(hue), np.array(rng.uniform(0.7, 1)), np.array(rng.uniform(0.7, 1))),
-        ring_colour=np.full(3, 255.0 * int(rng.integers(0, 2)), np.float32),
         texture_angle=rng.uniform(0, math.pi),
         period=_period(rng, size),
     )
 
 
-def _draw_object(canvas: np.ndarray, mask: np.ndarray, obj: _Object, with_object: bool) -> None:
-    """Mark ``obj`` (fill and outline ring) in ``mask``; if ``with_object``, also paint it on ``canvas``."""
+def _draw_object(canvas: np.ndarray, mask: np.ndarray | None, obj: _Object, with_object: bool) -> None:
+    """Mark ``obj`` in ``mask`` (when given); if ``with_object``, also paint it on ``canvas``."""
     size = canvas.shape[-1]
     shape, su, sv = obj.props["shape"], obj.radius * obj.stretch, obj.radius / obj.stretch
-    ring = _ring_width(size, obj.props["outline"])
-    half = su * _REACH[shape] + ring + 1
+    half = su * _REACH[shape] + 1
     y0, y1 = max(0, int(obj.cy - half)), min(size, math.ceil(obj.cy + half))
     x0, x1 = max(0, int(obj.cx - half)), min(size, math.ceil(obj.cx + half))
     u, v = _frame(y0, y1, x0, x1, obj.cx, obj.cy, obj.angle)
-    distance = _sdf(shape, u, v, su, sv)
-    mask[y0:y1, x0:x1] = distance <= ring
+    inside = _sdf(shape, u, v, su, sv) <= 0
+    if mask is not None:
+        mask[y0:y1, x0:x1] |= inside
     if not with_object:
         return
     region = canvas[:, y0:y1, x0:x1]
-    np.copyto(region, obj.colour[:, None, None], where=distance <= 0)
-    dark = _pattern(obj.props["texture"], u, v, obj.texture_angle, obj.period) & (distance <= 0)
+    np.copyto(region, obj.colour[:, None, None], where=inside)
+    dark = _pattern(obj.props["texture"], u, v, obj.texture_angle, obj.period) & inside
     np.copyto(region, _DARK * obj.colour[:, None, None], where=dark)
     glyph = _glyph(obj.props["glyph"], u / (0.4 * sv), v / (0.4 * sv))
     luminance = float(obj.colour @ np.array([0.3, 0.59, 0.11], np.float32))
-    np.copyto(region, np.float32(255.0 if luminance < 140 else 0.0), where=glyph)
-    outline = _outline(obj.props["outline"], distance, ring, u / su, v / sv)
-    np.copyto(region, obj.ring_colour[:, None, None], where=outline)
+    np.copyto(region, np.float32(255.0 if luminance < 140 else 0.0), where=glyph & inside)
+
+
+def _footprint(obj: _Object, size: int) -> np.ndarray:
+    """``[N, 2]`` (x, y) centres of the pixels ``obj`` covers."""
+    shape, su, sv = obj.props["shape"], obj.radius * obj.stretch, obj.radius / obj.stretch
+    half = su * _REACH[shape] + 1
+    y0, y1 = max(0, int(obj.cy - half)), min(size, math.ceil(obj.cy + half))
+    x0, x1 = max(0, int(obj.cx - half)), min(size, math.ceil(obj.cx + half))
+    u, v = _frame(y0, y1, x0, x1, obj.cx, obj.cy, obj.angle)
+    rows, columns = np.nonzero(_sdf(shape, u, v, su, sv) <= 0)
+    return np.stack([columns + x0 + 0.5, rows + y0 + 0.5], axis=1).astype(np.float32)
+
+
+def marker_place(obj: _Object, size: int, angle: float) -> tuple[float, float, float]:
+    """``(x, y, radius)`` of the marker beside ``obj``: on the first of eight directions from ``angle`` (turning
+    by 45 degrees) where the whole marker fits in the image, the marker's edge a fixed gap from the nearest
+    pixel of the object."""
+    radius = max(1.5, _MARKER_RADIUS * size)
+    clearance = radius + max(1.0, _MARKER_GAP * size)
+    pixels = _footprint(obj, size)
+    steps = np.arange(0.0, 2 * obj.radius * obj.stretch * _REACH[obj.props["shape"]] + 2 * clearance, 0.25,
+                      dtype=np.float32)
+    x = y = 0.0
+    for turn in range(8):
+        direction = angle + turn * math.pi / 4
+        xs, ys = obj.cx + math.cos(direction) * steps, obj.cy + math.sin(direction) * steps
+        nearest = np.sqrt(((pixels[None, :, 0] - xs[:, None]) ** 2 + (pixels[None, :, 1] - ys[:, None]) ** 2)
+                          .min(axis=1, initial=np.inf))
+        first = int(np.argmax(nearest >= clearance))
+        x, y = float(xs[first]), float(ys[first])
+        if radius <= x <= size - radius and radius <= y <= size - radius:
+            break
+    return x, y, radius
+
+
+def _draw_marker(canvas: np.ndarray, obj: _Object, angle: float, white: bool) -> None:
+    """The target's marker: a bullseye (white disc with a black centre, or the reverse) beside it."""
+    size = canvas.shape[-1]
+    x, y, radius = marker_place(obj, size, angle)
+    ys, xs = np.ogrid[:size, :size]
+    distance = np.sqrt((xs + 0.5 - x) ** 2 + (ys + 0.5 - y) ** 2)
+    outer, inner = np.float32(255.0 if white else 0.0), np.float32(0.0 if white else 255.0)
+    np.copyto(canvas, outer, where=(distance <= radius)[None])
+    np.copyto(canvas, inner, where=(distance <= radius / 2)[None])
 
 
 def _frame(
@@ -312,22 +384,6 @@ def _glyph(glyph: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return ((au <= 1) & (av <= 0.3)) | ((au <= 0.3) & (av <= 1))
     radius = np.sqrt(u * u + v * v)
     return radius <= 0.6 if glyph == 1 else (radius >= 0.55) & (radius <= 1)
-
-
-def _ring_width(size: int, outline: int) -> float:
-    """How far (pixels) the outline reaches outside the fill: thin, thick, double, dashed."""
-    return max((1.0, 2.0, 3.0, 1.5)[outline], size * (0.02, 0.055, 0.054, 0.04)[outline])
-
-
-def _outline(outline: int, distance: np.ndarray, width: float, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The outline ring's pixels: a band of ``width`` outside the fill, split in two (double) or in eight
-    dashes around the centre (dashed)."""
-    band = (distance > 0) & (distance <= width)
-    if outline == 2:
-        return band & ((distance <= width / 3) | (distance > 2 * width / 3))
-    if outline == 3:
-        return band & (np.cos(8 * np.arctan2(v, u)) > 0)
-    return band
 
 
 def _fraction(x: np.ndarray) -> np.ndarray:
