@@ -71,6 +71,8 @@ def test_results_compare_meta_trained_with_random_init_and_joint_training(run):
     joint = load_config(config_file=out / "compare" / "joint" / "config.yaml")
     assert joint.reptile.algorithm == "joint" and joint.train.max_steps == 3
     assert "meta-trained" in output and "random init" in output and "joint training" in output
+    assert set(results["stage_seconds"]) == {"meta_train", "baselines", "transfer", "attention"}
+    assert all(value > 0 for value in results["stage_seconds"].values()) and "stage seconds:" in output
 
 
 def test_final_checkpoint_transfers_from_the_cli(run, tmp_path):

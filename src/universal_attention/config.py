@@ -227,7 +227,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "quickstart",
         "model": {"alignment_size": 64, "query_size": 128, "taps": ["layer1.1", "layer2.2", "layer3.4"]},
         "data": {
-            "sources": ["synthetic/shape", "synthetic/colour", "synthetic/texture", "synthetic/size"],
+            "sources": ["synthetic/colour", "synthetic/texture", "synthetic/size"],
             "target": "synthetic/orientation",
             "image_size": 64,
             "augment": False,

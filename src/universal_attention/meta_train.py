@@ -314,8 +314,12 @@ def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.Distri
                        f"{config.data.target}")
             try:
                 stop["raise"] = True
+                clock = time.perf_counter()
                 baselines = train_baselines(config, out, on_message)
+                trained = time.perf_counter() - clock
                 comparison = compare_start_points(run.model, config, info.device, baselines)
+                comparison["stage_seconds"] = {"meta_train": seconds, "baselines": trained,
+                                               **comparison["stage_seconds"]}
                 stop["raise"] = False
                 for key in ("meta_trained", "random_init", *baselines):
                     writer.add_scalar(f"final/{key}/top1", comparison[key]["top1"], step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -56,19 +57,25 @@ def compare_start_points(model: AttentionResNet50, config: ExperimentConfig, dev
               **(baselines or {})}
     results = []
     shots, control = config.transfer.shots_per_class[-1], config.transfer.attention[0]
+    seconds = {"transfer": 0.0, "attention": 0.0}
     for key, start in starts.items():
         start.to_device(device)
+        clock = time.perf_counter()
         result = transfer_evaluate(start, config.data.target, config.transfer, model_config=config.model,
                                    image_size=config.data.image_size, data_root=config.data.data_root,
                                    device=str(device), label=key)
+        seconds["transfer"] += time.perf_counter() - clock
         results.append(result)
         cell = result.cell(shots, control)
         entry: dict[str, Any] = {"top1": cell.top1, "top1_std": cell.top1_std, "top1_ci": list(cell.top1_ci),
                                  "runs": cell.runs, "transfer": result.to_dict(), "attention_in_mask": None}
         if masked is not None:
+            clock = time.perf_counter()
             mass = attention_in_mask(start, masked, limit=config.train.eval_test_images, device=device)
+            seconds["attention"] += time.perf_counter() - clock
             entry.update(attention_in_mask=mass.mean_mass(), attention=mass.to_dict())
         comparison[key] = entry
+    comparison["stage_seconds"] = seconds
     comparison["comparisons"] = [entry for entry in paired_comparisons(results, [key for key in starts if key !=
                                                                                "meta_trained"])
                                  if entry["start"] == "meta_trained"]

@@ -20,25 +20,23 @@ START_LABELS = {"meta_trained": "meta-trained", "random_init": "random init", "j
 
 
 def comparison_table(comparison: dict) -> Table:
-    """Meta-trained vs random init: transfer top-1 (mean ± sample std, 95 % CI, paired difference) and the
-    share of attention inside the object mask per tap."""
-    taps = list(comparison["meta_trained"].get("attention", {}).get("mass_in_mask", {}))
+    """The start points side by side: transfer top-1 (mean ± sample std, 95 % CI, paired differences) and,
+    per tap, the attention in the target's object masks relative to the masks' area (uniform = 1)."""
+    taps = list(comparison["meta_trained"].get("attention", {}).get("relative_to_area", {}))
     table = Table(title=f"transfer to {comparison['target']}: same protocol, same budget, run for run")
     table.add_column("start point", no_wrap=True)
     table.add_column("top-1", justify="right")
     table.add_column("95% CI", justify="right")
-    table.add_column("attention in mask (mean of taps)", justify="right")
     for tap in taps:
-        table.add_column(tap, justify="right")
+        table.add_column(f"{tap} mass/area", justify="right")
     for key, label in START_LABELS.items():
         if key not in comparison:
             continue
         entry = comparison[key]
-        mass = entry.get("attention_in_mask")
         low, high = entry.get("top1_ci", [float("nan")] * 2)
         cells = [label, f"{entry['top1']:.3f} ± {entry['top1_std']:.3f}",
-                 "-" if low != low else f"[{low:.3f}, {high:.3f}]", "-" if mass is None else f"{mass:.3f}"]
-        cells += [f"{entry['attention']['mass_in_mask'][tap]:.3f}" for tap in taps]
+                 "-" if low != low else f"[{low:.3f}, {high:.3f}]"]
+        cells += [f"{entry['attention']['relative_to_area'][tap]:.2f}" for tap in taps]
         table.add_row(*cells)
     notes = []
     for delta in comparison.get("comparisons", []):
@@ -47,7 +45,8 @@ def comparison_table(comparison: dict) -> Table:
                      f"{delta['delta_top1']:+.3f} (95% CI [{low:.3f}, {high:.3f}])")
     if taps:
         area = comparison["meta_trained"]["attention"]["mask_area"]
-        notes.append(f"uniform attention would put {area:.3f} inside the mask (the objects' share of the image)")
+        notes.append(f"mass/area: attention inside the objects' masks over their share of the image ({area:.3f}); "
+                     "uniform attention scores 1")
     table.caption = "\n".join(notes) or None
     return table
 
@@ -111,6 +110,10 @@ def meta_train_command(preset: str | None, config_file: str | None, overrides: t
     if result.interrupted or not result.comparison:
         return
     console.print(comparison_table(result.comparison))
+    stages = result.comparison.get("stage_seconds", {})
+    if stages:
+        console.print("stage seconds: " + ", ".join(f"{name} {value:.0f}" for name, value in stages.items())
+                      + f" (total {sum(stages.values()):.0f})", soft_wrap=True)
     console.print(f"run folder: {result.out_dir}  ({result.steps} steps, {result.seconds:.0f} s, "
                   f"{result.images_per_second:.0f} img/s meta-training)", soft_wrap=True)
     console.print(f"final checkpoint: {result.final_checkpoint}  results: {result.out_dir / 'results.json'}",

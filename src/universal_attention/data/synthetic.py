@@ -11,9 +11,10 @@ outline ring would: its shape follows the target's and its width or length its s
 detects the cue learns nothing; it has to look next to it. Finding the marked object is the one skill every
 task shares; every property a task does not ask is drawn at random for each object.
 
-Source tasks ask the target's shape, colour, texture and size; held-out targets ask its orientation (every
-object is elongated), the mark at its centre (glyph), and its hue among four hues that no source task uses
-(hue: the colour features of the sources, with new values). The mask marks the target.
+Source tasks ask the target's colour, texture and size; held-out targets ask its orientation (every object is
+elongated), the mark at its centre (glyph), and its hue among four hues that no source task uses (hue: the
+colour features of the sources, with new values). ``shape`` is drawn the same way but is too slow to learn at
+64 px to serve as either (see :data:`EXTRA_TASKS`). The mask marks the target.
 
 Nothing is stored: image ``i`` is drawn on demand from ``np.random.default_rng`` seeded with (seed, split,
 task, i), and the labels of a whole split come from one seeded permutation (exactly balanced), so they
@@ -43,9 +44,12 @@ TASK_CLASSES: dict[str, tuple[str, ...]] = {
     "hue": ("orange", "lime", "cyan", "purple"),
 }
 """Every task's class names; a task's label indexes into its tuple."""
-SOURCE_TASKS: tuple[str, ...] = ("shape", "colour", "texture", "size")
+SOURCE_TASKS: tuple[str, ...] = ("colour", "texture", "size")
 TARGET_TASKS: tuple[str, ...] = ("orientation", "glyph", "hue")
-TASKS: tuple[str, ...] = SOURCE_TASKS + TARGET_TASKS
+EXTRA_TASKS: tuple[str, ...] = ("shape",)
+"""Tasks that are neither: ``shape`` is drawn like the others, but at 64 px a ResNet50 trained from scratch
+barely learns it in the budgets used here even when told where the target is (docs/datasets.md)."""
+TASKS: tuple[str, ...] = SOURCE_TASKS + TARGET_TASKS + EXTRA_TASKS
 OBJECTS = 4
 """Objects per image: the target and one decoy for each other value of the asked property."""
 
