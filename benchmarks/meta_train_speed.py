@@ -18,8 +18,7 @@ import sys
 import tempfile
 import time
 
-from universal_attention import load_config
-from universal_attention.meta_train import meta_train
+from universal_attention import load_config, meta_train
 
 
 def main() -> None:

@@ -41,9 +41,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from universal_attention import (AttentionResNet50, TransferConfig, UattnError, evaluate_attention, load_checkpoint,
-                                 load_config, transfer_evaluate)
+                                 load_config, meta_train, transfer_evaluate)
 from universal_attention.atomic import atomic_write_bytes
-from universal_attention.meta_train import meta_train
 from universal_attention.stats import mean_ci
 from universal_attention.transfer import TransferResult, merge_results, transfer_report
 

@@ -20,7 +20,7 @@ from universal_attention.cli import main
 from universal_attention.config import save_config
 from universal_attention.distributed import DistributedInfo
 from universal_attention.errors import CheckpointError
-from universal_attention.meta_train import _Run, meta_train, resume_step
+from universal_attention.meta_training import _Run, meta_train, resume_step
 from universal_attention.reptile import Reptile
 from universal_attention.run_folder import readable_checkpoints
 

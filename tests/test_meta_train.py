@@ -4,9 +4,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from universal_attention import load_checkpoint, load_config
+from universal_attention import load_checkpoint, load_config, meta_train
 from universal_attention.cli import main
-from universal_attention.meta_train import meta_train
 
 TINY = [
     "model.alignment_size=8", "model.query_size=8", "data.image_size=32",

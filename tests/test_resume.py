@@ -12,9 +12,8 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from universal_attention import load_config
+from universal_attention import TrainingError, load_config, meta_train
 from universal_attention.cli import main
-from universal_attention.meta_train import TrainingError, meta_train
 from universal_attention.reptile import Reptile
 
 RUN = [

@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
-from universal_attention import TransferConfig, load_checkpoint, load_config, transfer_evaluate
+from universal_attention import TransferConfig, load_checkpoint, load_config, meta_train, transfer_evaluate
 from universal_attention.linear_probe import _solve, fit_linear_probe
-from universal_attention.meta_train import meta_train
 
 STEPS = 12
 CHANCE = 0.25

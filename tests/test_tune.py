@@ -14,11 +14,10 @@ from hyperopt import tpe
 from hyperopt.base import JOB_STATE_DONE, JOB_STATE_ERROR, Domain
 from hyperopt.pyll import stochastic
 
-from universal_attention import load_config
+from universal_attention import load_config, tune
 from universal_attention.cli import main
 from universal_attention.cli.tune_cmd import tune_command
 from universal_attention.errors import ConfigError
-from universal_attention.tune import tune
 from universal_attention.tune_space import (
     RecordingTrials,
     doc_from_json,
@@ -85,7 +84,7 @@ def search(tmp_path_factory):
     space = root / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     out = root / "search"
-    import universal_attention.tune as tune_module
+    import universal_attention.tune_search as tune_module
 
     real_meta_train = tune_module.meta_train
 

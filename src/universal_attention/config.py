@@ -150,7 +150,7 @@ class TransferConfig(_Config):
 
 
 class TuneConfig(_Config):
-    """Hyperparameter search with hyperopt (see :func:`universal_attention.tune.tune`).
+    """Hyperparameter search with hyperopt (see :func:`universal_attention.tune`).
 
     ``space`` maps dotted keys to distributions (None: the original's five parameters); ``fix`` holds
     dotted keys kept at one value. ``algo="atpe"`` (the original's) needs the ``atpe`` extra. ``parallel``

@@ -27,3 +27,7 @@ class ModelError(UattnError):
 
 class ImageError(UattnError):
     """An image file given by the user is missing or cannot be decoded."""
+
+
+class TrainingError(UattnError):
+    """Meta-training cannot go on (a non-finite loss or non-finite weights); names the resume that works."""

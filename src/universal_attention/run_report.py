@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from .attention_eval import attention_in_mask
 from .config import ExperimentConfig
@@ -14,6 +13,9 @@ from .data.registry import get_dataset, masks_available
 from .model import AttentionResNet50
 from .transfer import TransferResult, paired_comparisons, transfer_evaluate
 from .visualize import attention_grid, attention_maps, grid_tensor
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 def log_attention(writer: SummaryWriter, model: AttentionResNet50, images: torch.Tensor, step: int) -> None:

@@ -1,4 +1,4 @@
-"""The hyperopt side of :func:`~universal_attention.tune.tune`: search spaces and trial documents.
+"""The hyperopt side of :func:`~universal_attention.tune`: search spaces and trial documents.
 
 A space maps any dotted key of :class:`~universal_attention.config.ExperimentConfig` to a distribution,
 the same in Python and in a ``--space`` YAML file::

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .. import distributed
 from ..errors import ConfigError
-from ..meta_train import meta_train
+from ..meta_training import meta_train
 from .options import config_options, resolve_config
 from .output import make_console
 

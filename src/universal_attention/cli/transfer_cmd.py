@@ -7,7 +7,6 @@ import json
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from torch.utils.tensorboard import SummaryWriter
 
 from ..atomic import atomic_write_bytes, make_folder
 from ..attention_control import check_controls
@@ -125,6 +124,8 @@ def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str |
     Every start point runs the same protocol, run for run: each (attention, shots, seed, draw) gets the same
     shot draw, batch order and new-head initialisation, so differences to a --baseline are paired.
     """
+    from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is slow to import
+
     console = make_console(stderr=as_json)
     experiment = experiment_for(checkpoint, preset, config_file, overrides)
     updates = {"mode": mode, "seeds": seeds, "draws": draws, "epochs": epochs, "steps": steps, "batchnorm": batchnorm,

@@ -17,7 +17,7 @@ from .options import config_options, resolve_config
 from .output import make_console
 
 if TYPE_CHECKING:
-    from ..tune import TrialRecord, TuneResult
+    from ..tune_search import TrialRecord, TuneResult
 
 
 def _value(value: Any) -> str:
@@ -66,7 +66,7 @@ def tune_command(preset: str | None, config_file: str | None, overrides: tuple[s
     <out>/trial-NNN; <out>/trials.json is saved after every trial, and running the same command again
     continues the search until --max-evals trials exist.
     """
-    from ..tune import tune
+    from ..tune_search import tune
     from ..tune_space import read_space_file
 
     config = resolve_config(preset, config_file, overrides)

@@ -47,7 +47,7 @@ from torch.utils.tensorboard import SummaryWriter
 from .atomic import atomic_write_bytes
 from .config import ExperimentConfig, TuneConfig, save_config, set_dotted, validate_config
 from .errors import ConfigError, UattnError
-from .meta_train import check_datasets, meta_train
+from .meta_training import check_datasets, meta_train
 from .run_folder import claim_folder
 from .transfer import transfer_evaluate
 from .tune_folder import TRIALS_FORMAT, TRIALS_VERSION, holds_trials, load_trials, new_trial_dir, remove_unrecorded

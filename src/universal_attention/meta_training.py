@@ -21,18 +21,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Dataset
-from torch.utils.tensorboard import SummaryWriter
 
 from . import distributed
 from .atomic import atomic_write_bytes
 from .checkpoint import checkpoint_name, load_checkpoint, nonfinite_tensor, save_checkpoint
 from .config import ExperimentConfig, load_config, save_config
 from .data.registry import check_dataset, get_dataset
-from .errors import CheckpointError, ConfigError, UattnError
+from .errors import CheckpointError, ConfigError, TrainingError
 from .model import AttentionResNet50
 from .reptile import Reptile
 from .run_folder import (holding_run_folder, prepare_run_folder, readable_checkpoints, remove_old_checkpoints,
@@ -40,12 +39,11 @@ from .run_folder import (holding_run_folder, prepare_run_folder, readable_checkp
 from .run_report import compare_start_points, log_attention, quick_transfer
 from .sampler import TaskSampler
 
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
 SYNTHETIC = "synthetic/"
 WATCHED_IMAGES = 6
-
-
-class TrainingError(UattnError):
-    """Meta-training cannot go on (a non-finite loss or non-finite weights)."""
 
 
 class StopRequested(BaseException):
@@ -269,6 +267,8 @@ def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.Distri
                    resume: bool, changes: dict[str, tuple[Any, Any]], on_step: ProgressFn | None,
                    on_message: Callable[[str], None]) -> MetaTrainResult:
     """:func:`meta_train` while the main process holds the run folder."""
+    from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is slow to import
+
     if info.is_main and not resume:
         prepare_run_folder(out, overwrite)
     if info.is_main and (changes or not resume):
