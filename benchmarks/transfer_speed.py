@@ -22,14 +22,15 @@ import torch
 from universal_attention import load_config, transfer_evaluate
 from universal_attention.data import get_dataset
 from universal_attention.finetune import finetune
-from universal_attention.visualize_files import random_model
+from universal_attention.loading import random_model
+from universal_attention.transfer import protocol_for
 
 
 def finetune_rate(config, images: torch.Tensor, labels: torch.Tensor, policy: str, steps: int) -> float:
     """Images per second of ``steps`` finetuning steps with BatchNorm ``policy``."""
     model = random_model(config.model)
     model.add_head("target", 4)
-    transfer = config.transfer.model_copy(update={"steps": steps, "batchnorm": policy})
+    transfer = config.transfer.updated(steps=steps, batchnorm=policy)
     start = time.perf_counter()
     finetune(model, "target", images, labels, None, transfer, "learned", torch.device("cpu"),
              torch.Generator().manual_seed(0))
@@ -51,9 +52,8 @@ def main() -> None:
             rates[policy].append(finetune_rate(config, images, labels, policy, args.steps))
     start = time.perf_counter()
     for seed in (0, 1):
-        protocol = config.transfer.model_copy(update={"seed": seed})
-        transfer_evaluate("random", config.data.target, protocol, model_config=config.model,
-                          image_size=config.data.image_size, device="cpu")
+        transfer_evaluate("random", config.data.target, protocol_for(config).updated(seed=seed),
+                          model_config=config.model, device="cpu")
     stage = time.perf_counter() - start
     print(json.dumps({
         "finetune_frozen_bn_img_per_s": round(statistics.median(rates["frozen"]), 1),

@@ -68,17 +68,16 @@ def measure(name: str, model: AttentionResNet50, config, seed: int, args) -> dic
     """Every measurement of one start point and seed: probes with controls, finetuning, attention, control."""
     size = config.data.image_size
     probe = TransferConfig(mode="linear", shots_per_class=args.shots, seed=seed, draws=args.draws,
-                           attention=CONTROLS, max_test_images=args.test_images)
-    finetune = config.transfer.model_copy(update={
-        "steps": args.finetune_steps, "shots_per_class": (args.finetune_shots,), "seed": seed, "draws": 1,
-        "attention": ("learned",), "max_test_images": args.test_images})
+                           attention=CONTROLS, max_test_images=args.test_images, image_size=size)
+    finetune = config.transfer.updated(
+        steps=args.finetune_steps, shots_per_class=(args.finetune_shots,), seed=seed, draws=1,
+        attention=("learned",), max_test_images=args.test_images, image_size=config.transfer.image_size or size)
     removed = TransferConfig(mode="linear", shots_per_class=(max(args.shots),), seed=seed,
-                             remove_object=True, max_test_images=args.test_images)
+                             remove_object=True, max_test_images=args.test_images, image_size=size)
     first = args.targets[0]
-    measured = {"probe": {target: transfer_evaluate(model, target, probe, image_size=size, label=name)
-                          for target in args.targets},
-                "finetune": transfer_evaluate(model, first, finetune, image_size=size, label=name),
-                "removed": transfer_evaluate(model, first, removed, image_size=size, label=name)}
+    measured = {"probe": {target: transfer_evaluate(model, target, probe, label=name) for target in args.targets},
+                "finetune": transfer_evaluate(model, first, finetune, label=name),
+                "removed": transfer_evaluate(model, first, removed, label=name)}
     report = evaluate_attention(model, first, limit=args.attention_images, image_size=size, baselines=())
     measured["attention"] = {layer: {"relative_to_area": scores.relative_to_area, "frame_share": scores.frame_share,
                                      "pointing_game": scores.pointing_game}

@@ -8,7 +8,7 @@ from torch import nn
 from fake_datasets import make_cub200
 from universal_attention import AttentionResNet50, DatasetError, ModelConfig, ModelError
 from universal_attention.attention_eval import attention_in_mask, evaluate_attention, example_grid, mass_in_masks
-from universal_attention.attention_regions import class_masses
+from universal_attention.ade20k_attention import class_masses
 from universal_attention.data.registry import get_dataset
 from universal_attention.data.synthetic import SyntheticTaskDataset
 from universal_attention.model import AttentionOutput
@@ -156,7 +156,7 @@ def test_masks_missing_on_disk_are_a_dataset_error(tmp_path):
 
 
 def test_a_model_without_attention_is_refused_but_attention_in_mask_stays_quiet():
-    model = AttentionResNet50(TINY.model_copy(update={"attention": False}))
+    model = AttentionResNet50(TINY.updated(attention=False))
     dataset = SyntheticTaskDataset("colour", "test", image_size=32, length=2, with_masks=True)
     with pytest.raises(ModelError, match="no attention maps"):
         evaluate_attention(model, dataset)

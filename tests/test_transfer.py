@@ -158,7 +158,7 @@ def test_controls_run_side_by_side_and_oracle_needs_masks(tmp_path):
     assert [cell.attention for cell in result.cells] == ["learned", "uniform", "oracle"]
     make_caltech101(tmp_path, classes=2, per_class=33)
     with pytest.raises(ConfigError, match="oracle attention needs object masks and caltech101 has none"):
-        transfer_evaluate("random", "caltech101", config, model_config=TINY, image_size=32, data_root=tmp_path)
+        transfer_evaluate("random", "caltech101", config.updated(image_size=32), model_config=TINY, data_root=tmp_path)
 
 
 def test_removing_the_object_needs_a_synthetic_target(tmp_path):
@@ -188,8 +188,8 @@ def test_accuracy_metrics_on_known_logits():
 
 def test_caltech101_protocol_thirty_per_class(tmp_path):
     make_caltech101(tmp_path, classes=2, per_class=33)
-    result = transfer_evaluate("random", "caltech101", TransferConfig(steps=1, batch_size=16),
-                               model_config=TINY, image_size=32, data_root=tmp_path)
+    result = transfer_evaluate("random", "caltech101", TransferConfig(steps=1, batch_size=16, image_size=32),
+                               model_config=TINY, data_root=tmp_path)
     run = result.runs[0]
     assert (run.train_size, run.test_size) == (60, 6)
     assert result.num_classes == 2

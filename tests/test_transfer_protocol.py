@@ -27,17 +27,18 @@ def test_the_linear_probe_reads_a_source_task_of_a_meta_trained_model(meta_train
     # Pooled on the target's mask (the oracle control), the features hold the target's colour: a probe that is
     # solved rather than trained for a few steps reads it off. (Finding the target alone is what the
     # meta-training would have to learn, which takes far longer than a test.)
-    config = TransferConfig(mode="linear", shots_per_class=(20,), max_test_images=400, attention=("oracle",))
-    result = transfer_evaluate(meta_trained, "synthetic/colour", config, image_size=48)
+    config = TransferConfig(mode="linear", shots_per_class=(20,), max_test_images=400, attention=("oracle",),
+                            image_size=48)
+    result = transfer_evaluate(meta_trained, "synthetic/colour", config)
     assert result.cell(20, "oracle").top1 >= 0.9
 
 
 @pytest.mark.parametrize("start", ["meta-trained", "random"])
 def test_without_its_object_the_target_is_at_chance_for_any_start(meta_trained, start):
-    config = TransferConfig(mode="linear", shots_per_class=(20,), remove_object=True)  # all 1,000 test images
+    # no max_test_images: all 1,000 test images
+    config = TransferConfig(mode="linear", shots_per_class=(20,), remove_object=True, image_size=48)
     model = meta_trained if start == "meta-trained" else "random"
-    top1 = transfer_evaluate(model, "synthetic/orientation", config, model_config=meta_trained.config,
-                             image_size=48).cell(20).top1
+    top1 = transfer_evaluate(model, "synthetic/orientation", config, model_config=meta_trained.config).cell(20).top1
     assert abs(top1 - CHANCE) < 3 * math.sqrt(CHANCE * (1 - CHANCE) / 1000)  # within 3 standard errors
 
 

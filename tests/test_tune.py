@@ -18,14 +18,8 @@ from universal_attention import load_config, tune
 from universal_attention.cli import main
 from universal_attention.cli.tune_cmd import tune_command
 from universal_attention.errors import ConfigError
-from universal_attention.tune_space import (
-    RecordingTrials,
-    doc_from_json,
-    doc_to_json,
-    hyperopt_space,
-    parse_space,
-    search_space,
-)
+from universal_attention.tune_space import hyperopt_space, parse_space, search_space
+from universal_attention.tune_trials import RecordingTrials, doc_from_json, doc_to_json
 
 TINY = [
     "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
@@ -267,7 +261,7 @@ def test_atpe_without_its_extra_names_the_extra(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "lightgbm", None)
     config = load_config(preset="quickstart")
     with pytest.raises(ConfigError, match=r'pip install "universal-attention\[atpe\]"'):
-        tune(config, config.tune.model_copy(update={"algo": "atpe"}))
+        tune(config, config.tune.updated(algo="atpe"))
 
 
 def test_parallel_trials_run_at_once_on_spark_and_resume(tmp_path):

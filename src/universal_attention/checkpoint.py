@@ -236,7 +236,7 @@ def _parse_metadata(metadata: Mapping[str, str], path: Path) -> tuple[ModelConfi
 def _build(config: ModelConfig, heads: Mapping[str, int]) -> Any:
     from .model import AttentionResNet50
 
-    model = AttentionResNet50(config.model_copy(update={"backbone_weights": "none"}))
+    model = AttentionResNet50(config.updated(backbone_weights="none"))
     for task, classes in heads.items():
         model.add_head(task, classes)
     return model

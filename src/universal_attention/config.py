@@ -25,8 +25,26 @@ _EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", re.ASCII)
 
 
+_Self = TypeVar("_Self", bound="_Config")
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    def updated(self: _Self, **changes: Any) -> _Self:
+        """A copy with ``changes`` applied, validated like any config (pydantic's ``model_copy(update=...)``
+        checks nothing, so it could make a config that no file could hold).
+
+        Raises:
+            ConfigError: a changed field is unknown or its value is not allowed, in one line.
+        """
+        try:
+            return self.model_validate({**dict(self), **changes})
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
+            raise ConfigError(f"{type(self).__name__}.{where}: {first['msg'].removeprefix('Value error, ')} "
+                              f"(got {first.get('input')!r})") from None
 
 
 _Section = TypeVar("_Section", bound=_Config)

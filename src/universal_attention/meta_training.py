@@ -28,7 +28,9 @@ from torch.utils.data import Dataset
 
 from . import distributed
 from .atomic import atomic_write_bytes
+from .attention_logging import log_attention
 from .checkpoint import checkpoint_name, load_checkpoint, nonfinite_tensor, save_checkpoint
+from .comparison import compare_start_points, quick_transfer
 from .config import ExperimentConfig, load_config, save_config
 from .data.registry import check_dataset, get_dataset
 from .errors import CheckpointError, ConfigError, TrainingError
@@ -36,7 +38,6 @@ from .model import AttentionResNet50
 from .reptile import Reptile
 from .run_folder import (holding_run_folder, prepare_run_folder, readable_checkpoints, remove_old_checkpoints,
                          resume_changes)
-from .run_report import compare_start_points, log_attention, quick_transfer
 from .sampler import TaskSampler
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ class _Run:
 
     def __init__(self, config: ExperimentConfig, out: Path, info: distributed.DistributedInfo) -> None:
         self.config, self.out, self.info = config, out, info
-        sampler_config = config.sampler.model_copy(update={"seed": config.sampler.seed + 1000 * info.rank})
+        sampler_config = config.sampler.updated(seed=config.sampler.seed + 1000 * info.rank)
         self.sources = {name: source_dataset(name, "train", config) for name in config.data.sources}
         self.sampler = TaskSampler(self.sources, sampler_config, augment=config.data.augment,
                                    shuffle_labels=config.reptile.heads == "reset")

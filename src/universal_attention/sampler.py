@@ -12,13 +12,13 @@ a sampler that was never interrupted.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from .config import SamplerConfig
 from .data.augment import augment_batch
+from .data.samples import ImageDataset, dataset_labels, read_samples
 from .errors import DatasetError
 from .reptile import Task
 
@@ -28,10 +28,10 @@ Batch = tuple[Tensor, Tensor]
 class _Source:
     """One dataset with its labels as a tensor and fast batch reading."""
 
-    def __init__(self, name: str, dataset: Any) -> None:
+    def __init__(self, name: str, dataset: ImageDataset) -> None:
         self.name = name
         self.dataset = dataset
-        self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64)
+        self.labels = dataset_labels(dataset)
         self.num_classes = len(dataset.classes)
 
     def __len__(self) -> int:
@@ -39,16 +39,7 @@ class _Source:
 
     def images(self, indices: Tensor) -> Tensor:
         """uint8 [len(indices), 3, S, S]: sliced from ``.images`` when the dataset has it (a cache)."""
-        cached = getattr(self.dataset, "images", None)
-        if isinstance(cached, Tensor):
-            return cached[indices]
-        items = [self.dataset[i][0] for i in indices.tolist()]
-        try:
-            return torch.stack(items)
-        except RuntimeError as error:
-            raise DatasetError(
-                f"dataset '{self.name}' has images of different sizes; load it with an image_size ({error})"
-            ) from None
+        return read_samples(self.dataset, indices, name=self.name)[0]
 
     def eligible_classes(self, needed: int) -> list[Tensor]:
         """Index tensors of the classes that have at least ``needed`` images."""
@@ -87,7 +78,7 @@ class TaskSampler:
             enough images) than a task needs.
     """
 
-    def __init__(self, datasets: Mapping[str, Any], config: SamplerConfig, *, augment: bool = False,
+    def __init__(self, datasets: Mapping[str, ImageDataset], config: SamplerConfig, *, augment: bool = False,
                  shuffle_labels: bool = False) -> None:
         if not datasets:
             raise DatasetError("the task sampler needs at least one dataset; none were given")

@@ -21,17 +21,19 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from .config import ModelConfig, TransferConfig
+from .checkpoint import load_checkpoint
+from .config import ExperimentConfig, ModelConfig, TransferConfig
+from .data.samples import ImageDataset, dataset_labels, fixed_subset, read_samples
+from .devices import resolve_device
 from .errors import ConfigError, DatasetError
 from .finetune import finetune, init_head, loss_curve
 from .linear_probe import fit_linear_probe
+from .loading import image_size_for, random_model
 from .model import AttentionResNet50
 from .stats import mean_ci, paired_bootstrap, ratio_bootstrap
 
 TARGET_HEAD = "transfer-target"
-START_POINTS = ("random", "imagenet")
 EVAL_BATCH = 64
 
 
@@ -119,32 +121,21 @@ class Items(NamedTuple):
     masks: Tensor | None
 
 
-def dataset_labels(dataset: Dataset) -> Tensor:
-    """Every label of a dataset, from ``dataset.labels`` when it has them (no image decoding)."""
-    if hasattr(dataset, "labels"):
-        return torch.as_tensor(list(dataset.labels), dtype=torch.int64)
-    return torch.tensor([int(dataset[index][1]) for index in range(len(dataset))], dtype=torch.int64)
-
-
-def load_items(dataset: Dataset, indices: Tensor, with_masks: bool) -> Items:
+def load_items(dataset: ImageDataset, indices: Tensor, with_masks: bool) -> Items:
     """The samples at ``indices`` as stacked tensors (a dataset's images share one size)."""
-    labels = dataset_labels(dataset)[indices]
-    if hasattr(dataset, "images") and (not with_masks or getattr(dataset, "masks", None) is not None):
-        return Items(dataset.images[indices], labels, dataset.masks[indices] if with_masks else None)
-    items = [dataset[int(index)] for index in indices]
-    masks = torch.stack([torch.as_tensor(item[2]) for item in items]) if with_masks else None
-    return Items(torch.stack([item[0] for item in items]), labels, masks)
+    images, masks = read_samples(dataset, indices, with_masks=with_masks)
+    return Items(images, dataset_labels(dataset)[indices], masks)
 
 
-def test_indices(count: int, limit: int | None) -> Tensor:
-    """All test indices, or a fixed random subset of ``limit`` of them (seed 0, the same for every start)."""
-    if limit is None or limit >= count:
-        return torch.arange(count)
-    return torch.randperm(count, generator=torch.Generator().manual_seed(0))[:limit].sort().values
+def protocol_for(config: ExperimentConfig) -> TransferConfig:
+    """A run's transfer protocol at the run's image size (``data.image_size``) unless ``transfer.image_size`` sets
+    one: what to pass to :func:`transfer_evaluate` with a model of that run."""
+    return config.transfer.updated(image_size=config.transfer.image_size or config.data.image_size)
 
 
-def resolve_target(target: str | tuple[Dataset, Dataset], image_size: int, data_root: str | Path | None = None,
-                   *, with_masks: bool = False, remove_object: bool = False) -> tuple[Dataset, Dataset, str]:
+def resolve_target(target: str | tuple[ImageDataset, ImageDataset], image_size: int,
+                   data_root: str | Path | None = None, *, with_masks: bool = False,
+                   remove_object: bool = False) -> tuple[ImageDataset, ImageDataset, str]:
     """``(train, test, name)`` for a dataset name or an explicit ``(train, test)`` pair.
 
     Raises:
@@ -167,30 +158,36 @@ def resolve_target(target: str | tuple[Dataset, Dataset], image_size: int, data_
                               "not synthetic")
         from .data.synthetic import SyntheticTaskDataset
 
-        task = target[len(SYNTHETIC_PREFIX):]
-        return tuple(SyntheticTaskDataset(task, split, image_size=image_size, with_masks=with_masks,
-                                          with_object=False) for split in ("train", "test")) + (target,)
+        train, test = (SyntheticTaskDataset(target[len(SYNTHETIC_PREFIX):], split, image_size=image_size,
+                                            with_masks=with_masks, with_object=False) for split in ("train", "test"))
+        return train, test, target
     train = get_dataset(target, "train", root=data_root, image_size=image_size, with_masks=with_masks)
     test = get_dataset(target, "test", root=data_root, image_size=image_size, with_masks=with_masks)
     return train, test, target
 
 
+class Start(NamedTuple):
+    """A start point: the model (never the caller's object), its label, and its run config (checkpoints saved
+    with one)."""
+
+    model: AttentionResNet50
+    label: str
+    experiment: ExperimentConfig | None
+
+
 def resolve_start(model_or_checkpoint: AttentionResNet50 | str | Path, model_config: ModelConfig | None,
-                  seed: int = 0) -> tuple[AttentionResNet50, str]:
-    """The start model (never the caller's object) and its label; ``"random"`` is initialised from ``seed``."""
+                  seed: int = 0) -> Start:
+    """The start point to transfer; ``"random"`` is initialised from ``seed``."""
     if isinstance(model_or_checkpoint, AttentionResNet50):
-        return copy.deepcopy(model_or_checkpoint), "model"
+        return Start(copy.deepcopy(model_or_checkpoint), "model", None)
     name = str(model_or_checkpoint)
-    if name in START_POINTS:
-        from .visualize_files import random_model
-
-        config = (model_config or ModelConfig()).model_copy(
-            update={"backbone_weights": "imagenet" if name == "imagenet" else "none"}
-        )
-        return (random_model(config, seed) if name == "random" else AttentionResNet50(config)), name
-    from .checkpoint import load_checkpoint
-
-    return load_checkpoint(name).model, Path(name).name
+    if name == "random":
+        return Start(random_model(model_config or ModelConfig(), seed), name, None)
+    if name == "imagenet":
+        return Start(AttentionResNet50((model_config or ModelConfig()).updated(backbone_weights="imagenet")), name,
+                     None)
+    checkpoint = load_checkpoint(name)
+    return Start(checkpoint.model, Path(name).name, checkpoint.experiment)
 
 
 def select_shots(labels: Tensor, classes: Sequence[str], shots: int | str, seed: int) -> Tensor:
@@ -211,12 +208,6 @@ def select_shots(labels: Tensor, classes: Sequence[str], shots: int | str, seed:
 def run_seed(seed: int, draw: int) -> int:
     """The seed of one run's shot draw, batch order and head: a function of (seed, draw) only."""
     return seed * 1000 + draw
-
-
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @torch.no_grad()
@@ -251,13 +242,13 @@ RunCallback = Callable[[str, TransferRun], None]
 class _Protocol:
     """One start point on one target: the fixed test set, features for probes, and one run at a time."""
 
-    def __init__(self, start: AttentionResNet50, train_set: Dataset, test_set: Dataset, config: TransferConfig,
-                 device: torch.device) -> None:
+    def __init__(self, start: AttentionResNet50, train_set: ImageDataset, test_set: ImageDataset,
+                 config: TransferConfig, device: torch.device) -> None:
         self.start, self.train_set, self.config, self.device = start, train_set, config, device
         self.with_masks = "oracle" in config.attention
         self.classes = list(train_set.classes)
         self.train_labels = dataset_labels(train_set)
-        self.test = load_items(test_set, test_indices(len(test_set), config.max_test_images), self.with_masks)
+        self.test = load_items(test_set, fixed_subset(len(test_set), config.max_test_images), self.with_masks)
         self._test_features: dict[str, Tensor] = {}
         self._train_items: dict[int, tuple[Tensor, Tensor | None]] = {}
 
@@ -310,17 +301,20 @@ class _Protocol:
 
 def transfer_evaluate(
     model_or_checkpoint: AttentionResNet50 | str | Path,
-    target: str | tuple[Dataset, Dataset],
-    config: TransferConfig | None = None,
+    target: str | tuple[ImageDataset, ImageDataset],
+    config: TransferConfig,
     *,
     model_config: ModelConfig | None = None,
-    image_size: int = 128,
     data_root: str | Path | None = None,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     label: str | None = None,
     on_run: RunCallback | None = None,
 ) -> TransferResult:
     """Transfer a start point to a target task and measure how well it learns it.
+
+    Images are prepared at ``config.image_size``, else at the image size of the checkpoint's run
+    (``data.image_size`` of the config saved with it), else at 128 (:func:`protocol_for` gives a run's protocol
+    at the run's size, for a model of that run held in memory).
 
     Args:
         model_or_checkpoint: an :class:`AttentionResNet50` (copied, never changed), a checkpoint path,
@@ -328,9 +322,8 @@ def transfer_evaluate(
             trunk).
         target: a dataset name (``"caltech101"``, ``"synthetic/orientation"``, ``"folder:<path>"``) or a
             ``(train, test)`` pair of datasets (with masks as third item when ``oracle`` is asked for).
-        config: the protocol: mode, budget, BatchNorm policy, head init, shots, seeds, draws, controls.
+        config: the protocol: mode, budget, BatchNorm policy, head init, shots, seeds, draws, controls, image size.
         model_config: the architecture for ``"random"``/``"imagenet"`` starts (default ``ModelConfig()``).
-        image_size: image size when the config gives none.
         data_root: where real datasets live (see ``universal_attention.data``).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         label: the start point's name in the result (default: the checkpoint's file name, ``"random"``,
@@ -343,19 +336,18 @@ def transfer_evaluate(
 
     Raises:
         ConfigError: a control the model or target cannot serve (oracle without masks, any control on a
-            model without attention). DatasetError: more shots than a class has.
+            model without attention), or a device that is not one. DatasetError: more shots than a class has.
     """
-    config = config or TransferConfig()
     begin = time.perf_counter()
-    start_model, start_label = resolve_start(model_or_checkpoint, model_config, config.seed)
-    start_label = label or start_label
+    run_device = resolve_device(device)
+    start = resolve_start(model_or_checkpoint, model_config, config.seed)
+    start_model, start_label = start.model, label or start.label
     if not start_model.config.attention and config.attention != ("learned",):
         raise ConfigError("transfer.attention controls need a model with attention (this one has attention: false); "
                           "use attention: [learned]")
-    size = config.image_size or image_size
-    train_set, test_set, target_name = resolve_target(target, size, data_root, with_masks="oracle" in config.attention,
+    train_set, test_set, target_name = resolve_target(target, image_size_for(start.experiment, config.image_size),
+                                                      data_root, with_masks="oracle" in config.attention,
                                                       remove_object=config.remove_object)
-    run_device = _pick_device(device)
     start_model.to_device(run_device)
     protocol = _Protocol(start_model, train_set, test_set, config, run_device)
     runs = []

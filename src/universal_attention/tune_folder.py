@@ -18,7 +18,7 @@ from .atomic import fsync_folder
 from .config import validate_config
 from .errors import ConfigError
 from .run_folder import MARKER, differing_keys
-from .tune_space import doc_from_json
+from .tune_trials import doc_from_json
 
 TRIALS_FORMAT = "universal-attention-trials"
 TRIALS_VERSION = 1

@@ -49,19 +49,10 @@ from .config import ExperimentConfig, TuneConfig, save_config, set_dotted, valid
 from .errors import ConfigError, UattnError
 from .meta_training import check_datasets, meta_train
 from .run_folder import claim_folder
-from .transfer import transfer_evaluate
+from .transfer import protocol_for, transfer_evaluate
 from .tune_folder import TRIALS_FORMAT, TRIALS_VERSION, holds_trials, load_trials, new_trial_dir, remove_unrecorded
-from .tune_space import (
-    Distribution,
-    Recorder,
-    RecordingTrials,
-    doc_from_json,
-    doc_to_json,
-    hyperopt_space,
-    plain,
-    search_space,
-    space_to_dict,
-)
+from .tune_space import Distribution, hyperopt_space, search_space, space_to_dict
+from .tune_trials import Recorder, RecordingTrials, doc_from_json, doc_to_json, plain
 
 ALGORITHMS = {"tpe": tpe.suggest, "atpe": atpe.suggest, "rand": rand.suggest}
 
@@ -156,9 +147,10 @@ class _Objective:
         run = meta_train(config, run_dir, on_message=lambda text: None)
         if run.interrupted:
             raise KeyboardInterrupt
-        transfer = transfer_evaluate(run.final_checkpoint, config.data.target, config.transfer,
-                                     image_size=config.data.image_size, data_root=config.data.data_root,
-                                     device=config.train.device)
+        if run.final_checkpoint is None:
+            raise UattnError("the trial's meta-training wrote no checkpoint")
+        transfer = transfer_evaluate(run.final_checkpoint, config.data.target, protocol_for(config),
+                                     data_root=config.data.data_root, device=config.train.device)
         top1 = transfer.cell(config.transfer.shots_per_class[-1], config.transfer.attention[0]).top1
         results = {"target": config.data.target, "top1": top1, "params": params, "transfer": transfer.to_dict()}
         atomic_write_bytes(run_dir / "results.json", json.dumps(results, indent=2).encode())

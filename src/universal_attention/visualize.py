@@ -42,8 +42,9 @@ def require_attention(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _run(model: nn.Module, images: Tensor, task: str | None, control: str = "learned",
-         masks: Tensor | None = None) -> AttentionOutput:
+def eval_forward(model: nn.Module, images: Tensor, task: str | None, control: str = "learned",
+                 masks: Tensor | None = None) -> AttentionOutput:
+    """One forward pass in eval mode without gradients; the model's train/eval mode is restored after."""
     was_training = model.training
     model.eval()
     try:
@@ -54,8 +55,14 @@ def _run(model: nn.Module, images: Tensor, task: str | None, control: str = "lea
         model.train(was_training)
 
 
-def _upsample(attention: dict[str, Tensor], size: Sequence[int], softmax: bool,
-              layers: Sequence[str] | None) -> dict[str, Tensor]:
+def upsample_maps(attention: dict[str, Tensor], size: Sequence[int], softmax: bool,
+                  layers: Sequence[str] | None) -> dict[str, Tensor]:
+    """Tap maps upsampled (bilinear) to ``size`` on CPU, softmax maps renormalised to sum to one, in the order of
+    ``layers`` (default: every tap), ``"combined"`` among them if asked.
+
+    Raises:
+        ModelError: a name in ``layers`` is neither a tap nor ``"combined"``.
+    """
     wanted = list(attention) if layers is None else list(dict.fromkeys(layers))
     allowed = [*attention, COMBINED]
     unknown = [name for name in wanted if name not in allowed]
@@ -92,9 +99,15 @@ def attention_maps(model: nn.Module, images: Tensor, task: str | None = None, *,
         ModelError: a name in ``layers`` is not a tap of the model.
     """
     has_head = getattr(model, "has_head", lambda name: False)
-    output = _run(model, images, task if task is None or has_head(task) else None, control, masks)
+    output = eval_forward(model, images, task if task is None or has_head(task) else None, control, masks)
     softmax = getattr(getattr(model, "config", None), "normalisation", "softmax") == "softmax"
-    return _upsample(output.attention, images.shape[-2:], softmax, layers)
+    return upsample_maps(output.attention, images.shape[-2:], softmax, layers)
+
+
+def normalised(maps: Tensor) -> Tensor:
+    """``[B, 1, H, W]`` maps as ``[B, H * W]`` float64 rows, each scaled to sum to one."""
+    flat = maps.flatten(1).double()
+    return flat / flat.sum(1, keepdim=True).clamp_min(1e-12)
 
 
 def combined_map(maps: dict[str, Tensor]) -> Tensor:

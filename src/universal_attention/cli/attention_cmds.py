@@ -6,31 +6,23 @@ import io
 from pathlib import Path
 
 import click
-import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from ..atomic import atomic_write_bytes, make_folder
 from ..attention_eval import BASELINES, AttentionReport, evaluate_attention, example_grid
-from ..attention_regions import REGIONS
+from ..ade20k_attention import REGIONS
 from ..data.registry import get_dataset
 from ..errors import ConfigError
 from ..visualize import COMBINED
-from ..visualize_files import DEFAULT_IMAGE_SIZE, DISPLAY_SIZE, RANDOM, resolve_model, visualize_attention
+from ..devices import resolve_device
+from ..loading import DEFAULT_IMAGE_SIZE, RANDOM, image_size_for, resolve_model
+from ..visualize_files import DISPLAY_SIZE, visualize_attention
 from .output import echo_json, json_option, make_console
 
 TOP_CLASSES = 10
 START_NAMES = {"model": "model", "random_init": "random init", "uniform": "uniform", "oracle": "oracle",
                "shuffled": "shuffled"}
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
 
 
 def _layers(values: tuple[str, ...]) -> list[str] | None:
@@ -59,7 +51,7 @@ def _layers(values: tuple[str, ...]) -> list[str] | None:
 @click.option("--max-images", type=click.IntRange(min=1), default=16, show_default=True,
               help="At most this many images (folders can hold many).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of the maps.")
-@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 def visualize(images: tuple[Path, ...], checkpoint: str, out: Path, layers: tuple[str, ...], task: str | None,
               image_size: int | None, display_size: int, save_maps: Path | None, max_images: int, alpha: float,
               device: str) -> None:
@@ -67,7 +59,7 @@ def visualize(images: tuple[Path, ...], checkpoint: str, out: Path, layers: tupl
     overlay per tap layer, with the top predictions when the model has a head for the task."""
     console = make_console()
     result = visualize_attention(checkpoint, images, layers=_layers(layers), task=task, image_size=image_size,
-                                 display_size=display_size, alpha=alpha, max_images=max_images, device=_device(device))
+                                 display_size=display_size, alpha=alpha, max_images=max_images, device=device)
     result.save(out)
     console.print(f"wrote {out}: {len(result.names)} image(s) x {len(result.maps)} layer(s) "
                   f"({', '.join(result.maps)}), attention of {result.model_label}", highlight=False, soft_wrap=True)
@@ -154,15 +146,17 @@ def evaluate_attention_command(checkpoint: str, dataset: str | None, split: str,
     """Pointing game and attention mass in object masks, per tap layer, beside a random init and uniform
     attention; ADE20K adds attention per class and the stuff / object split."""
     console = make_console(stderr=as_json)
+    run_device = resolve_device(device)
     loaded = resolve_model(checkpoint)
-    data = loaded.experiment.data if loaded.experiment else None
-    if dataset is None and data is None:
+    if dataset is not None:
+        name = dataset
+    elif loaded.experiment is not None:
+        name = loaded.experiment.data.target
+    else:
         raise ConfigError("give --dataset: the checkpoint has no run config naming a target dataset")
-    name = dataset or data.target
-    size = image_size or (data.image_size if data else DEFAULT_IMAGE_SIZE)
-    root = data_root  # never the checkpoint's: a file does not choose where this machine reads
-    masked = get_dataset(name, split, root=root, image_size=size, with_masks=True)
-    run_device = _device(device)
+    # data_root is never the checkpoint's: a file does not choose where this machine reads
+    masked = get_dataset(name, split, root=data_root, image_size=image_size_for(loaded.experiment, image_size),
+                         with_masks=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                   transient=True, disable=not console.is_terminal) as progress:
         bar = progress.add_task(f"attention on {name}", total=min(limit, len(masked)))

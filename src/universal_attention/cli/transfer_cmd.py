@@ -13,7 +13,7 @@ from ..attention_control import check_controls
 from ..checkpoint import experiment_of, read_metadata, resolve_checkpoint
 from ..config import ExperimentConfig, TransferConfig, load_config, validate_section
 from ..errors import ConfigError, ModelError
-from ..transfer import TransferResult, TransferRun, transfer_evaluate, transfer_report
+from ..transfer import TransferResult, TransferRun, protocol_for, transfer_evaluate, transfer_report
 from .options import config_options
 from .output import echo_json, json_option, make_console
 
@@ -42,7 +42,7 @@ def experiment_for(checkpoint: str, preset: str | None, config_file: str | None,
         path = resolve_checkpoint(checkpoint)
         saved = experiment_of(read_metadata(path), path)
         if saved is not None:
-            base = saved.model_copy(update={"data": saved.data.model_copy(update={"data_root": None})})
+            base = saved.updated(data=saved.data.updated(data_root=None))
             return load_config(overrides=overrides, base=base)
     return load_config(preset=preset, config_file=config_file, overrides=overrides)
 
@@ -132,7 +132,8 @@ def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str |
                "head_init": head_init, "remove_object": remove_object,
                "attention": parse_controls(controls) if controls else None,
                "shots_per_class": tuple(parse_shots(shots)) if shots else None}
-    tree = experiment.transfer.model_dump() | {key: value for key, value in updates.items() if value is not None}
+    # every start point transfers at the run's image size (protocol_for), baselines as the checkpoint
+    tree = protocol_for(experiment).model_dump() | {key: value for key, value in updates.items() if value is not None}
     config = validate_section(TransferConfig, tree, "transfer")
     target = target or experiment.data.target
     data_root = data_root or experiment.data.data_root
@@ -155,8 +156,7 @@ def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str |
 
         for start in starts:
             try:
-                result = transfer_evaluate(start, target, config, model_config=experiment.model,
-                                           image_size=experiment.data.image_size, data_root=data_root,
+                result = transfer_evaluate(start, target, config, model_config=experiment.model, data_root=data_root,
                                            device=device, on_run=on_run)
             except ModelError as error:
                 if start != "imagenet" or start == checkpoint:

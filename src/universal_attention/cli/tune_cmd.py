@@ -77,7 +77,7 @@ def tune_command(preset: str | None, config_file: str | None, overrides: tuple[s
         updates["fix"] = {**config.tune.fix, **dict(parse_override(text) for text in fix)}
     if space_file is not None:
         updates["space"] = read_space_file(space_file)
-    tune_config = config.tune.model_copy(update=updates)
+    tune_config = config.tune.updated(**updates)
     console = make_console()
 
     def on_trial(record: TrialRecord, done: int) -> None:

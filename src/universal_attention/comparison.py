@@ -1,9 +1,10 @@
-"""What a meta-training run reports: attention pictures, the periodic target check, the final comparison."""
+"""Start-point comparison on the target: the short periodic transfer check during meta-training, and the final
+comparison of the meta-trained model with a random init (and trained baselines), run for run."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -11,32 +12,17 @@ from .attention_eval import attention_in_mask
 from .config import ExperimentConfig
 from .data.registry import get_dataset, masks_available
 from .model import AttentionResNet50
-from .transfer import TransferResult, paired_comparisons, transfer_evaluate
-from .visualize import attention_grid, attention_maps, grid_tensor
-
-if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
-
-
-def log_attention(writer: SummaryWriter, model: AttentionResNet50, images: torch.Tensor, step: int) -> None:
-    """Overlays of the watched images and a histogram of attention entropy per tap layer."""
-    maps = attention_maps(model, images)
-    writer.add_image("attention/watched", grid_tensor(attention_grid(images.cpu(), maps)), step)
-    for name, amap in maps.items():
-        flat = amap.flatten(1).clamp_min(1e-12)
-        flat = flat / flat.sum(1, keepdim=True)
-        writer.add_histogram(f"attention_entropy/{name}", -(flat * flat.log()).sum(1), step)
+from .transfer import TransferResult, paired_comparisons, protocol_for, transfer_evaluate
 
 
 def quick_transfer(model: AttentionResNet50 | str, config: ExperimentConfig, device: torch.device) -> TransferResult:
     """The short periodic transfer check: one seed, one draw, learned attention, the first shots setting,
     ``train.eval_steps`` optimiser steps, ``train.eval_test_images`` test images."""
-    short = config.transfer.model_copy(update={
-        "steps": config.train.eval_steps, "seeds": 1, "draws": 1, "attention": ("learned",),
-        "shots_per_class": config.transfer.shots_per_class[:1], "max_test_images": config.train.eval_test_images,
-    })
+    short = protocol_for(config).updated(
+        steps=config.train.eval_steps, seeds=1, draws=1, attention=("learned",),
+        shots_per_class=config.transfer.shots_per_class[:1], max_test_images=config.train.eval_test_images)
     return transfer_evaluate(model, config.data.target, short, model_config=config.model,
-                             image_size=config.data.image_size, data_root=config.data.data_root, device=str(device))
+                             data_root=config.data.data_root, device=device)
 
 
 def compare_start_points(model: AttentionResNet50, config: ExperimentConfig, device: torch.device,
@@ -63,9 +49,8 @@ def compare_start_points(model: AttentionResNet50, config: ExperimentConfig, dev
     for key, start in starts.items():
         start.to_device(device)
         clock = time.perf_counter()
-        result = transfer_evaluate(start, config.data.target, config.transfer, model_config=config.model,
-                                   image_size=config.data.image_size, data_root=config.data.data_root,
-                                   device=str(device), label=key)
+        result = transfer_evaluate(start, config.data.target, protocol_for(config), model_config=config.model,
+                                   data_root=config.data.data_root, device=device, label=key)
         seconds["transfer"] += time.perf_counter() - clock
         results.append(result)
         cell = result.cell(shots, control)
