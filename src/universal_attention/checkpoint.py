@@ -5,6 +5,9 @@ version, the library version, the resolved ``ModelConfig``, the heads (task -> c
 optionally the whole ``ExperimentConfig`` and JSON ``extra`` data. Extra tensors needed to resume a run
 exactly (optimiser state, RNG states) are stored under the ``state/`` prefix. No pickle anywhere.
 
+Format 2 keys heads and attention blocks with :func:`~universal_attention.model.module_key` (ASCII); files of
+format 1 (0.1) put U+00B7 where a name had a dot, and load with their keys mapped to format 2's.
+
 A file is data, never instructions: every size it claims (heads, layer widths) must match the tensors it
 holds before a model is built, a SHA-256 digest of the tensors (``tensors_sha256``, absent in files written
 before 0.2) is checked on load, and weights must be finite, both when saving and when loading.
@@ -30,9 +33,12 @@ from ._version import __version__
 from .atomic import atomic_write_bytes
 from .config import ExperimentConfig, ModelConfig
 from .errors import CheckpointError, UattnError
+from .model import AttentionResNet50, module_key
 
 FORMAT = "universal-attention-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FORMAT_1_DOT = "\u00b7"  # what format 1 wrote for a dot in a head's or attention block's key
+KEYED_MODULES = ("heads", "attention_blocks")
 STATE_PREFIX = "state/"
 DIGEST = "tensors_sha256"
 _STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
@@ -54,7 +60,7 @@ class Checkpoint:
         verified: whether the file carried a digest of its tensors (files of 0.2 and later) and it matched.
     """
 
-    model: Any
+    model: AttentionResNet50
     config: ModelConfig
     step: int
     metadata: dict[str, Any]
@@ -84,7 +90,7 @@ def nonfinite_tensor(tensors: Mapping[str, Tensor]) -> str | None:
 
 def save_checkpoint(
     path: str | Path,
-    model: Any,
+    model: AttentionResNet50,
     config: ExperimentConfig | None = None,
     *,
     step: int = 0,
@@ -108,8 +114,6 @@ def save_checkpoint(
         CheckpointError: ``model`` is not an AttentionResNet50 or ``config`` is not an ExperimentConfig
             (nothing is written then: loading could not rebuild the model from such a file).
     """
-    from .model import AttentionResNet50
-
     if not isinstance(model, AttentionResNet50):
         raise CheckpointError(f"save_checkpoint needs an AttentionResNet50, got {type(model).__name__}; save other "
                               "modules with safetensors.torch.save_file")
@@ -233,9 +237,17 @@ def _parse_metadata(metadata: Mapping[str, str], path: Path) -> tuple[ModelConfi
     return model_config, heads, extra
 
 
-def _build(config: ModelConfig, heads: Mapping[str, int]) -> Any:
-    from .model import AttentionResNet50
+def format_1_key(name: str) -> str:
+    """A state-dict key of a format-1 file as format 2 writes it: the head or attention-block part (U+00B7 for a
+    dot) re-keyed with :func:`~universal_attention.model.module_key`; every other key is the same."""
+    section, _, rest = name.partition(".")
+    if section not in KEYED_MODULES:
+        return name
+    key, _, tail = rest.partition(".")
+    return f"{section}.{module_key(key.replace(FORMAT_1_DOT, '.'))}.{tail}"
 
+
+def _build(config: ModelConfig, heads: Mapping[str, int]) -> AttentionResNet50:
     model = AttentionResNet50(config.updated(backbone_weights="none"))
     for task, classes in heads.items():
         model.add_head(task, classes)
@@ -270,11 +282,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     step = _whole_number(metadata, "step", path)
     model_config, heads, extra = _parse_metadata(metadata, path)
     experiment = experiment_of(metadata, path)
+    current_key = format_1_key if _whole_number(metadata, "format_version", path) < 2 else str
     try:
         with safe_open(str(path), framework="pt") as handle:
             names = list(handle.keys())
-            _check_shapes(path, model_config, heads, {name: handle.get_slice(name).get_shape() for name in names
-                                                      if not name.startswith(STATE_PREFIX)})
+            _check_shapes(path, model_config, heads, {current_key(name): handle.get_slice(name).get_shape()
+                                                      for name in names if not name.startswith(STATE_PREFIX)})
             tensors = {name: handle.get_tensor(name) for name in names}
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path} is truncated or corrupt ({error}); use an earlier checkpoint") from None
@@ -282,7 +295,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} failed its content check: its tensors' SHA-256 differs from the one stored "
                               "when it was written, so the file is damaged; use an earlier checkpoint")
     state = {name[len(STATE_PREFIX):]: value for name, value in tensors.items() if name.startswith(STATE_PREFIX)}
-    weights = {name: value for name, value in tensors.items() if not name.startswith(STATE_PREFIX)}
+    weights = {current_key(name): value for name, value in tensors.items() if not name.startswith(STATE_PREFIX)}
     bad = nonfinite_tensor(weights)
     if bad is not None:
         raise CheckpointError(f"{path} holds non-finite weights ({bad} has NaN or infinite values); use an earlier "

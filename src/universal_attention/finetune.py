@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TransferConfig
-from .model import AttentionResNet50, head_key
+from .model import AttentionResNet50, module_key
 
 PROTOTYPE_SCALE = 10.0
 """Logit scale of prototype heads: logits are ``PROTOTYPE_SCALE`` times the cosine between an image's
@@ -96,7 +96,7 @@ def finetune(model: AttentionResNet50, head: str, images: Tensor, labels: Tensor
 
     Returns the loss of every step.
     """
-    head_parameters = list(model.heads[head_key(head)].parameters())
+    head_parameters = list(model.heads[module_key(head)].parameters())
     head_ids = {id(p) for p in head_parameters}
     optimizer = torch.optim.Adam([
         {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": config.lr},

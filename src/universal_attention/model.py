@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import quote
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +49,12 @@ def tap_names(backbone: torchvision.models.ResNet) -> list[str]:
     return names
 
 
-def head_key(task: str) -> str:
-    """Key of a task's head in ``model.heads`` (module names cannot contain dots)."""
-    return task.replace(".", "\u00b7")
+def module_key(name: str) -> str:
+    """The ``nn.ModuleDict`` key of a task's head (``model.heads``) or a tap's attention block
+    (``model.attention_blocks``): ``name`` percent-encoded, dots included (``"layer2.2"`` -> ``"layer2%2E2"``), since a
+    module name cannot hold a dot; ``/`` and ``:`` stay, so ``"synthetic/colour"`` is its own key. Injective, and
+    every state-dict key stays ASCII."""
+    return quote(name, safe="/:").replace(".", "%2E")
 
 
 class AttentionResNet50(nn.Module):
@@ -88,7 +92,7 @@ class AttentionResNet50(nn.Module):
             self.query = nn.Linear(self._channels("layer4"), self.config.query_size)
             self.attention_blocks = nn.ModuleDict(
                 {
-                    head_key(tap): build_attention_block(
+                    module_key(tap): build_attention_block(
                         self.config.compatibility,
                         channels,
                         self.config.query_size,
@@ -130,9 +134,9 @@ class AttentionResNet50(nn.Module):
             raise ModelError(f"head '{task}' needs at least 1 class, got {num_classes}")
         head = nn.Linear(self.feature_size, num_classes)
         reference = next(self.backbone.parameters())
-        self.heads[head_key(task)] = head.to(device=reference.device, dtype=reference.dtype)
+        self.heads[module_key(task)] = head.to(device=reference.device, dtype=reference.dtype)
         self.head_classes[task] = num_classes
-        return self.heads[head_key(task)]
+        return self.heads[module_key(task)]
 
     def has_head(self, task: str) -> bool:
         """Whether ``task`` has a head."""
@@ -183,7 +187,7 @@ class AttentionResNet50(nn.Module):
                 query = self.query(F.adaptive_avg_pool2d(final, 1).flatten(1))
                 pooled = []
                 for tap, features in taps.items():
-                    block: AttentionBlock = self.attention_blocks[head_key(tap)]
+                    block: AttentionBlock = self.attention_blocks[module_key(tap)]
                     vector, attention[tap] = block(features, query, control, masks)
                     pooled.append(vector)
                 features = torch.cat(pooled, dim=1)
@@ -199,7 +203,7 @@ class AttentionResNet50(nn.Module):
     def _head_logits(self, features: Tensor, task: str | None) -> Tensor | None:
         name = DEFAULT_HEAD if task is None else task
         if name in self.head_classes:
-            return self.heads[head_key(name)](features)
+            return self.heads[module_key(name)](features)
         if task is None:
             return None
         known = ", ".join(self.head_classes) or "none"
