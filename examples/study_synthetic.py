@@ -40,8 +40,16 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from universal_attention import (AttentionResNet50, TransferConfig, UattnError, evaluate_attention, load_checkpoint,
-                                 load_config, meta_train, transfer_evaluate)
+from universal_attention import (
+    AttentionResNet50,
+    TransferConfig,
+    UattnError,
+    evaluate_attention,
+    load_checkpoint,
+    load_config,
+    meta_train,
+    transfer_evaluate,
+)
 from universal_attention.atomic import atomic_write_bytes
 from universal_attention.stats import mean_ci
 from universal_attention.transfer import TransferResult, merge_results, transfer_report
@@ -117,7 +125,8 @@ def summary_markdown(reports: dict, finetune: dict, removed: dict, attention: di
                      ("reptile_reset", "random"), ("joint", "random")]
             lines.append(f"| {target} | {s} | " + " | ".join(delta_text(deltas[(a, b, s)]) for a, b in pairs) + " |")
     lines += ["", "## Attention controls at the largest shots: top-1 per control and the oracle fraction", "",
-              "| target | start | learned | uniform | oracle | oracle fraction [95 % CI] |", "|---|---|---|---|---|---|"]
+              "| target | start | learned | uniform | oracle | oracle fraction [95 % CI] |",
+              "|---|---|---|---|---|---|"]
     for target, report in reports.items():
         top = max(shots)
         for start in STARTS:
@@ -258,7 +267,8 @@ def main() -> None:
         "probe": reports, "finetune": finetune_report, "object_removed": removed_cells,
         "attention": {s: attention[s] for s in STARTS}, "attention_summary": attention_summary,
         "headline": headline, "seconds_per_start": {s: statistics.fmean(v) for s, v in seconds.items()},
-        "wall_seconds": wall, "arguments": {k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items()},
+        "wall_seconds": wall,
+        "arguments": {k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items()},
         "config": config.to_dict()}, indent=2).encode())
     print(json.dumps({"wall_seconds": round(wall), **headline}))
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from faults import temporaries
 from universal_attention import load_config
 from universal_attention.cli import main
 from universal_attention.config import save_config
+
+from faults import temporaries
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = b"the previous version\n"

@@ -5,13 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from fake_datasets import make_cub200
 from universal_attention import AttentionResNet50, DatasetError, ModelConfig, ModelError
-from universal_attention.attention_eval import attention_in_mask, evaluate_attention, example_grid, mass_in_masks
 from universal_attention.ade20k_attention import class_masses
+from universal_attention.attention_eval import attention_in_mask, evaluate_attention, example_grid, mass_in_masks
 from universal_attention.data.registry import get_dataset
 from universal_attention.data.synthetic import SyntheticTaskDataset
 from universal_attention.model import AttentionOutput
+
+from fake_datasets import make_cub200
 
 TINY = ModelConfig(alignment_size=8, query_size=8)
 PERSON, WALL = 13, 1  # an "object" and a "stuff" SceneParse150 class

@@ -8,11 +8,12 @@ from click.testing import CliRunner
 from PIL import Image
 from safetensors import safe_open
 
-from fake_datasets import write_odd_images
 from universal_attention import AttentionResNet50, ModelConfig, load_config, save_checkpoint
 from universal_attention.cli import main
 from universal_attention.cli.attention_cmds import evaluate_attention_command, visualize
 from universal_attention.data.images import read_image, resize_and_crop
+
+from fake_datasets import write_odd_images
 
 if "visualize" not in main.commands:
     main.add_command(visualize)

@@ -12,8 +12,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from fake_datasets import make_beans
-from faults import rewrite_checkpoint
 from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, load_config, save_checkpoint
 from universal_attention.checkpoint import checkpoint_name, resolve_checkpoint
 from universal_attention.cli import main
@@ -23,6 +21,9 @@ from universal_attention.errors import CheckpointError
 from universal_attention.meta_training import _Run, meta_train, resume_step
 from universal_attention.reptile import Reptile
 from universal_attention.run_folder import readable_checkpoints
+
+from fake_datasets import make_beans
+from faults import rewrite_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 RUN = [

@@ -16,11 +16,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from scipy.io import loadmat, savemat
 
-from fake_datasets import make_cub200, make_stanford_dogs, write_image
 from universal_attention.data.cache import build_cache, cache_path
 from universal_attention.data.images import read_image
 from universal_attention.data.registry import get_dataset
 from universal_attention.errors import DatasetError
+
+from fake_datasets import make_cub200, make_stanford_dogs, write_image
 
 
 class Hang(Exception):

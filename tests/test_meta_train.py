@@ -11,7 +11,8 @@ TINY = [
     "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
     "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
     "train.max_steps=3", "train.eval_every=2", "train.eval_steps=1", "train.checkpoint_every=1", "train.keep_last=2",
-    "train.image_log_every=2", "train.eval_test_images=8", "transfer.steps=1", "transfer.draws=1", "transfer.batch_size=4",
+    "train.image_log_every=2", "train.eval_test_images=8", "transfer.steps=1", "transfer.draws=1",
+    "transfer.batch_size=4",
     "transfer.shots_per_class=[2]", "transfer.max_test_images=8",
 ]
 

@@ -7,9 +7,9 @@ import torch
 
 from universal_attention.config import SamplerConfig
 from universal_attention.data.cache import CachedDataset
+from universal_attention.data.synthetic import SyntheticTaskDataset
 from universal_attention.errors import DatasetError
 from universal_attention.reptile import Task
-from universal_attention.data.synthetic import SyntheticTaskDataset
 from universal_attention.sampler import TaskSampler
 
 SIZE = 8

@@ -6,7 +6,6 @@ import torch
 from click.testing import CliRunner
 from torch.utils.data import Dataset
 
-from fake_datasets import make_caltech101
 from universal_attention import AttentionResNet50, ModelConfig, TransferConfig, load_config, save_checkpoint
 from universal_attention.cli import main
 from universal_attention.data.synthetic import SyntheticTaskDataset
@@ -22,6 +21,8 @@ from universal_attention.transfer import (
     transfer_evaluate,
     transfer_report,
 )
+
+from fake_datasets import make_caltech101
 
 TINY = ModelConfig(alignment_size=8, query_size=8)
 
@@ -80,7 +81,8 @@ def test_cells_report_the_sample_std_and_t_interval_over_seeds_and_draws():
 def test_a_run_s_shots_batches_and_head_depend_only_on_its_seed_and_draw():
     labels = torch.tensor(SyntheticTaskDataset("colour", "train", image_size=32, length=24).labels)
     classes = ["a", "b", "c", "d"]
-    assert not torch.equal(select_shots(labels, classes, 2, run_seed(0, 0)), select_shots(labels, classes, 2, run_seed(0, 1)))
+    assert not torch.equal(select_shots(labels, classes, 2, run_seed(0, 0)),
+                           select_shots(labels, classes, 2, run_seed(0, 1)))
     config = TransferConfig(steps=2, batch_size=4, draws=2, shots_per_class=(1,), head_init="random")
     first = transfer_evaluate("random", synthetic_pair(), config, model_config=TINY)
     second = transfer_evaluate("random", synthetic_pair(), config, model_config=TINY)
@@ -124,7 +126,8 @@ def test_head_initialisations():
 
 
 def test_cosine_schedule_decays_the_learning_rate_to_zero():
-    assert [learning_rate_factor(step, 4, "cosine") for step in range(5)] == pytest.approx([1, 0.853553, 0.5, 0.146447, 0], abs=1e-6)
+    factors = [learning_rate_factor(step, 4, "cosine") for step in range(5)]
+    assert factors == pytest.approx([1, 0.853553, 0.5, 0.146447, 0], abs=1e-6)
     assert learning_rate_factor(3, 4, "constant") == 1.0
 
 
@@ -244,7 +247,8 @@ def test_cli_runs_controls_draws_and_a_paired_baseline(checkpoint, tmp_path):
     for run in runs:
         assert {"steps", "train_top1", "top1", "attention", "shots", "seed", "draw"} <= set(run)
     assert len(document["cells"]) == 2 * 3 * 2
-    assert all(set(cell) >= {"start", "attention", "shots", "top1", "top1_std", "top1_ci"} for cell in document["cells"])
+    assert all(set(cell) >= {"start", "attention", "shots", "top1", "top1_std", "top1_ci"}
+               for cell in document["cells"])
     assert len(document["comparisons"]) == 3 * 2
     assert all(set(c) >= {"start", "baseline", "attention", "shots", "delta_top1", "ci"} and c["pairs"] == 4
                for c in document["comparisons"])

@@ -29,7 +29,6 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
 from .ade20k_attention import (
     ADE20K_CLASSES,
@@ -45,10 +44,11 @@ from .attention_control import check_controls
 from .data.images import resize_mask_to
 from .data.preview import mask_outline
 from .data.registry import get_dataset
-from .data.samples import dataset_name, fixed_subset
+from .data.samples import ImageDataset, dataset_name, fixed_subset
 from .devices import resolve_device
 from .errors import ConfigError, DatasetError
 from .loading import RANDOM_LABEL, LoadedModel, image_size_for, random_model, resolve_model
+from .model import AttentionResNet50
 from .visualize import COMBINED, attention_grid, attention_maps, has_attention, normalised, require_attention
 
 __all__ = [
@@ -266,7 +266,7 @@ def _start_report(label: str, tally: _Tally, masks: _MaskTally) -> StartReport:
 
 def evaluate_attention(
     model_or_checkpoint: nn.Module | LoadedModel | str | Path,
-    dataset: Dataset | str,
+    dataset: ImageDataset | str,
     *,
     split: str = "test",
     limit: int | None = 256,
@@ -364,7 +364,7 @@ def evaluate_attention(
 
 def attention_in_mask(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: ImageDataset,
     *,
     limit: int | None = 64,
     batch_size: int = 32,
@@ -392,7 +392,7 @@ def attention_in_mask(
     )
 
 
-def example_grid(model: nn.Module, dataset: Any, *, count: int = 6, limit: int | None = 256,
+def example_grid(model: AttentionResNet50, dataset: ImageDataset, *, count: int = 6, limit: int | None = 256,
                  class_maps: bool | None = None, device: str | torch.device = "auto") -> Image.Image:
     """The first ``count`` images :func:`evaluate_attention` evaluates (same ``limit``), object mask outlined,
     with every tap's and the combined map's overlay."""

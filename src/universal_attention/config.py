@@ -288,7 +288,7 @@ def _sections(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
     return out
 
 
-def check_dotted_key(key: str, model: type[BaseModel] = None) -> None:  # type: ignore[assignment]
+def check_dotted_key(key: str, model: type[BaseModel] | None = None) -> None:
     """Raise :class:`ConfigError` unless ``key`` (e.g. ``reptile.inner_steps``) names a config field."""
     model = model or ExperimentConfig
     parts = key.split(".")
@@ -337,7 +337,7 @@ def _describe(error: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         parent = ".".join(str(p) for p in first["loc"][:-1])
-        section = ExperimentConfig
+        section: type[BaseModel] = ExperimentConfig
         for part in parent.split(".") if parent else []:
             section = _sections(section).get(part) or section
         return f"unknown key '{location}': {parent or 'the config'} has {', '.join(section.model_fields)}"
@@ -380,7 +380,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if tree is None:
         return {}
     if not isinstance(tree, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections (model, data, ...), not {type(tree).__name__}")
+        raise ConfigError(f"config file {path} must hold a mapping of sections (model, data, ...), not "
+                          f"{type(tree).__name__}")
     return tree
 
 

@@ -31,7 +31,7 @@ class DistributedInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = torch.device("cpu")  # noqa: RUF009  # a device is immutable
 
     @property
     def is_main(self) -> bool:

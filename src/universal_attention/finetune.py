@@ -8,6 +8,7 @@ step). Without ``steps`` a run trains ``epochs`` passes instead (full-dataset tr
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 
@@ -87,7 +88,7 @@ def loss_curve(losses: list[float]) -> list[float]:
     """The mean loss of each of (at most) :data:`LOSS_POINTS` equal parts of a run."""
     parts = min(LOSS_POINTS, len(losses))
     bounds = [round(len(losses) * part / parts) for part in range(parts + 1)]
-    return [sum(losses[a:b]) / (b - a) for a, b in zip(bounds, bounds[1:])]
+    return [sum(losses[a:b]) / (b - a) for a, b in itertools.pairwise(bounds)]
 
 
 def finetune(model: AttentionResNet50, head: str, images: Tensor, labels: Tensor, masks: Tensor | None,

@@ -100,7 +100,7 @@ def _solve_newton(features: Tensor, labels: Tensor, num_classes: int, l2: float,
 
     iterations = 0
     loss = objective(theta)
-    for iterations in range(1, NEWTON_ITERATIONS + 1):
+    for iterations in range(1, NEWTON_ITERATIONS + 1):  # noqa: B007  # the count is read after the loop
         probabilities = torch.softmax(design @ theta.T, dim=1)
         gradient = (probabilities - targets).T @ design / count + penalty * theta
         if float(gradient.abs().max()) < TOLERANCE:
@@ -163,10 +163,11 @@ def choose_l2(features: Tensor, labels: Tensor, num_classes: int) -> float:
         mean, std = _standardisation(features[kept])
         coordinates, basis = _span((features[kept] - mean) / std)
         held_coordinates = ((features[held] - mean) / std) @ basis.T
-        solution = None
+        solution: tuple[Tensor, Tensor] | None = None
         for l2 in sorted(L2_GRID, reverse=True):
-            *solution, _ = _solve(coordinates, labels[kept], num_classes, l2, solution)
-            logits = held_coordinates @ solution[0].T + solution[1]
+            weight, bias, _ = _solve(coordinates, labels[kept], num_classes, l2, solution)
+            solution = (weight, bias)
+            logits = held_coordinates @ weight.T + bias
             losses[l2] += float(F.cross_entropy(logits, labels[held], reduction="sum"))
     return min(L2_GRID, key=lambda l2: (losses[l2], -l2))  # ties: the stronger regularisation
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.data import Dataset
 
 from . import distributed
 from .atomic import atomic_write_bytes
@@ -33,11 +32,17 @@ from .checkpoint import checkpoint_name, load_checkpoint, nonfinite_tensor, save
 from .comparison import compare_start_points, quick_transfer
 from .config import ExperimentConfig, load_config, save_config
 from .data.registry import check_dataset, get_dataset
+from .data.samples import ImageDataset
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import AttentionResNet50
 from .reptile import Reptile
-from .run_folder import (holding_run_folder, prepare_run_folder, readable_checkpoints, remove_old_checkpoints,
-                         resume_changes)
+from .run_folder import (
+    holding_run_folder,
+    prepare_run_folder,
+    readable_checkpoints,
+    remove_old_checkpoints,
+    resume_changes,
+)
 from .sampler import TaskSampler
 
 if TYPE_CHECKING:
@@ -69,7 +74,7 @@ class MetaTrainResult:
     interrupted: bool = False
 
 
-def source_dataset(name: str, split: str, config: ExperimentConfig) -> Dataset:
+def source_dataset(name: str, split: str, config: ExperimentConfig) -> ImageDataset:
     """A dataset at the run's image size, read through the pre-resized cache for real datasets."""
     root, size = config.data.data_root, config.data.image_size
     if config.data.cache and not name.startswith(SYNTHETIC):
@@ -284,7 +289,8 @@ def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.Distri
                               image_size=config.data.image_size)
     watched = torch.stack([watched_set[i][0] for i in range(min(WATCHED_IMAGES, len(watched_set)))])
     images_seen, meta_seconds, last_path, step, interrupted = 0, 0.0, None, start, False
-    writer_context = SummaryWriter(str(out / "tb"), purge_step=start + 1) if info.is_main else nullcontext()
+    # only the main process writes: the others have no writer
+    writer_context = SummaryWriter(str(out / "tb"), purge_step=start + 1) if info.is_main else nullcontext(None)
     with writer_context as writer, stop_requests() as stop:
         for step in range(start + 1, config.train.max_steps + 1):
             metrics = run.reptile.meta_step(run.sampler.sample(config.reptile.meta_batch_size))
@@ -295,7 +301,7 @@ def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.Distri
             images_seen += images * info.world_size
             meta_seconds += metrics["seconds"]
             metrics["images_per_s"] = images * info.world_size / metrics["seconds"]
-            if info.is_main:
+            if writer is not None:
                 _log_step(run, writer, step, metrics, watched)
             if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
                 last_path = run.save(step, {"target_top1": run.target_top1})
@@ -310,7 +316,7 @@ def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.Distri
         distributed.barrier()  # every process is done; the others leave while the main process compares
         seconds = time.perf_counter() - begin
         comparison: dict[str, Any] = {}
-        if info.is_main and not interrupted and config.train.final_comparison:
+        if writer is not None and not interrupted and config.train.final_comparison:
             on_message(f"meta-training done: {step} steps in {seconds:.0f} s; comparing with a random init on "
                        f"{config.data.target}")
             try:

@@ -7,7 +7,7 @@ either ``uint8`` in 0..255 or floating point in 0..1; the model scales and appli
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 from urllib.parse import quote
 
 import torch
@@ -71,6 +71,9 @@ class AttentionResNet50(nn.Module):
         (torch.Size([2, 10]), ['layer1.1', 'layer2.2', 'layer3.4', 'layer4'])
     """
 
+    mean: Tensor  # ImageNet mean and std, [1, 3, 1, 1] buffers (not saved)
+    std: Tensor
+
     def __init__(self, config: ModelConfig | None = None, num_classes: int | None = None) -> None:
         super().__init__()
         self.config = config or ModelConfig()
@@ -79,7 +82,7 @@ class AttentionResNet50(nn.Module):
         self._load_backbone_weights(self.config.backbone_weights)
         if self.config.padding != "zeros":
             for module in self.backbone.modules():
-                if isinstance(module, nn.Conv2d) and any(pad > 0 for pad in module.padding):
+                if isinstance(module, nn.Conv2d) and isinstance(module.padding, tuple) and any(module.padding):
                     module.padding_mode = self.config.padding
         allowed = tap_names(self.backbone)
         unknown = [tap for tap in self.config.taps if tap not in allowed]
@@ -126,17 +129,17 @@ class AttentionResNet50(nn.Module):
     def _channels(self, tap: str) -> int:
         module = self.backbone.get_submodule(tap)
         last_block = module[-1] if isinstance(module, nn.Sequential) else module
-        return last_block.bn3.num_features
+        return cast(nn.BatchNorm2d, last_block.get_submodule("bn3")).num_features
 
     def add_head(self, task: str, num_classes: int) -> nn.Linear:
         """Add (or replace) the linear head of ``task`` with ``num_classes`` outputs and return it."""
         if num_classes < 1:
             raise ModelError(f"head '{task}' needs at least 1 class, got {num_classes}")
-        head = nn.Linear(self.feature_size, num_classes)
         reference = next(self.backbone.parameters())
-        self.heads[module_key(task)] = head.to(device=reference.device, dtype=reference.dtype)
+        head = nn.Linear(self.feature_size, num_classes).to(device=reference.device, dtype=reference.dtype)
+        self.heads[module_key(task)] = head
         self.head_classes[task] = num_classes
-        return self.heads[module_key(task)]
+        return head
 
     def has_head(self, task: str) -> bool:
         """Whether ``task`` has a head."""
@@ -187,7 +190,7 @@ class AttentionResNet50(nn.Module):
                 query = self.query(F.adaptive_avg_pool2d(final, 1).flatten(1))
                 pooled = []
                 for tap, features in taps.items():
-                    block: AttentionBlock = self.attention_blocks[module_key(tap)]
+                    block = cast(AttentionBlock, self.attention_blocks[module_key(tap)])
                     vector, attention[tap] = block(features, query, control, masks)
                     pooled.append(vector)
                 features = torch.cat(pooled, dim=1)

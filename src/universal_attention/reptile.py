@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +100,7 @@ class Reptile:
         self.is_task_parameter = is_task_parameter
         named = [(name, p) for name, p in model.named_parameters() if not is_task_parameter(name)]
         self.meta_names = [name for name, _ in named]
-        self.shared = [p for _, p in named]
+        self.shared: list[Tensor] = [p for _, p in named]
         self.meta = [p.detach().clone() for p in self.shared]
         self.buffers = [b for _, b in model.named_buffers() if b.is_floating_point()]
         self.meta_buffers = [b.detach().clone() for b in self.buffers]
@@ -116,16 +117,16 @@ class Reptile:
 
     def outer_step_size(self) -> float:
         """The outer step size (SGD) or learning rate (Adam) of the next meta-step."""
-        if not self.config.anneal:
+        if not self.config.anneal or not self.total_steps:  # anneal always comes with total_steps (see __init__)
             return self.config.outer_lr
         return self.config.outer_lr * max(0.0, 1.0 - self.step / self.total_steps)
 
     def _ensure_head(self, task: Task) -> None:
-        has_head = getattr(self.model, "has_head", None)
-        if has_head is not None and not has_head(task.name):
+        model: Any = self.model  # heads are built by models that have them (has_head, add_head: AttentionResNet50)
+        if hasattr(model, "has_head") and not model.has_head(task.name):
             if task.num_classes is None:
                 raise ConfigError(f"task '{task.name}' is new and has no num_classes to build its head")
-            self.model.add_head(task.name, task.num_classes)
+            model.add_head(task.name, task.num_classes)
 
     def _new_inner_optimizer(self, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
         if self.config.inner_optimizer == "adam":
@@ -219,7 +220,7 @@ class Reptile:
             if not single:  # one task needs no sum: its adapted weights are the model's own
                 self._accumulate(adapted_sum, [p.detach() for p in self.shared])
                 self._accumulate(buffer_sum, self.buffers)
-        count = len(tasks)
+        count: float = len(tasks)
         if distributed:
             with torch.no_grad():
                 all_reduce_sum_(adapted_sum + buffer_sum)

@@ -12,6 +12,7 @@ a sampler that was never interrupted.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import TypedDict
 
 import torch
 from torch import Tensor
@@ -23,6 +24,13 @@ from .errors import DatasetError
 from .reptile import Task
 
 Batch = tuple[Tensor, Tensor]
+
+
+class SamplerState(TypedDict):
+    """What an exact resume needs: the generator's state (uint8 tensor) and the number of tasks drawn so far."""
+
+    generator: Tensor
+    tasks_sampled: int
 
 
 class _Source:
@@ -184,11 +192,11 @@ class TaskSampler:
                     images = augment_batch(images, generator)
                 yield images, labels
 
-    def state_dict(self) -> dict[str, Tensor | int]:
+    def state_dict(self) -> SamplerState:
         """The sampler's position: generator state (uint8 tensor) and the number of tasks sampled so far."""
         return {"generator": self._generator.get_state(), "tasks_sampled": self._tasks_sampled}
 
-    def load_state_dict(self, state: Mapping[str, Tensor | int]) -> None:
+    def load_state_dict(self, state: SamplerState) -> None:
         """Continue exactly where the sampler that produced ``state`` (via :meth:`state_dict`) stopped."""
         self._generator.set_state(state["generator"])
         self._tasks_sampled = int(state["tasks_sampled"])

@@ -56,8 +56,8 @@ def _percentiles(values: torch.Tensor, confidence: float) -> tuple[float, float]
         return math.nan, math.nan
     ordered = values.nan_to_num(nan=math.inf).sort().values
     tail = (1 - confidence) / 2
-    low = ordered[int(math.floor(tail * (len(ordered) - 1)))]
-    high = ordered[int(math.ceil((1 - tail) * (len(ordered) - 1)))]
+    low = ordered[math.floor(tail * (len(ordered) - 1))]
+    high = ordered[math.ceil((1 - tail) * (len(ordered) - 1))]
     return float(low), float(high)
 
 

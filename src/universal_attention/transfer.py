@@ -192,7 +192,7 @@ def resolve_start(model_or_checkpoint: AttentionResNet50 | str | Path, model_con
 
 def select_shots(labels: Tensor, classes: Sequence[str], shots: int | str, seed: int) -> Tensor:
     """Indices of ``shots`` images per class (all when ``"all"``), chosen with ``seed``."""
-    if shots == "all":
+    if isinstance(shots, str):  # "all", the one word a config allows
         return torch.arange(len(labels))
     generator = torch.Generator().manual_seed(seed)
     chosen = []
@@ -391,7 +391,8 @@ def summarise_cell(control: str, shots: int | str, runs: list[TransferRun]) -> T
                         steps=max(run.steps for run in runs))
 
 
-def _paired(first: dict[tuple[int, int], float], second: dict[tuple[int, int], float]) -> tuple[list[float], list[float]]:
+def _paired(first: dict[tuple[int, int], float],
+            second: dict[tuple[int, int], float]) -> tuple[list[float], list[float]]:
     keys = sorted(first.keys() & second.keys())
     return [first[key] for key in keys], [second[key] for key in keys]
 

@@ -21,6 +21,7 @@ every worker sees).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -329,11 +330,9 @@ def _search(out: Path, search: dict[str, Any], space: Mapping[str, Distribution]
         trials.refresh()
         trials.recorded = frozenset(trials.tids)
         trials.on_finished = on_finished
-        try:
+        with contextlib.suppress(AllTrialsFailed):  # recorded like any other outcome; tune() reports it
             fmin(objective, expressions, algo=ALGORITHMS[tune_config.algo], max_evals=tune_config.max_evals,
                  trials=trials, rstate=np.random.default_rng([tune_config.seed, len(entries)]),
                  max_queue_len=tune_config.parallel, verbose=False, show_progressbar=False, return_argmin=False)
-        except AllTrialsFailed:
-            pass  # recorded like any other outcome; tune() reports that no trial succeeded
         trials.refresh()  # a Spark trial's result can land just after hyperopt's last refresh
     return saved["entries"]

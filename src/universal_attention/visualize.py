@@ -161,7 +161,7 @@ def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, width: float, font: ImageFont.ImageFont) -> str:
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: float, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> str:
     """``text`` cut (with an ellipsis) to at most ``width`` pixels."""
     if draw.textlength(text, font=font) <= width:
         return text

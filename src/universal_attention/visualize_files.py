@@ -64,7 +64,10 @@ def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images
     Raises:
         ImageError: a path does not exist, a named file cannot be decoded, or nothing could be read.
     """
-    images, names, notes, skipped = [], [], [], []
+    images: list[Tensor] = []
+    names: list[str] = []
+    notes: list[str] = []
+    skipped: list[str] = []
     for path in map(Path, paths):
         if not path.exists():
             raise ImageError(f"image {path} not found")
@@ -217,7 +220,7 @@ def visualize_attention(
     maps = upsample_maps(output.attention, batch.display.shape[-2:], softmax, layers)
     predictions = None
     captions = [f"{name} ({note})" if note else name for name, note in zip(batch.names, batch.notes)]
-    if head is not None:
+    if head is not None and output.logits is not None:
         names = head_class_names(head, model.head_classes[head])
         predictions = top_predictions(output.logits.cpu(), names)
         captions = [caption + f"\n{head}: " + " · ".join(f"{label} {p:.2f}" for label, p in top)

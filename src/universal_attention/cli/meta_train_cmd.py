@@ -15,7 +15,6 @@ from ..meta_training import meta_train
 from .options import config_options, resolve_config
 from .output import make_console
 
-
 START_LABELS = {"meta_trained": "meta-trained", "random_init": "random init", "joint": "joint training"}
 
 
@@ -82,7 +81,7 @@ def meta_train_command(preset: str | None, config_file: str | None, overrides: t
         extra.append(f"train.compare=[{compare}]")
     if resume and out_dir is None:
         raise ConfigError("--resume needs --out: the run folder to continue")
-    if resume and preset is None and config_file is None:
+    if resume and out_dir is not None and preset is None and config_file is None:
         config_file = str(Path(out_dir) / "config.yaml")
         if not Path(config_file).is_file():
             raise ConfigError(f"cannot resume {out_dir}: no config.yaml there (is it a run folder?)")
@@ -94,7 +93,7 @@ def meta_train_command(preset: str | None, config_file: str | None, overrides: t
                TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task("", total=config.train.max_steps)
-        target = {"top1": None}
+        target: dict[str, float | None] = {"top1": None}
 
         def on_step(step: int, metrics: dict[str, float]) -> None:
             if "target_top1" in metrics:

@@ -161,7 +161,8 @@ def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str |
             except ModelError as error:
                 if start != "imagenet" or start == checkpoint:
                     raise
-                console.print(f"[yellow]skipped the imagenet baseline:[/yellow] {error}", highlight=False, soft_wrap=True)
+                console.print(f"[yellow]skipped the imagenet baseline:[/yellow] {error}", highlight=False,
+                              soft_wrap=True)
                 continue
             results.append(result)
             report = transfer_report(results, baselines)

@@ -24,6 +24,11 @@ def _value(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def _trial_name(record: TrialRecord) -> str:
+    """The trial's folder name (``tid N`` for a trial that failed before it had one)."""
+    return record.run_dir.name if record.run_dir is not None else f"tid {record.tid}"
+
+
 def trials_table(result: TuneResult) -> Table:
     """Every trial, best first: target top-1, the searched values, time, and the error of failed ones."""
     keys = list(dict.fromkeys(key for record in result.trials for key in record.params))
@@ -35,7 +40,7 @@ def trials_table(result: TuneResult) -> Table:
     table.add_column("seconds", justify="right")
     table.add_column("error")
     for record in result.ranked():
-        name = record.run_dir.name if record.run_dir is not None else f"tid {record.tid}"
+        name = _trial_name(record)
         top1 = "failed" if record.top1 is None else f"{record.top1:.3f}"
         cells = [name, top1] + [_value(record.params[key]) if key in record.params else "-" for key in keys]
         table.add_row(*cells, f"{record.seconds:.0f}", record.error or "")
@@ -81,7 +86,7 @@ def tune_command(preset: str | None, config_file: str | None, overrides: tuple[s
     console = make_console()
 
     def on_trial(record: TrialRecord, done: int) -> None:
-        name = record.run_dir.name if record.run_dir is not None else f"tid {record.tid}"
+        name = _trial_name(record)
         shown = ", ".join(f"{key}={_value(value)}" for key, value in record.params.items())
         outcome = f"top-1 {record.top1:.3f}" if record.top1 is not None else f"[red]failed[/red]: {record.error}"
         console.print(f"{name} ({done}/{tune_config.max_evals}): {outcome}  ({shown}, {record.seconds:.0f} s)",
@@ -97,7 +102,7 @@ def tune_command(preset: str | None, config_file: str | None, overrides: tuple[s
     if result.best is None:
         raise UattnError(f"no trial succeeded; the errors are in {result.out_dir / 'trials.json'} and in each "
                          "trial's error.txt")
-    console.print(f"best: {result.best.run_dir.name} with target top-1 {result.best.top1:.3f}; its config: "
+    console.print(f"best: {_trial_name(result.best)} with target top-1 {result.best.top1:.3f}; its config: "
                   f"{result.best_config_path}", highlight=False, soft_wrap=True)
     console.print(f"train it: uattn meta-train --config {result.best_config_path}", highlight=False, soft_wrap=True)
     console.print(f"compare trials: tensorboard --logdir {result.out_dir / 'hparams'} (HPARAMS tab)", highlight=False,

@@ -25,9 +25,9 @@ from torch.utils.data import Dataset
 
 from ..errors import DatasetError
 from .images import load_label_map, read_image, resize_and_crop, resize_and_crop_mask, resize_mask_to
+from .samples import Sample
 
 MaskFn = Callable[[np.ndarray], np.ndarray]
-Sample = tuple[torch.Tensor, int] | tuple[torch.Tensor, int, torch.Tensor]
 
 
 @dataclass(frozen=True)
