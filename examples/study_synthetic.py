@@ -55,11 +55,14 @@ from universal_attention.stats import mean_ci
 from universal_attention.transfer import TransferResult, merge_results, transfer_report
 
 STARTS = ("reptile", "reptile_reset", "joint", "random")
-START_OVERRIDES = {"reptile": ["reptile.heads=persistent"], "reptile_reset": ["reptile.heads=reset"],
-                   "joint": ["reptile.algorithm=joint"], "random": []}
+START_OVERRIDES = {
+    "reptile": ["reptile.heads=persistent"],
+    "reptile_reset": ["reptile.heads=reset"],
+    "joint": ["reptile.algorithm=joint"],
+    "random": [],
+}
 CONTROLS = ("learned", "uniform", "oracle")
-COLOURS = {"reptile": (200, 40, 40), "reptile_reset": (230, 140, 20), "joint": (40, 90, 200),
-           "random": (110, 110, 110)}
+COLOURS = {"reptile": (200, 40, 40), "reptile_reset": (230, 140, 20), "joint": (40, 90, 200), "random": (110, 110, 110)}
 
 
 def build_start(name: str, config, seed: int, folder: Path) -> AttentionResNet50:
@@ -75,21 +78,47 @@ def build_start(name: str, config, seed: int, folder: Path) -> AttentionResNet50
 def measure(name: str, model: AttentionResNet50, config, seed: int, args) -> dict:
     """Every measurement of one start point and seed: probes with controls, finetuning, attention, control."""
     size = config.data.image_size
-    probe = TransferConfig(mode="linear", shots_per_class=args.shots, seed=seed, draws=args.draws,
-                           attention=CONTROLS, max_test_images=args.test_images, image_size=size)
+    probe = TransferConfig(
+        mode="linear",
+        shots_per_class=args.shots,
+        seed=seed,
+        draws=args.draws,
+        attention=CONTROLS,
+        max_test_images=args.test_images,
+        image_size=size,
+    )
     finetune = config.transfer.updated(
-        steps=args.finetune_steps, shots_per_class=(args.finetune_shots,), seed=seed, draws=1,
-        attention=("learned",), max_test_images=args.test_images, image_size=config.transfer.image_size or size)
-    removed = TransferConfig(mode="linear", shots_per_class=(max(args.shots),), seed=seed,
-                             remove_object=True, max_test_images=args.test_images, image_size=size)
+        steps=args.finetune_steps,
+        shots_per_class=(args.finetune_shots,),
+        seed=seed,
+        draws=1,
+        attention=("learned",),
+        max_test_images=args.test_images,
+        image_size=config.transfer.image_size or size,
+    )
+    removed = TransferConfig(
+        mode="linear",
+        shots_per_class=(max(args.shots),),
+        seed=seed,
+        remove_object=True,
+        max_test_images=args.test_images,
+        image_size=size,
+    )
     first = args.targets[0]
-    measured = {"probe": {target: transfer_evaluate(model, target, probe, label=name) for target in args.targets},
-                "finetune": transfer_evaluate(model, first, finetune, label=name),
-                "removed": transfer_evaluate(model, first, removed, label=name)}
+    measured = {
+        "probe": {target: transfer_evaluate(model, target, probe, label=name) for target in args.targets},
+        "finetune": transfer_evaluate(model, first, finetune, label=name),
+        "removed": transfer_evaluate(model, first, removed, label=name),
+    }
     report = evaluate_attention(model, first, limit=args.attention_images, image_size=size, baselines=())
-    measured["attention"] = {layer: {"relative_to_area": scores.relative_to_area, "frame_share": scores.frame_share,
-                                     "pointing_game": scores.pointing_game}
-                             for layer, scores in report.starts["model"].layers.items()}
+    measured["attention"] = {
+        layer: {
+            "relative_to_area": scores.relative_to_area,
+            "frame_share": scores.frame_share,
+            "pointing_game": scores.pointing_game,
+        }
+        for layer, scores in report.starts["model"].layers.items()
+    }
     return measured
 
 
@@ -108,51 +137,88 @@ def summary_markdown(reports: dict, finetune: dict, removed: dict, attention: di
     """The study's tables (see the module docstring)."""
     lines = ["## Linear probe, learned attention: top-1 mean ± sample std [95 % CI]", ""]
     for target, report in reports.items():
-        lines += [f"### {target}", "", "| start | " + " | ".join(f"{s} shots" for s in shots) + " |",
-                  "|---|" + "---|" * len(shots)]
+        lines += [
+            f"### {target}",
+            "",
+            "| start | " + " | ".join(f"{s} shots" for s in shots) + " |",
+            "|---|" + "---|" * len(shots),
+        ]
         for start in STARTS:
             cells = {c["shots"]: c for c in report["cells"] if c["start"] == start and c["attention"] == "learned"}
             lines.append(f"| {start} | " + " | ".join(cell_text(cells[s]) for s in shots) + " |")
         lines.append("")
-    lines += ["## Paired differences in top-1 (learned attention, linear probe) [95 % bootstrap CI]; * resolved",
-              "", "| target | shots | reptile - joint | reptile_reset - joint | reptile - random | "
-              "reptile_reset - random | joint - random |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Paired differences in top-1 (learned attention, linear probe) [95 % bootstrap CI]; * resolved",
+        "",
+        "| target | shots | reptile - joint | reptile_reset - joint | reptile - random | "
+        "reptile_reset - random | joint - random |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for target, report in reports.items():
-        deltas = {(c["start"], c["baseline"], c["shots"]): c for c in report["comparisons"]
-                  if c["attention"] == "learned"}
+        deltas = {
+            (c["start"], c["baseline"], c["shots"]): c for c in report["comparisons"] if c["attention"] == "learned"
+        }
         for s in shots:
-            pairs = [("reptile", "joint"), ("reptile_reset", "joint"), ("reptile", "random"),
-                     ("reptile_reset", "random"), ("joint", "random")]
+            pairs = [
+                ("reptile", "joint"),
+                ("reptile_reset", "joint"),
+                ("reptile", "random"),
+                ("reptile_reset", "random"),
+                ("joint", "random"),
+            ]
             lines.append(f"| {target} | {s} | " + " | ".join(delta_text(deltas[(a, b, s)]) for a, b in pairs) + " |")
-    lines += ["", "## Attention controls at the largest shots: top-1 per control and the oracle fraction", "",
-              "| target | start | learned | uniform | oracle | oracle fraction [95 % CI] |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Attention controls at the largest shots: top-1 per control and the oracle fraction",
+        "",
+        "| target | start | learned | uniform | oracle | oracle fraction [95 % CI] |",
+        "|---|---|---|---|---|---|",
+    ]
     for target, report in reports.items():
         top = max(shots)
         for start in STARTS:
             cells = {c["attention"]: c for c in report["cells"] if c["start"] == start and c["shots"] == top}
             fraction = next(f for f in report["oracle_fraction"] if f["start"] == start and f["shots"] == top)
             low, high = fraction["ci"]
-            lines.append(f"| {target} | {start} | " + " | ".join(f"{cells[c]['top1']:.3f}" for c in CONTROLS)
-                         + f" | {fraction['fraction']:.2f} [{low:.2f}, {high:.2f}] |")
-    lines += ["", "## Finetuning (learned attention): top-1 mean ± sample std [95 % CI]", "",
-              "| start | top-1 | train top-1 | vs joint | vs random |", "|---|---|---|---|---|"]
+            lines.append(
+                f"| {target} | {start} | "
+                + " | ".join(f"{cells[c]['top1']:.3f}" for c in CONTROLS)
+                + f" | {fraction['fraction']:.2f} [{low:.2f}, {high:.2f}] |"
+            )
+    lines += [
+        "",
+        "## Finetuning (learned attention): top-1 mean ± sample std [95 % CI]",
+        "",
+        "| start | top-1 | train top-1 | vs joint | vs random |",
+        "|---|---|---|---|---|",
+    ]
     deltas = {(c["start"], c["baseline"]): c for c in finetune["comparisons"]}
     for start in STARTS:
         cell = next(c for c in finetune["cells"] if c["start"] == start)
         against = [delta_text(deltas[(start, b)]) if (start, b) in deltas else "-" for b in ("joint", "random")]
         lines.append(f"| {start} | {cell_text(cell)} | {cell['train_top1']:.3f} | " + " | ".join(against) + " |")
-    lines += ["", "## Object-removed control (linear probe, the first target drawn without its objects)", "",
-              "| start | top-1 [95 % CI] |", "|---|---|"]
+    lines += [
+        "",
+        "## Object-removed control (linear probe, the first target drawn without its objects)",
+        "",
+        "| start | top-1 [95 % CI] |",
+        "|---|---|",
+    ]
     for start in STARTS:
         lines.append(f"| {start} | {cell_text(removed[start])} |")
     layers = list(attention[STARTS[0]])
-    lines += ["", "## Attention on the first target's objects before transfer (mean ± sample std over seeds)", "",
-              "| start | measure | " + " | ".join(layers) + " |", "|---|---|" + "---|" * len(layers)]
+    lines += [
+        "",
+        "## Attention on the first target's objects before transfer (mean ± sample std over seeds)",
+        "",
+        "| start | measure | " + " | ".join(layers) + " |",
+        "|---|---|" + "---|" * len(layers),
+    ]
     for measure_name in ("relative_to_area", "frame_share"):
         for start in STARTS:
-            cells = [f"{mean:.2f} ± {std:.2f}" for mean, std in (attention[start][layer][measure_name]
-                                                                  for layer in layers)]
+            cells = [
+                f"{mean:.2f} ± {std:.2f}" for mean, std in (attention[start][layer][measure_name] for layer in layers)
+            ]
             lines.append(f"| {start} | {measure_name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -206,8 +272,14 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--attention-images", type=int, default=200)
     parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--finetune-shots", type=int, default=20)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override on top of the quickstart preset, e.g. data.image_size=32")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override on top of the quickstart preset, e.g. data.image_size=32",
+    )
     args = parser.parse_args()
     args.shots = [int(value) for value in args.shots.split(",")]
     args.targets = [f"synthetic/{name}" for name in args.targets.split(",")]
@@ -218,9 +290,17 @@ def main() -> None:
     args = parse_arguments()
     begin = time.perf_counter()
     try:
-        config = load_config(preset="quickstart", overrides=[
-            f"train.max_steps={args.steps}", "train.eval_every=0", "train.image_log_every=0",
-            "train.final_comparison=false", f"train.checkpoint_every={args.steps}", *args.overrides])
+        config = load_config(
+            preset="quickstart",
+            overrides=[
+                f"train.max_steps={args.steps}",
+                "train.eval_every=0",
+                "train.image_log_every=0",
+                "train.final_comparison=false",
+                f"train.checkpoint_every={args.steps}",
+                *args.overrides,
+            ],
+        )
     except UattnError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -243,33 +323,66 @@ def main() -> None:
                 removed[start].append(measured["removed"])
                 attention[start].append(measured["attention"])
                 seconds[start].append(time.perf_counter() - clock)
-                print(f"seed {seed} {start}: trained in {trained:.0f} s, measured in "
-                      f"{seconds[start][-1] - trained:.0f} s", flush=True)
+                print(
+                    f"seed {seed} {start}: trained in {trained:.0f} s, measured in "
+                    f"{seconds[start][-1] - trained:.0f} s",
+                    flush=True,
+                )
     baselines = ["joint", "random"]
-    reports = {target: transfer_report([merge_results(probes[target][s]) for s in STARTS], baselines)
-               for target in args.targets}
+    reports = {
+        target: transfer_report([merge_results(probes[target][s]) for s in STARTS], baselines)
+        for target in args.targets
+    }
     finetune_report = transfer_report([merge_results(finetunes[s]) for s in STARTS], baselines)
     removed_cells = {s: transfer_report([merge_results(removed[s])])["cells"][0] for s in STARTS}
-    attention_summary = {s: {layer: {m: mean_ci([seed[layer][m] for seed in attention[s]])[:2]
-                                     for m in ("relative_to_area", "frame_share", "pointing_game")}
-                             for layer in attention[s][0]} for s in STARTS}
-    atomic_write_bytes(args.out / "summary.md", summary_markdown(reports, finetune_report, removed_cells,
-                                                                 attention_summary, args.shots).encode())
+    attention_summary = {
+        s: {
+            layer: {
+                m: mean_ci([seed[layer][m] for seed in attention[s]])[:2]
+                for m in ("relative_to_area", "frame_share", "pointing_game")
+            }
+            for layer in attention[s][0]
+        }
+        for s in STARTS
+    }
+    atomic_write_bytes(
+        args.out / "summary.md",
+        summary_markdown(reports, finetune_report, removed_cells, attention_summary, args.shots).encode(),
+    )
     plot(reports, args.shots, 0.25, args.out / "accuracy_vs_shots.png")
     wall = time.perf_counter() - begin
     headline = {
-        "oracle_fraction": {t: [f for f in r["oracle_fraction"] if f["start"] in ("reptile", "reptile_reset")]
-                            for t, r in reports.items()},
-        "reptile_vs_joint": {t: [c for c in r["comparisons"] if c["attention"] == "learned" and c["baseline"] ==
-                                 "joint" and c["start"] != "random"] for t, r in reports.items()},
+        "oracle_fraction": {
+            t: [f for f in r["oracle_fraction"] if f["start"] in ("reptile", "reptile_reset")]
+            for t, r in reports.items()
+        },
+        "reptile_vs_joint": {
+            t: [
+                c
+                for c in r["comparisons"]
+                if c["attention"] == "learned" and c["baseline"] == "joint" and c["start"] != "random"
+            ]
+            for t, r in reports.items()
+        },
     }
-    atomic_write_bytes(args.out / "study.json", json.dumps({
-        "probe": reports, "finetune": finetune_report, "object_removed": removed_cells,
-        "attention": {s: attention[s] for s in STARTS}, "attention_summary": attention_summary,
-        "headline": headline, "seconds_per_start": {s: statistics.fmean(v) for s, v in seconds.items()},
-        "wall_seconds": wall,
-        "arguments": {k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items()},
-        "config": config.to_dict()}, indent=2).encode())
+    atomic_write_bytes(
+        args.out / "study.json",
+        json.dumps(
+            {
+                "probe": reports,
+                "finetune": finetune_report,
+                "object_removed": removed_cells,
+                "attention": {s: attention[s] for s in STARTS},
+                "attention_summary": attention_summary,
+                "headline": headline,
+                "seconds_per_start": {s: statistics.fmean(v) for s, v in seconds.items()},
+                "wall_seconds": wall,
+                "arguments": {k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items()},
+                "config": config.to_dict(),
+            },
+            indent=2,
+        ).encode(),
+    )
     print(json.dumps({"wall_seconds": round(wall), **headline}))
 
 

@@ -88,7 +88,10 @@ def test_report_on_known_masks_gives_known_scores():
     model, uniform = report.starts["model"].layers, report.starts["uniform"].layers
     assert list(model) == ["layer4", "combined"]
     assert (model["layer4"].pointing_game, model["layer4"].mass_in_mask, model["layer4"].relative_to_area) == (
-        0.5, 0.5, 2.0)
+        0.5,
+        0.5,
+        2.0,
+    )
     assert model["combined"] == model["layer4"]
     assert (uniform["layer4"].pointing_game, uniform["layer4"].relative_to_area) == (0.25, 1.0)
 
@@ -104,7 +107,9 @@ def test_class_maps_give_mass_per_class_and_the_stuff_object_split():
     assert regions["unlabelled"].relative is None
     ranked = start.classes["layer4"]
     assert [(entry.name, entry.stuff, entry.images, entry.relative) for entry in ranked] == [
-        ("person", False, 2, 4.0), ("wall", True, 2, 0.0)]
+        ("person", False, 2, 4.0),
+        ("wall", True, 2, 0.0),
+    ]
     assert [entry.relative for entry in report.starts["uniform"].classes["layer4"]] == [1.0, 1.0]
 
 

@@ -19,8 +19,14 @@ def saved(tmp_path):
     model = AttentionResNet50(ModelConfig(compatibility="dot", alignment_size=32, query_size=64), num_classes=3)
     model.add_head("synthetic/colour", 4)
     model.eval()
-    path = save_checkpoint(tmp_path / "run" / "step-000007.safetensors", model, load_config(preset="quickstart"),
-                           step=7, extra={"top1": 0.5}, state={"outer/exp_avg_sq": torch.arange(4.0)})
+    path = save_checkpoint(
+        tmp_path / "run" / "step-000007.safetensors",
+        model,
+        load_config(preset="quickstart"),
+        step=7,
+        extra={"top1": 0.5},
+        state={"outer/exp_avg_sq": torch.arange(4.0)},
+    )
     return model, path
 
 

@@ -16,9 +16,16 @@ from universal_attention.distributed import DistributedInfo, init_distributed
 from universal_attention.meta_training import _Run, meta_train
 
 RUN = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=1", "train.eval_every=0", "train.checkpoint_every=1", "train.image_log_every=0",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=1",
+    "train.max_steps=1",
+    "train.eval_every=0",
+    "train.checkpoint_every=1",
+    "train.image_log_every=0",
 ]
 pytestmark = pytest.mark.usefixtures("single_thread")
 COMPARISON = {"target": "synthetic/orientation", "meta_trained": {"top1": 0.5}, "random_init": {"top1": 0.25}}
@@ -42,8 +49,11 @@ def test_the_process_group_is_joined_with_a_timeout(monkeypatch):
 def test_no_rank_waits_in_a_barrier_while_rank_zero_compares(tmp_path, monkeypatch):
     events = []
     monkeypatch.setattr(distributed, "barrier", lambda: events.append("barrier"))
-    monkeypatch.setattr(meta_train_module, "compare_start_points",
-                        lambda model, config, device, baselines: events.append("comparison") or COMPARISON)
+    monkeypatch.setattr(
+        meta_train_module,
+        "compare_start_points",
+        lambda model, config, device, baselines: events.append("comparison") or COMPARISON,
+    )
     meta_train(load_config(preset="quickstart", overrides=RUN), tmp_path / "run", on_message=quiet)
     assert "barrier" in events and events[-1] == "comparison"
     assert json.loads((tmp_path / "run" / "results.json").read_text()) == COMPARISON

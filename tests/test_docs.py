@@ -20,7 +20,8 @@ def runnable_blocks():
 
 def test_cli_reference_is_current():
     assert (ROOT / "docs" / "cli.md").read_text() == cli_reference(), (
-        "docs/cli.md is stale: python -m universal_attention.cli.reference > docs/cli.md")
+        "docs/cli.md is stale: python -m universal_attention.cli.reference > docs/cli.md"
+    )
 
 
 def test_there_are_runnable_blocks():

@@ -23,9 +23,16 @@ from faults import fail_every_step, temporaries
 pytestmark = pytest.mark.usefixtures("single_thread")
 EVERY_STEP = {"open", "write", "fsync", "replace"}
 RUN = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=2", "train.eval_every=0", "train.checkpoint_every=1", "train.image_log_every=0",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=1",
+    "train.max_steps=2",
+    "train.eval_every=0",
+    "train.checkpoint_every=1",
+    "train.image_log_every=0",
     "train.final_comparison=false",
 ]
 # Runs the CLI and dies by SIGKILL in the middle of writing step 2's checkpoint: its temporary holds every byte
@@ -109,8 +116,13 @@ def test_a_run_killed_inside_a_checkpoint_write_resumes_and_leaves_no_temporary(
     args = ["meta-train", "--preset", "quickstart", "--out", str(out)]
     for override in RUN:
         args += ["--set", override]
-    killed = subprocess.run([sys.executable, "-c", KILLED_INSIDE_A_WRITE, *args], capture_output=True, text=True,
-                            timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_INSIDE_A_WRITE, *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert [path.name for path in (out / "checkpoints").glob("step-*")] == ["step-000001.safetensors"]
     assert len(temporaries(out)) == 1  # the killed write's temporary

@@ -55,7 +55,6 @@ def trained_top1(train, test, oracle: bool) -> float:
         return float((head(pooled(body(images), masks, oracle)).argmax(1) == labels).float().mean())
 
 
-
 @pytest.mark.parametrize("task", SOURCE_TASKS)
 def test_pooling_on_the_target_learns_the_task_and_pooling_everything_does_not(task):
     train, test = split(task, "train", TRAIN), split(task, "test", TEST)

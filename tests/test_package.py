@@ -14,8 +14,9 @@ REFERENCE_SECONDS = 2.0
 
 
 def run_python(code: str, *options: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *options, "-c", code], capture_output=True, text=True, timeout=300,
-                          check=True)
+    return subprocess.run(
+        [sys.executable, *options, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
 
 
 def cumulative_seconds(importtime: str, package: str) -> float:

@@ -17,10 +17,18 @@ from universal_attention.cli import main
 from universal_attention.reptile import Reptile
 
 RUN = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=2",
-    "train.max_steps=6", "train.eval_every=0", "train.checkpoint_every=1", "train.keep_last=10",
-    "train.image_log_every=0", "train.final_comparison=false",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=2",
+    "train.max_steps=6",
+    "train.eval_every=0",
+    "train.checkpoint_every=1",
+    "train.keep_last=10",
+    "train.image_log_every=0",
+    "train.final_comparison=false",
 ]
 
 
@@ -45,8 +53,11 @@ def assert_same_tensors(first, second):
 def test_run_killed_with_sigkill_resumes_to_identical_tensors(tmp_path):
     straight = meta_train(load_config(preset="quickstart", overrides=RUN), tmp_path / "straight", on_message=quiet)
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "universal_attention.cli", *cli_args(killed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "universal_attention.cli", *cli_args(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while not (killed / "checkpoints" / "step-000002.safetensors").exists():
         assert process.poll() is None, "the run ended before it could be killed"
@@ -75,8 +86,9 @@ def test_truncated_newest_checkpoint_is_skipped_and_the_one_before_is_used(tmp_p
 
 def test_resume_with_a_different_config_names_the_keys(tmp_path):
     CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1"))
-    result = CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1", "--set",
-                                               "reptile.inner_steps=3", "--resume"))
+    result = CliRunner().invoke(
+        main, cli_args(tmp_path / "run", "--set", "train.max_steps=1", "--set", "reptile.inner_steps=3", "--resume")
+    )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"error: cannot resume {tmp_path / 'run'}: the config differs in reptile.inner_steps; resume with the run's "
@@ -109,9 +121,17 @@ def test_non_finite_loss_stops_and_leaves_the_last_good_checkpoint_newest(tmp_pa
 
 def test_sigterm_saves_before_exiting(tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "universal_attention.cli",
-                                *cli_args(out, "--set", "train.checkpoint_every=100", "--set", "train.max_steps=200")],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "universal_attention.cli",
+            *cli_args(out, "--set", "train.checkpoint_every=100", "--set", "train.max_steps=200"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while not list((out / "tb").glob("events*")) if (out / "tb").exists() else True:
         assert time.monotonic() < deadline and process.poll() is None

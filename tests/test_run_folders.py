@@ -19,11 +19,22 @@ from universal_attention import load_checkpoint
 from universal_attention.cli import main
 
 RUN = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=1", "train.eval_every=0", "train.checkpoint_every=1", "train.image_log_every=0",
-    "train.final_comparison=false", "transfer.steps=1", "transfer.draws=1", "transfer.batch_size=4",
-    "transfer.shots_per_class=[2]", "transfer.max_test_images=8",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=1",
+    "train.max_steps=1",
+    "train.eval_every=0",
+    "train.checkpoint_every=1",
+    "train.image_log_every=0",
+    "train.final_comparison=false",
+    "transfer.steps=1",
+    "transfer.draws=1",
+    "transfer.batch_size=4",
+    "transfer.shots_per_class=[2]",
+    "transfer.max_test_images=8",
 ]
 pytestmark = pytest.mark.usefixtures("single_thread")
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -38,8 +49,18 @@ def meta_args(out, *extra):
 
 
 def tune_args(out, space_file, *extra):
-    args = ["tune", "--preset", "quickstart", "--space", str(space_file), "--steps-per-trial", "1",
-            "--max-evals", "1", *extra] + (["--out", str(out)] if out is not None else [])
+    args = [
+        "tune",
+        "--preset",
+        "quickstart",
+        "--space",
+        str(space_file),
+        "--steps-per-trial",
+        "1",
+        "--max-evals",
+        "1",
+        *extra,
+    ] + (["--out", str(out)] if out is not None else [])
     for override in RUN:
         args += ["--set", override]
     return args
@@ -109,9 +130,13 @@ def test_tune_refuses_an_unknown_dataset_before_anything_is_written(tmp_path, se
 
 def test_a_second_meta_train_on_the_same_out_is_refused_and_nothing_is_lost(tmp_path):
     out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "universal_attention.cli",
-                              *meta_args(out, "--set", "train.max_steps=400")],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ONE_THREAD)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "universal_attention.cli", *meta_args(out, "--set", "train.max_steps=400")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ONE_THREAD,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / "checkpoints" / "step-000001.safetensors").exists():
@@ -208,13 +233,17 @@ def _edit_trials(out, edit):
     (out / "trials.json").write_text(json.dumps(document))
 
 
-@pytest.mark.parametrize("edit", [
-    lambda d: d["trials"][0].pop("result"),
-    lambda d: d["trials"][0].pop("tid"),
-    lambda d: d["trials"][0]["result"].pop("status"),
-    lambda d: d["search"].pop("space"),
-    lambda d: d["trials"].append("not a trial"),
-], ids=["no-result", "no-tid", "no-status", "no-space", "not-a-mapping"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["trials"][0].pop("result"),
+        lambda d: d["trials"][0].pop("tid"),
+        lambda d: d["trials"][0]["result"].pop("status"),
+        lambda d: d["search"].pop("space"),
+        lambda d: d["trials"].append("not a trial"),
+    ],
+    ids=["no-result", "no-tid", "no-status", "no-space", "not-a-mapping"],
+)
 def test_trials_json_with_a_missing_key_is_one_line(search_copy, edit):
     out, space = search_copy
     _edit_trials(out, edit)
@@ -233,10 +262,18 @@ def test_a_trial_field_outside_the_search_folder_is_refused(search_copy, trial):
 
 def test_a_second_tune_on_the_same_out_is_refused_and_trials_json_is_kept(search_copy):
     out, space = search_copy
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
-                               "handle = open(sys.argv[1])\nfcntl.flock(handle, fcntl.LOCK_EX)\n"
-                               "print('locked', flush=True)\ntime.sleep(120)\n", str(out / ".uattn-run")],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "handle = open(sys.argv[1])\nfcntl.flock(handle, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\ntime.sleep(120)\n",
+            str(out / ".uattn-run"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = (out / "trials.json").read_bytes()

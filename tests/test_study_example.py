@@ -16,9 +16,32 @@ from universal_attention import load_config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "study_synthetic.py"
 STARTS = ("reptile", "reptile_reset", "joint", "random")
-TINY = ["--seeds", "2", "--draws", "2", "--steps", "1", "--shots", "1,2", "--targets", "orientation,hue",
-        "--test-images", "8", "--attention-images", "4", "--finetune-steps", "1", "--finetune-shots", "2",
-        "--set", "data.image_size=32", "--set", "sampler.batch_size=4", "--set", "reptile.inner_steps=2"]
+TINY = [
+    "--seeds",
+    "2",
+    "--draws",
+    "2",
+    "--steps",
+    "1",
+    "--shots",
+    "1,2",
+    "--targets",
+    "orientation,hue",
+    "--test-images",
+    "8",
+    "--attention-images",
+    "4",
+    "--finetune-steps",
+    "1",
+    "--finetune-shots",
+    "2",
+    "--set",
+    "data.image_size=32",
+    "--set",
+    "sampler.batch_size=4",
+    "--set",
+    "reptile.inner_steps=2",
+]
 
 
 def load_study_module():
@@ -31,8 +54,9 @@ def load_study_module():
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("study")
-    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *TINY],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(out), *TINY], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     return out, json.loads((out / "study.json").read_text())
 
@@ -42,7 +66,8 @@ def test_every_start_target_control_and_shots_has_a_cell_over_seeds_and_draws(st
     for target in ("synthetic/orientation", "synthetic/hue"):
         cells = report["probe"][target]["cells"]
         assert {(c["start"], c["attention"], c["shots"]) for c in cells} == {
-            (s, a, n) for s in STARTS for a in ("learned", "uniform", "oracle") for n in (1, 2)}
+            (s, a, n) for s in STARTS for a in ("learned", "uniform", "oracle") for n in (1, 2)
+        }
         assert all(c["runs"] == 4 for c in cells)  # 2 seeds x 2 draws
 
 
@@ -89,17 +114,29 @@ def test_every_start_point_of_a_seed_begins_from_the_same_weights(tmp_path):
         return original(config, out, **kwargs)
 
     module.meta_train = recording_meta_train
-    config = load_config(preset="quickstart", overrides=["train.max_steps=1", "reptile.inner_steps=1",
-                                                         "sampler.batch_size=2", "data.image_size=32",
-                                                         "train.eval_every=0", "train.image_log_every=0",
-                                                         "train.final_comparison=false"])
+    config = load_config(
+        preset="quickstart",
+        overrides=[
+            "train.max_steps=1",
+            "reptile.inner_steps=1",
+            "sampler.batch_size=2",
+            "data.image_size=32",
+            "train.eval_every=0",
+            "train.image_log_every=0",
+            "train.final_comparison=false",
+        ],
+    )
     random = module.build_start("random", config, 3, tmp_path).backbone.conv1.weight
     module.build_start("joint", config, 3, tmp_path)
     assert torch.equal(initial[0], random)
 
 
 def test_a_bad_override_is_one_line_and_exit_code_2(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--set", "reptile.inner_stpes=2"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--set", "reptile.inner_stpes=2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "inner_stpes" in result.stderr and "Traceback" not in result.stderr

@@ -15,10 +15,20 @@ CHANCE = 0.25
 @pytest.fixture(scope="module")
 def meta_trained(tmp_path_factory):
     """A model meta-trained for a few Reptile steps on the synthetic colour task, at 48 px."""
-    config = load_config(preset="quickstart", overrides=[
-        "model.alignment_size=16", "model.query_size=16", "data.image_size=48", "data.sources=[synthetic/colour]",
-        f"train.max_steps={STEPS}", f"train.checkpoint_every={STEPS}", "train.eval_every=0",
-        "train.image_log_every=0", "train.final_comparison=false"])
+    config = load_config(
+        preset="quickstart",
+        overrides=[
+            "model.alignment_size=16",
+            "model.query_size=16",
+            "data.image_size=48",
+            "data.sources=[synthetic/colour]",
+            f"train.max_steps={STEPS}",
+            f"train.checkpoint_every={STEPS}",
+            "train.eval_every=0",
+            "train.image_log_every=0",
+            "train.final_comparison=false",
+        ],
+    )
     run = meta_train(config, tmp_path_factory.mktemp("runs") / "colour", on_message=lambda text: None)
     return load_checkpoint(run.final_checkpoint).model
 
@@ -27,8 +37,9 @@ def test_the_linear_probe_reads_a_source_task_of_a_meta_trained_model(meta_train
     # Pooled on the target's mask (the oracle control), the features hold the target's colour: a probe that is
     # solved rather than trained for a few steps reads it off. (Finding the target alone is what the
     # meta-training would have to learn, which takes far longer than a test.)
-    config = TransferConfig(mode="linear", shots_per_class=(20,), max_test_images=400, attention=("oracle",),
-                            image_size=48)
+    config = TransferConfig(
+        mode="linear", shots_per_class=(20,), max_test_images=400, attention=("oracle",), image_size=48
+    )
     result = transfer_evaluate(meta_trained, "synthetic/colour", config)
     assert result.cell(20, "oracle").top1 >= 0.9
 

@@ -22,10 +22,20 @@ from universal_attention.tune_space import hyperopt_space, parse_space, search_s
 from universal_attention.tune_trials import RecordingTrials, doc_from_json, doc_to_json
 
 TINY = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=2", "train.eval_every=0", "train.image_log_every=0", "transfer.steps=1", "transfer.draws=1",
-    "transfer.batch_size=4", "transfer.shots_per_class=[2]", "transfer.max_test_images=8",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=1",
+    "train.max_steps=2",
+    "train.eval_every=0",
+    "train.image_log_every=0",
+    "transfer.steps=1",
+    "transfer.draws=1",
+    "transfer.batch_size=4",
+    "transfer.shots_per_class=[2]",
+    "transfer.max_test_images=8",
 ]
 SPACE = {
     "model.alignment_size": {"type": "quniform", "low": 4, "high": 16},
@@ -36,8 +46,22 @@ SPACE = {
 
 
 def tune_args(out, space_file, max_evals, *extra):
-    args = ["tune", "--preset", "quickstart", "--space", str(space_file), "--steps-per-trial", "1",
-            "--max-evals", str(max_evals), "--fix", "reptile.inner_steps=2", "--out", str(out), *extra]
+    args = [
+        "tune",
+        "--preset",
+        "quickstart",
+        "--space",
+        str(space_file),
+        "--steps-per-trial",
+        "1",
+        "--max-evals",
+        str(max_evals),
+        "--fix",
+        "reptile.inner_steps=2",
+        "--out",
+        str(out),
+        *extra,
+    ]
     for override in TINY:
         args += ["--set", override]
     return args
@@ -161,23 +185,38 @@ def test_fixed_keys_keep_their_value_and_sampled_sizes_are_ints(search):
 
 
 def test_table_lists_trials_best_first_and_failures_last(search):
-    ranked = sorted((t for t in trials_of(search.out) if t["result"]["status"] == "ok"),
-                    key=lambda t: (-t["result"]["top1"], t["tid"]))
+    ranked = sorted(
+        (t for t in trials_of(search.out) if t["result"]["status"] == "ok"),
+        key=lambda t: (-t["result"]["top1"], t["tid"]),
+    )
     expected = [t["result"]["trial"] for t in ranked] + ["trial-001"]
     rows = [line.split("│")[1].strip() for line in search.second.splitlines() if line.startswith("│ trial-")]
     assert rows == expected
 
 
 def test_best_yaml_is_a_whole_config_that_meta_train_runs(search, tmp_path):
-    best = min((t for t in trials_of(search.out) if t["result"]["status"] == "ok"),
-               key=lambda t: (-t["result"]["top1"], t["tid"]))
+    best = min(
+        (t for t in trials_of(search.out) if t["result"]["status"] == "ok"),
+        key=lambda t: (-t["result"]["top1"], t["tid"]),
+    )
     config = load_config(config_file=search.out / "best.yaml")
     assert config.model.alignment_size == best["result"]["params"]["model.alignment_size"]
     assert config.reptile.inner_lr == best["result"]["params"]["reptile.inner_lr"]
     assert config.reptile.inner_steps == 2
     assert config.train.max_steps == 2  # the base run length, not the trials' steps
-    result = invoke(["meta-train", "--config", str(search.out / "best.yaml"), "--max-steps", "1",
-                     "--set", "train.final_comparison=false", "--out", str(tmp_path / "best")])
+    result = invoke(
+        [
+            "meta-train",
+            "--config",
+            str(search.out / "best.yaml"),
+            "--max-steps",
+            "1",
+            "--set",
+            "train.final_comparison=false",
+            "--out",
+            str(tmp_path / "best"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "best" / "checkpoints" / "step-000001.safetensors").is_file()
 
@@ -206,15 +245,32 @@ def test_resumed_trials_are_what_the_sampler_learns_from(search):
 
 def test_a_trial_whose_spark_task_died_is_recorded_as_failed():
     space = hyperopt_space(parse_space({"reptile.inner_optimizer": {"type": "choice", "options": ["sgd", "adam"]}}))
-    died = {"tid": 4, "state": JOB_STATE_ERROR, "spec": None, "result": {"status": "new"}, "exp_key": None,
-            "owner": None, "version": 0, "book_time": None, "refresh_time": None,
-            "misc": {"tid": 4, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
-                     "idxs": {"reptile.inner_optimizer": [4]}, "vals": {"reptile.inner_optimizer": [np.int64(1)]},
-                     "error": ("<class 'py4j.protocol.Py4JJavaError'>", None)}}
+    died = {
+        "tid": 4,
+        "state": JOB_STATE_ERROR,
+        "spec": None,
+        "result": {"status": "new"},
+        "exp_key": None,
+        "owner": None,
+        "version": 0,
+        "book_time": None,
+        "refresh_time": None,
+        "misc": {
+            "tid": 4,
+            "cmd": ("domain_attachment", "FMinIter_Domain"),
+            "workdir": None,
+            "idxs": {"reptile.inner_optimizer": [4]},
+            "vals": {"reptile.inner_optimizer": [np.int64(1)]},
+            "error": ("<class 'py4j.protocol.Py4JJavaError'>", None),
+        },
+    }
     entry = doc_to_json(died, space)
     assert entry["state"] == JOB_STATE_DONE
-    assert entry["result"] == {"status": "fail", "params": {"reptile.inner_optimizer": "adam"},
-                               "error": "the trial's Spark task failed (Py4JJavaError); see Spark's log above"}
+    assert entry["result"] == {
+        "status": "fail",
+        "params": {"reptile.inner_optimizer": "adam"},
+        "error": "the trial's Spark task failed (Py4JJavaError); see Spark's log above",
+    }
     assert json.loads(json.dumps(entry)) == entry
 
 
@@ -228,20 +284,31 @@ def test_another_search_in_the_same_folder_is_refused(search):
 
 def test_the_default_space_is_the_originals_with_int_sizes():
     space = search_space(None, {})
-    assert list(space) == ["model.alignment_size", "model.query_size", "reptile.inner_steps", "reptile.inner_lr",
-                           "reptile.outer_lr"]
+    assert list(space) == [
+        "model.alignment_size",
+        "model.query_size",
+        "reptile.inner_steps",
+        "reptile.inner_lr",
+        "reptile.outer_lr",
+    ]
     point = stochastic.sample(hyperopt_space(space), rng=np.random.default_rng(0))
-    assert all(isinstance(point[key], int) for key in ("model.alignment_size", "model.query_size",
-                                                          "reptile.inner_steps"))
+    assert all(
+        isinstance(point[key], int) for key in ("model.alignment_size", "model.query_size", "reptile.inner_steps")
+    )
     assert 4 <= point["model.alignment_size"] <= 1024 and 2 <= point["reptile.inner_steps"] <= 15
     assert 1e-5 <= point["reptile.inner_lr"] <= 1e-1
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--fix", "model.nope=1"], "error: unknown key 'model.nope': model has taps,"),
-    (["--set", "tune.space={reptile.inner_lr: {type: loguniform, low: 0, high: 1}}"],
-     "error: space entry 'reptile.inner_lr': loguniform bounds must be positive"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fix", "model.nope=1"], "error: unknown key 'model.nope': model has taps,"),
+        (
+            ["--set", "tune.space={reptile.inner_lr: {type: loguniform, low: 0, high: 1}}"],
+            "error: space entry 'reptile.inner_lr': loguniform bounds must be positive",
+        ),
+    ],
+)
 def test_bad_keys_and_spaces_are_one_line_errors(tmp_path, extra, message):
     args = ["tune", "--preset", "quickstart", "--out", str(tmp_path / "out"), *extra]
     result = invoke(args)
@@ -270,8 +337,14 @@ def test_parallel_trials_run_at_once_on_spark_and_resume(tmp_path):
         pytest.skip("Spark needs Java")
     space = tmp_path / "space.yaml"
     # a 100000-shot transfer cannot be drawn from the tiny target: those trials fail after meta-training
-    space.write_text(yaml.safe_dump({"model.alignment_size": {"type": "quniform", "low": 4, "high": 16},
-                                     "transfer.shots_per_class": {"type": "choice", "options": [[2], [100000]]}}))
+    space.write_text(
+        yaml.safe_dump(
+            {
+                "model.alignment_size": {"type": "quniform", "low": 4, "high": 16},
+                "transfer.shots_per_class": {"type": "choice", "options": [[2], [100000]]},
+            }
+        )
+    )
     out = tmp_path / "search"
     seed = ["--set", "tune.seed=0"]  # trials 0 and 1 draw 2 shots, trial 2 draws 100000
     serial = invoke(tune_args(out, space, 1, *seed))

@@ -37,8 +37,9 @@ class AttentionBlock(nn.Module, ABC):
     def score(self, features: Tensor, query: Tensor) -> Tensor:
         """Compatibility scores ``[B, 1, h, w]`` of ``features [B, C, h, w]`` with ``query [B, Q]``."""
 
-    def forward(self, features: Tensor, query: Tensor, control: str = "learned",
-                masks: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, features: Tensor, query: Tensor, control: str = "learned", masks: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Return ``(pooled [B, C], attention [B, 1, h, w])``.
 
         ``control`` replaces the learned map (see :mod:`universal_attention.attention_control`); ``oracle``

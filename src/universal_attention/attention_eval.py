@@ -171,7 +171,7 @@ def frame_mask(height: int, width: int) -> Tensor:
     """``[H, W]`` bool: the outer eighth of the image on every side."""
     rows, columns = max(1, round(height / 8)), max(1, round(width / 8))
     inner = torch.zeros(height, width, dtype=torch.bool)
-    inner[rows:height - rows, columns:width - columns] = True
+    inner[rows : height - rows, columns : width - columns] = True
     return ~inner
 
 
@@ -198,8 +198,10 @@ def mass_in_masks(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
 def _batch(dataset: Any, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
     items = [dataset[index] for index in indices]
     if len(items[0]) < 3:
-        raise DatasetError(f"{dataset_name(dataset)} yields no masks: build it with with_masks=True (datasets with "
-                           "masks: oxford_pets, cub200, ade20k, synthetic/<task>)")
+        raise DatasetError(
+            f"{dataset_name(dataset)} yields no masks: build it with with_masks=True (datasets with "
+            "masks: oxford_pets, cub200, ade20k, synthetic/<task>)"
+        )
     shapes = {tuple(item[0].shape) for item in items}
     if len(shapes) > 1:
         raise DatasetError(f"{dataset_name(dataset)} has images of different sizes; build it with image_size=N")
@@ -252,16 +254,23 @@ class _MaskTally:
 
 def _start_report(label: str, tally: _Tally, masks: _MaskTally) -> StartReport:
     area = masks.area / masks.present
-    layers = {name: LayerScores(tally.hits[name] / masks.present, mass / masks.present, mass / masks.present / area,
-                                tally.frame[name] / masks.present)
-              for name, mass in tally.mass.items()}
+    layers = {
+        name: LayerScores(
+            tally.hits[name] / masks.present,
+            mass / masks.present,
+            mass / masks.present / area,
+            tally.frame[name] / masks.present,
+        )
+        for name, mass in tally.mass.items()
+    }
     if not tally.class_mass:
         return StartReport(label, layers)
-    return StartReport(label, layers,
-                       {name: region_masses(mass, masks.class_area, masks.images)
-                        for name, mass in tally.class_mass.items()},
-                       {name: ranked_classes(mass, masks.class_area, masks.class_images)
-                        for name, mass in tally.class_mass.items()})
+    return StartReport(
+        label,
+        layers,
+        {name: region_masses(mass, masks.class_area, masks.images) for name, mass in tally.class_mass.items()},
+        {name: ranked_classes(mass, masks.class_area, masks.class_images) for name, mass in tally.class_mass.items()},
+    )
 
 
 def evaluate_attention(
@@ -319,8 +328,9 @@ def evaluate_attention(
     loaded = resolve_model(model_or_checkpoint)
     require_attention(loaded.model)
     if isinstance(dataset, str):
-        dataset = get_dataset(dataset, split, root=data_root, image_size=image_size_for(loaded.experiment, image_size),
-                              with_masks=True)
+        dataset = get_dataset(
+            dataset, split, root=data_root, image_size=image_size_for(loaded.experiment, image_size), with_masks=True
+        )
     name = dataset_name(dataset)
     class_maps = name == "ade20k" if class_maps is None else class_maps
     models = {"model": loaded.model.to(device)}
@@ -331,7 +341,7 @@ def evaluate_attention(
     indices = fixed_subset(len(dataset), limit).tolist()
     lookup = object_lookup()
     for start in range(0, len(indices), batch_size):
-        images, masks = _batch(dataset, indices[start:start + batch_size])
+        images, masks = _batch(dataset, indices[start : start + batch_size])
         if class_maps and int(masks.max()) >= ADE20K_CLASSES:
             raise DatasetError(f"{name}: class map value {int(masks.max())} is outside 0..150")
         class_ids = masks.long() if class_maps else None
@@ -343,8 +353,13 @@ def evaluate_attention(
             layer_names = list(maps)
             tallies[key].add(maps, objects, class_ids)
         for control in controls:
-            maps = attention_maps(models["model"], images.to(device), layers=[*models["model"].config.taps, COMBINED],
-                                  control=control, masks=masks.to(device))
+            maps = attention_maps(
+                models["model"],
+                images.to(device),
+                layers=[*models["model"].config.taps, COMBINED],
+                control=control,
+                masks=masks.to(device),
+            )
             tallies[control].add(maps, objects, class_ids)
         if "uniform" in tallies:
             uniform = torch.ones(len(images), 1, *images.shape[-2:])
@@ -352,14 +367,28 @@ def evaluate_attention(
         if on_batch:
             on_batch(min(start + batch_size, len(indices)), len(indices))
     if masks_tally.present == 0:
-        raise DatasetError(f"none of the {masks_tally.images} evaluated images of {name} has object pixels in its "
-                           "mask; evaluate more images (--limit)")
-    labels = {"model": loaded.label, "random_init": "random init (seed 0)", "uniform": "uniform attention",
-              "oracle": "oracle attention (the mask)", "shuffled": "the model's maps, shuffled across images"}
+        raise DatasetError(
+            f"none of the {masks_tally.images} evaluated images of {name} has object pixels in its "
+            "mask; evaluate more images (--limit)"
+        )
+    labels = {
+        "model": loaded.label,
+        "random_init": "random init (seed 0)",
+        "uniform": "uniform attention",
+        "oracle": "oracle attention (the mask)",
+        "shuffled": "the model's maps, shuffled across images",
+    }
     starts = {key: _start_report(labels[key], tally, masks_tally) for key, tally in tallies.items()}
-    return AttentionReport(name, getattr(dataset, "split", None), masks_tally.images,
-                           masks_tally.images - masks_tally.present, masks_tally.area / masks_tally.present,
-                           bool(class_maps), starts, time.perf_counter() - started)
+    return AttentionReport(
+        name,
+        getattr(dataset, "split", None),
+        masks_tally.images,
+        masks_tally.images - masks_tally.present,
+        masks_tally.area / masks_tally.present,
+        bool(class_maps),
+        starts,
+        time.perf_counter() - started,
+    )
 
 
 def attention_in_mask(
@@ -392,8 +421,15 @@ def attention_in_mask(
     )
 
 
-def example_grid(model: AttentionResNet50, dataset: ImageDataset, *, count: int = 6, limit: int | None = 256,
-                 class_maps: bool | None = None, device: str | torch.device = "auto") -> Image.Image:
+def example_grid(
+    model: AttentionResNet50,
+    dataset: ImageDataset,
+    *,
+    count: int = 6,
+    limit: int | None = 256,
+    class_maps: bool | None = None,
+    device: str | torch.device = "auto",
+) -> Image.Image:
     """The first ``count`` images :func:`evaluate_attention` evaluates (same ``limit``), object mask outlined,
     with every tap's and the combined map's overlay."""
     indices = fixed_subset(len(dataset), limit)[:count].tolist()
@@ -405,5 +441,9 @@ def example_grid(model: AttentionResNet50, dataset: ImageDataset, *, count: int 
     outlined = images.clone()
     for image, mask in zip(outlined, masks):
         image[:, mask_outline((mask > 0).to(torch.uint8))] = torch.tensor(OUTLINE, dtype=torch.uint8)[:, None]
-    return attention_grid(outlined, maps, title=f"{dataset_name(dataset)}: object mask outlined in cyan",
-                          cell_size=max(128, images.shape[-1]))
+    return attention_grid(
+        outlined,
+        maps,
+        title=f"{dataset_name(dataset)}: object mask outlined in cyan",
+        cell_size=max(128, images.shape[-1]),
+    )

@@ -43,8 +43,10 @@ class _Config(BaseModel):
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
-            raise ConfigError(f"{type(self).__name__}.{where}: {first['msg'].removeprefix('Value error, ')} "
-                              f"(got {first.get('input')!r})") from None
+            raise ConfigError(
+                f"{type(self).__name__}.{where}: {first['msg'].removeprefix('Value error, ')} "
+                f"(got {first.get('input')!r})"
+            ) from None
 
 
 _Section = TypeVar("_Section", bound=_Config)
@@ -226,8 +228,9 @@ class ExperimentConfig(_Config):
     def _plain_name(cls, value: str) -> str:
         # the name becomes runs/<name> and runs/tune-<name>: a path in it would aim writes anywhere
         if not _FOLDER_NAME.fullmatch(value):
-            raise ValueError("must be a plain folder name: letters, digits, '.', '_' and '-', starting with a "
-                             "letter or digit")
+            raise ValueError(
+                "must be a plain folder name: letters, digits, '.', '_' and '-', starting with a letter or digit"
+            )
         return value
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,10 +263,22 @@ PRESETS: dict[str, dict[str, Any]] = {
             "outer_lr": 1.0,
             "anneal": True,
         },
-        "transfer": {"lr": 3e-4, "head_lr": 1e-3, "steps": 40, "batch_size": 16, "shots_per_class": [80],
-                     "draws": 2, "max_test_images": 500},
-        "train": {"max_steps": 200, "checkpoint_every": 50, "eval_every": 100, "image_log_every": 50,
-                  "eval_test_images": 200},
+        "transfer": {
+            "lr": 3e-4,
+            "head_lr": 1e-3,
+            "steps": 40,
+            "batch_size": 16,
+            "shots_per_class": [80],
+            "draws": 2,
+            "max_test_images": 500,
+        },
+        "train": {
+            "max_steps": 200,
+            "checkpoint_every": 50,
+            "eval_every": 100,
+            "image_log_every": 50,
+            "eval_test_images": 200,
+        },
     },
 }
 
@@ -375,13 +390,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         tree = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                          f"{str(error).splitlines()[0]}") from None
+        raise ConfigError(
+            f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
     if tree is None:
         return {}
     if not isinstance(tree, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections (model, data, ...), not "
-                          f"{type(tree).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of sections (model, data, ...), not {type(tree).__name__}"
+        )
     return tree
 
 

@@ -63,8 +63,12 @@ def init_distributed(device: str = "auto") -> DistributedInfo:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=TIMEOUT)
-    return DistributedInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
-                           device=torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
+    return DistributedInfo(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=local_rank,
+        device=torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"),
+    )
 
 
 def is_distributed() -> bool:

@@ -40,7 +40,7 @@ def batch_indices(count: int, batch_size: int, generator: torch.Generator) -> It
     while True:
         order = torch.randperm(count, generator=generator)
         for start in range(0, count - size + 1, size):
-            yield order[start:start + size]
+            yield order[start : start + size]
 
 
 def learning_rate_factor(step: int, steps: int, schedule: str) -> float:
@@ -62,8 +62,9 @@ def set_batchnorm(model: nn.Module, policy: str) -> None:
 
 
 @torch.no_grad()
-def init_head(head: nn.Linear, kind: str, generator: torch.Generator, features: Tensor | None = None,
-              labels: Tensor | None = None) -> None:
+def init_head(
+    head: nn.Linear, kind: str, generator: torch.Generator, features: Tensor | None = None, labels: Tensor | None = None
+) -> None:
     """Set a new head's weights: ``zeros``, ``random`` (torch's default uniform range, from ``generator``) or
     ``prototypes`` (each class's weights are its normalised mean normalised feature; ``features`` and
     ``labels`` of the training shots needed)."""
@@ -91,21 +92,33 @@ def loss_curve(losses: list[float]) -> list[float]:
     return [sum(losses[a:b]) / (b - a) for a, b in itertools.pairwise(bounds)]
 
 
-def finetune(model: AttentionResNet50, head: str, images: Tensor, labels: Tensor, masks: Tensor | None,
-             config: TransferConfig, control: str, device: torch.device, generator: torch.Generator) -> list[float]:
+def finetune(
+    model: AttentionResNet50,
+    head: str,
+    images: Tensor,
+    labels: Tensor,
+    masks: Tensor | None,
+    config: TransferConfig,
+    control: str,
+    device: torch.device,
+    generator: torch.Generator,
+) -> list[float]:
     """Train every parameter (trunk at ``lr``, the new ``head`` at ``head_lr``) for :func:`total_steps` steps.
 
     Returns the loss of every step.
     """
     head_parameters = list(model.heads[module_key(head)].parameters())
     head_ids = {id(p) for p in head_parameters}
-    optimizer = torch.optim.Adam([
-        {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": config.lr},
-        {"params": head_parameters, "lr": config.head_lr or config.lr},
-    ])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": config.lr},
+            {"params": head_parameters, "lr": config.head_lr or config.lr},
+        ]
+    )
     steps = total_steps(len(labels), config)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: learning_rate_factor(step, steps, config.schedule))
+        optimizer, lambda step: learning_rate_factor(step, steps, config.schedule)
+    )
     set_batchnorm(model, config.batchnorm)
     losses = []
     for _, batch in zip(range(steps), batch_indices(len(labels), config.batch_size, generator)):

@@ -29,8 +29,9 @@ class LoadedModel(NamedTuple):
     experiment: ExperimentConfig | None
 
 
-def resolve_model(model_or_checkpoint: nn.Module | LoadedModel | str | Path,
-                  model_config: ModelConfig | None = None) -> LoadedModel:
+def resolve_model(
+    model_or_checkpoint: nn.Module | LoadedModel | str | Path, model_config: ModelConfig | None = None
+) -> LoadedModel:
     """An :class:`AttentionResNet50` from a model, a checkpoint file or run folder, or ``"random"``.
 
     ``"random"`` builds a fresh model from ``model_config`` (default: ``ModelConfig()``) with seed 0, so

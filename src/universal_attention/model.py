@@ -123,8 +123,10 @@ class AttentionResNet50(nn.Module):
         state = {key: value for key, value in state.items() if not key.startswith("fc.")}
         missing, _ = self.backbone.load_state_dict(state, strict=False)
         if missing:
-            raise ModelError(f"backbone weights {source} miss {len(missing)} ResNet50 keys (e.g. {missing[0]}); "
-                             "expected a torchvision resnet50 state dict")
+            raise ModelError(
+                f"backbone weights {source} miss {len(missing)} ResNet50 keys (e.g. {missing[0]}); "
+                "expected a torchvision resnet50 state dict"
+            )
 
     def _channels(self, tap: str) -> int:
         module = self.backbone.get_submodule(tap)
@@ -166,8 +168,9 @@ class AttentionResNet50(nn.Module):
                 taps[stage] = x
         return taps, x
 
-    def forward(self, images: Tensor, task: str | None = None, *, control: str = "learned",
-                masks: Tensor | None = None) -> AttentionOutput:
+    def forward(
+        self, images: Tensor, task: str | None = None, *, control: str = "learned", masks: Tensor | None = None
+    ) -> AttentionOutput:
         """Run the network; ``task`` picks the head (``None``: the default head, if any).
 
         ``control`` (``learned``, ``uniform``, ``oracle``, ``shuffled``; see
@@ -177,8 +180,9 @@ class AttentionResNet50(nn.Module):
         if control != "learned":
             check_controls([control])
             if not self.config.attention:
-                raise ModelError(f"attention control '{control}' needs a model with attention (its config has "
-                                 "attention: false)")
+                raise ModelError(
+                    f"attention control '{control}' needs a model with attention (its config has attention: false)"
+                )
         images = self.normalise(images)
         use_cuda_settings = images.is_cuda
         if use_cuda_settings and self.config.channels_last:
@@ -231,8 +235,9 @@ def _file_state_dict(path: Path) -> dict[str, Tensor]:
     from safetensors.torch import load_file
 
     if not path.is_file():
-        raise ModelError(f"backbone weights file {path} not found; give a .safetensors ResNet50 state dict, "
-                         "'imagenet' or 'none'")
+        raise ModelError(
+            f"backbone weights file {path} not found; give a .safetensors ResNet50 state dict, 'imagenet' or 'none'"
+        )
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as error:

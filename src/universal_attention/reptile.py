@@ -264,16 +264,20 @@ class Reptile:
         return metrics
 
     def _task_parameters(self, clone: bool = False) -> dict[str, Tensor]:
-        return {name: (p.detach().clone() if clone else p) for name, p in self.model.named_parameters()
-                if self.is_task_parameter(name)}
+        return {
+            name: (p.detach().clone() if clone else p)
+            for name, p in self.model.named_parameters()
+            if self.is_task_parameter(name)
+        }
 
     @torch.no_grad()
     def _sync_task_parameters(self, before: dict[str, Tensor]) -> None:
         """Make every process's heads equal: each adapted head becomes the mean of its adaptations."""
         current = self._task_parameters()
         if all_reduce_count(len(current)) != len(current) * torch.distributed.get_world_size():
-            raise ConfigError("processes hold different task heads; create every task's head before the first "
-                              "distributed meta-step")
+            raise ConfigError(
+                "processes hold different task heads; create every task's head before the first distributed meta-step"
+            )
         names = sorted(current)
         touched = [float(not torch.equal(current[name], before[name])) for name in names]
         values = [current[name].detach() * flag for name, flag in zip(names, touched)]
@@ -341,12 +345,14 @@ class Reptile:
             _load_optimizer_state(self._task_optimizer(), list(self.model.parameters()), state, "inner")
 
 
-def _load_optimizer_state(optimizer: torch.optim.Optimizer, parameters: Sequence[Tensor],
-                          state: dict[str, Tensor], prefix: str) -> None:
+def _load_optimizer_state(
+    optimizer: torch.optim.Optimizer, parameters: Sequence[Tensor], state: dict[str, Tensor], prefix: str
+) -> None:
     """Put ``<prefix>.<parameter index>.<key>`` tensors back as ``optimizer``'s per-parameter state."""
     optimizer.state.clear()
     for index, parameter in enumerate(parameters):
         entries = {key.split(".", 2)[2]: value for key, value in state.items() if key.startswith(f"{prefix}.{index}.")}
         if entries:
-            optimizer.state[parameter] = {key: value.to(parameter.device) if key != "step" else value.clone()
-                                          for key, value in entries.items()}
+            optimizer.state[parameter] = {
+                key: value.to(parameter.device) if key != "step" else value.clone() for key, value in entries.items()
+            }

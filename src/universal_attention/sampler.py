@@ -86,8 +86,14 @@ class TaskSampler:
             enough images) than a task needs.
     """
 
-    def __init__(self, datasets: Mapping[str, ImageDataset], config: SamplerConfig, *, augment: bool = False,
-                 shuffle_labels: bool = False) -> None:
+    def __init__(
+        self,
+        datasets: Mapping[str, ImageDataset],
+        config: SamplerConfig,
+        *,
+        augment: bool = False,
+        shuffle_labels: bool = False,
+    ) -> None:
         if not datasets:
             raise DatasetError("the task sampler needs at least one dataset; none were given")
         self.config = config
@@ -178,9 +184,7 @@ class TaskSampler:
             query=(source.images(torch.cat(query)), query_labels),
         )
 
-    def _batches(
-        self, total: int, read: Callable[[Tensor], Batch], generator: torch.Generator
-    ) -> Iterator[Batch]:
+    def _batches(self, total: int, read: Callable[[Tensor], Batch], generator: torch.Generator) -> Iterator[Batch]:
         """Endless batches of ``read(indices)`` over ``range(total)``: one shuffled pass after another (the
         last partial batch of a pass is dropped); a set no bigger than a batch is yielded whole each time."""
         size = min(self.config.batch_size, total)

@@ -61,8 +61,14 @@ def _percentiles(values: torch.Tensor, confidence: float) -> tuple[float, float]
     return float(low), float(high)
 
 
-def paired_bootstrap(first: Sequence[float], second: Sequence[float], *, confidence: float = CONFIDENCE,
-                     resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, tuple[float, float]]:
+def paired_bootstrap(
+    first: Sequence[float],
+    second: Sequence[float],
+    *,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float]]:
     """Mean of ``first[i] - second[i]`` and its percentile bootstrap interval (pairs resampled together).
 
     Raises:
@@ -75,9 +81,14 @@ def paired_bootstrap(first: Sequence[float], second: Sequence[float], *, confide
     return float(differences.mean()), _percentiles(means, confidence)
 
 
-def ratio_bootstrap(numerator: tuple[Sequence[float], Sequence[float]],
-                    denominator: tuple[Sequence[float], Sequence[float]], *, confidence: float = CONFIDENCE,
-                    resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, tuple[float, float]]:
+def ratio_bootstrap(
+    numerator: tuple[Sequence[float], Sequence[float]],
+    denominator: tuple[Sequence[float], Sequence[float]],
+    *,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float]]:
     """``mean(a - b) / mean(c - d)`` over paired runs, with a percentile bootstrap interval.
 
     ``numerator = (a, b)`` and ``denominator = (c, d)`` hold one value per pair (all four the same length).

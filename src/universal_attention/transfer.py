@@ -109,8 +109,9 @@ class TransferResult:
 
     def paired_top1(self, shots: int | str, attention: str) -> dict[tuple[int, int], float]:
         """Top-1 of every run of a cell, keyed by (seed, draw)."""
-        return {(run.seed, run.draw): run.top1 for run in self.runs
-                if run.shots == shots and run.attention == attention}
+        return {
+            (run.seed, run.draw): run.top1 for run in self.runs if run.shots == shots and run.attention == attention
+        }
 
 
 class Items(NamedTuple):
@@ -133,9 +134,14 @@ def protocol_for(config: ExperimentConfig) -> TransferConfig:
     return config.transfer.updated(image_size=config.transfer.image_size or config.data.image_size)
 
 
-def resolve_target(target: str | tuple[ImageDataset, ImageDataset], image_size: int,
-                   data_root: str | Path | None = None, *, with_masks: bool = False,
-                   remove_object: bool = False) -> tuple[ImageDataset, ImageDataset, str]:
+def resolve_target(
+    target: str | tuple[ImageDataset, ImageDataset],
+    image_size: int,
+    data_root: str | Path | None = None,
+    *,
+    with_masks: bool = False,
+    remove_object: bool = False,
+) -> tuple[ImageDataset, ImageDataset, str]:
     """``(train, test, name)`` for a dataset name or an explicit ``(train, test)`` pair.
 
     Raises:
@@ -150,16 +156,23 @@ def resolve_target(target: str | tuple[ImageDataset, ImageDataset], image_size: 
     from .data.registry import SYNTHETIC_PREFIX, get_dataset, masks_available
 
     if with_masks and not masks_available(target, data_root):
-        raise ConfigError(f"oracle attention needs object masks and {target} has none; use a target with masks "
-                          "(synthetic/<task>, oxford_pets, cub200) or drop oracle from transfer.attention")
+        raise ConfigError(
+            f"oracle attention needs object masks and {target} has none; use a target with masks "
+            "(synthetic/<task>, oxford_pets, cub200) or drop oracle from transfer.attention"
+        )
     if remove_object:
         if not target.startswith(SYNTHETIC_PREFIX):
-            raise ConfigError(f"transfer.remove_object draws a synthetic target without its object; {target} is "
-                              "not synthetic")
+            raise ConfigError(
+                f"transfer.remove_object draws a synthetic target without its object; {target} is not synthetic"
+            )
         from .data.synthetic import SyntheticTaskDataset
 
-        train, test = (SyntheticTaskDataset(target[len(SYNTHETIC_PREFIX):], split, image_size=image_size,
-                                            with_masks=with_masks, with_object=False) for split in ("train", "test"))
+        train, test = (
+            SyntheticTaskDataset(
+                target[len(SYNTHETIC_PREFIX) :], split, image_size=image_size, with_masks=with_masks, with_object=False
+            )
+            for split in ("train", "test")
+        )
         return train, test, target
     train = get_dataset(target, "train", root=data_root, image_size=image_size, with_masks=with_masks)
     test = get_dataset(target, "test", root=data_root, image_size=image_size, with_masks=with_masks)
@@ -175,8 +188,9 @@ class Start(NamedTuple):
     experiment: ExperimentConfig | None
 
 
-def resolve_start(model_or_checkpoint: AttentionResNet50 | str | Path, model_config: ModelConfig | None,
-                  seed: int = 0) -> Start:
+def resolve_start(
+    model_or_checkpoint: AttentionResNet50 | str | Path, model_config: ModelConfig | None, seed: int = 0
+) -> Start:
     """The start point to transfer; ``"random"`` is initialised from ``seed``."""
     if isinstance(model_or_checkpoint, AttentionResNet50):
         return Start(copy.deepcopy(model_or_checkpoint), "model", None)
@@ -184,8 +198,9 @@ def resolve_start(model_or_checkpoint: AttentionResNet50 | str | Path, model_con
     if name == "random":
         return Start(random_model(model_config or ModelConfig(), seed), name, None)
     if name == "imagenet":
-        return Start(AttentionResNet50((model_config or ModelConfig()).updated(backbone_weights="imagenet")), name,
-                     None)
+        return Start(
+            AttentionResNet50((model_config or ModelConfig()).updated(backbone_weights="imagenet")), name, None
+        )
     checkpoint = load_checkpoint(name)
     return Start(checkpoint.model, Path(name).name, checkpoint.experiment)
 
@@ -199,8 +214,10 @@ def select_shots(labels: Tensor, classes: Sequence[str], shots: int | str, seed:
     for label, name in enumerate(classes):
         members = torch.nonzero(labels == label).flatten()
         if len(members) < shots:
-            raise DatasetError(f"shots_per_class {shots} is more than class '{name}' has ({len(members)} training "
-                               f"images); use at most {int(min((labels == c).sum() for c in range(len(classes))))}")
+            raise DatasetError(
+                f"shots_per_class {shots} is more than class '{name}' has ({len(members)} training "
+                f"images); use at most {int(min((labels == c).sum() for c in range(len(classes))))}"
+            )
         chosen.append(members[torch.randperm(len(members), generator=generator)[:shots]])
     return torch.cat(chosen).sort().values
 
@@ -211,14 +228,15 @@ def run_seed(seed: int, draw: int) -> int:
 
 
 @torch.no_grad()
-def predict(model: AttentionResNet50, items: Items, control: str, device: torch.device,
-            head: str | None = TARGET_HEAD) -> Tensor:
+def predict(
+    model: AttentionResNet50, items: Items, control: str, device: torch.device, head: str | None = TARGET_HEAD
+) -> Tensor:
     """Logits (or, with ``head=None``, features) for every image, in eval mode, with attention ``control``."""
     model.eval()
     outputs = []
     for start in range(0, len(items.labels), EVAL_BATCH):
-        masks = None if items.masks is None else items.masks[start:start + EVAL_BATCH].to(device)
-        out = model(items.images[start:start + EVAL_BATCH].to(device), head, control=control, masks=masks)
+        masks = None if items.masks is None else items.masks[start : start + EVAL_BATCH].to(device)
+        out = model(items.images[start : start + EVAL_BATCH].to(device), head, control=control, masks=masks)
         outputs.append((out.features if head is None else out.logits).float().cpu())
     return torch.cat(outputs)
 
@@ -242,8 +260,14 @@ RunCallback = Callable[[str, TransferRun], None]
 class _Protocol:
     """One start point on one target: the fixed test set, features for probes, and one run at a time."""
 
-    def __init__(self, start: AttentionResNet50, train_set: ImageDataset, test_set: ImageDataset,
-                 config: TransferConfig, device: torch.device) -> None:
+    def __init__(
+        self,
+        start: AttentionResNet50,
+        train_set: ImageDataset,
+        test_set: ImageDataset,
+        config: TransferConfig,
+        device: torch.device,
+    ) -> None:
         self.start, self.train_set, self.config, self.device = start, train_set, config, device
         self.with_masks = "oracle" in config.attention
         self.classes = list(train_set.classes)
@@ -273,21 +297,32 @@ class _Protocol:
             steps, losses, train_logits, test_logits = self._finetune(train, control, generator)
         final = accuracy_metrics(test_logits, self.test.labels, len(self.classes))
         train_top1 = accuracy_metrics(train_logits, train.labels, len(self.classes))["top1"]
-        return TransferRun(attention=control, shots=shots, seed=seed, draw=draw, steps=steps, train_top1=train_top1,
-                           train_loss=losses, train_size=len(subset), test_size=len(self.test.labels),
-                           seconds=time.perf_counter() - begin, **final)
+        return TransferRun(
+            attention=control,
+            shots=shots,
+            seed=seed,
+            draw=draw,
+            steps=steps,
+            train_top1=train_top1,
+            train_loss=losses,
+            train_size=len(subset),
+            test_size=len(self.test.labels),
+            seconds=time.perf_counter() - begin,
+            **final,
+        )
 
-    def _finetune(self, train: Items, control: str, generator: torch.Generator) -> tuple[
-        int, list[float], Tensor, Tensor
-    ]:
+    def _finetune(
+        self, train: Items, control: str, generator: torch.Generator
+    ) -> tuple[int, list[float], Tensor, Tensor]:
         model = copy.deepcopy(self.start)
         head = model.add_head(TARGET_HEAD, len(self.classes))
         features = None
         if self.config.head_init == "prototypes":
             features = predict(model, train, control, self.device, head=None)
         init_head(head, self.config.head_init, generator, features, train.labels)
-        losses = finetune(model, TARGET_HEAD, train.images, train.labels, train.masks, self.config, control,
-                          self.device, generator)
+        losses = finetune(
+            model, TARGET_HEAD, train.images, train.labels, train.masks, self.config, control, self.device, generator
+        )
         train_logits = predict(model, train, control, self.device)
         return len(losses), loss_curve(losses), train_logits, predict(model, self.test, control, self.device)
 
@@ -343,11 +378,17 @@ def transfer_evaluate(
     start = resolve_start(model_or_checkpoint, model_config, config.seed)
     start_model, start_label = start.model, label or start.label
     if not start_model.config.attention and config.attention != ("learned",):
-        raise ConfigError("transfer.attention controls need a model with attention (this one has attention: false); "
-                          "use attention: [learned]")
-    train_set, test_set, target_name = resolve_target(target, image_size_for(start.experiment, config.image_size),
-                                                      data_root, with_masks="oracle" in config.attention,
-                                                      remove_object=config.remove_object)
+        raise ConfigError(
+            "transfer.attention controls need a model with attention (this one has attention: false); "
+            "use attention: [learned]"
+        )
+    train_set, test_set, target_name = resolve_target(
+        target,
+        image_size_for(start.experiment, config.image_size),
+        data_root,
+        with_masks="oracle" in config.attention,
+        remove_object=config.remove_object,
+    )
     start_model.to_device(run_device)
     protocol = _Protocol(start_model, train_set, test_set, config, run_device)
     runs = []
@@ -358,11 +399,21 @@ def transfer_evaluate(
                     runs.append(protocol.run(control, shots, seed, draw))
                     if on_run is not None:
                         on_run(start_label, runs[-1])
-    cells = [summarise_cell(control, shots, [run for run in runs if run.attention == control and run.shots == shots])
-             for control in config.attention for shots in config.shots_per_class]
-    return TransferResult(start=start_label, target=target_name, mode=config.mode, num_classes=len(protocol.classes),
-                          runs=runs, cells=cells, wall_seconds=time.perf_counter() - begin,
-                          config=config.model_dump(mode="json"))
+    cells = [
+        summarise_cell(control, shots, [run for run in runs if run.attention == control and run.shots == shots])
+        for control in config.attention
+        for shots in config.shots_per_class
+    ]
+    return TransferResult(
+        start=start_label,
+        target=target_name,
+        mode=config.mode,
+        num_classes=len(protocol.classes),
+        runs=runs,
+        cells=cells,
+        wall_seconds=time.perf_counter() - begin,
+        config=config.model_dump(mode="json"),
+    )
 
 
 def merge_results(results: Sequence[TransferResult]) -> TransferResult:
@@ -373,11 +424,20 @@ def merge_results(results: Sequence[TransferResult]) -> TransferResult:
         raise ConfigError("merge_results needs results of one start point, target and mode")
     runs = [run for result in results for run in result.runs]
     settings = list(dict.fromkeys((run.attention, run.shots) for run in runs))
-    cells = [summarise_cell(control, shots, [r for r in runs if (r.attention, r.shots) == (control, shots)])
-             for control, shots in settings]
-    return TransferResult(start=first.start, target=first.target, mode=first.mode, num_classes=first.num_classes,
-                          runs=runs, cells=cells, wall_seconds=sum(r.wall_seconds for r in results),
-                          config=first.config)
+    cells = [
+        summarise_cell(control, shots, [r for r in runs if (r.attention, r.shots) == (control, shots)])
+        for control, shots in settings
+    ]
+    return TransferResult(
+        start=first.start,
+        target=first.target,
+        mode=first.mode,
+        num_classes=first.num_classes,
+        runs=runs,
+        cells=cells,
+        wall_seconds=sum(r.wall_seconds for r in results),
+        config=first.config,
+    )
 
 
 def summarise_cell(control: str, shots: int | str, runs: list[TransferRun]) -> TransferCell:
@@ -385,14 +445,25 @@ def summarise_cell(control: str, shots: int | str, runs: list[TransferRun]) -> T
     top1, top1_std, top1_ci = mean_ci([run.top1 for run in runs])
     top5, top5_std, _ = mean_ci([run.top5 for run in runs])
     per_class, per_class_std, _ = mean_ci([run.mean_per_class for run in runs])
-    return TransferCell(attention=control, shots=shots, runs=len(runs), top1=top1, top1_std=top1_std,
-                        top1_ci=top1_ci, top5=top5, top5_std=top5_std, mean_per_class=per_class,
-                        mean_per_class_std=per_class_std, train_top1=mean_ci([r.train_top1 for r in runs])[0],
-                        steps=max(run.steps for run in runs))
+    return TransferCell(
+        attention=control,
+        shots=shots,
+        runs=len(runs),
+        top1=top1,
+        top1_std=top1_std,
+        top1_ci=top1_ci,
+        top5=top5,
+        top5_std=top5_std,
+        mean_per_class=per_class,
+        mean_per_class_std=per_class_std,
+        train_top1=mean_ci([r.train_top1 for r in runs])[0],
+        steps=max(run.steps for run in runs),
+    )
 
 
-def _paired(first: dict[tuple[int, int], float],
-            second: dict[tuple[int, int], float]) -> tuple[list[float], list[float]]:
+def _paired(
+    first: dict[tuple[int, int], float], second: dict[tuple[int, int], float]
+) -> tuple[list[float], list[float]]:
     keys = sorted(first.keys() & second.keys())
     return [first[key] for key in keys], [second[key] for key in keys]
 
@@ -407,13 +478,24 @@ def paired_comparisons(results: Sequence[TransferResult], baselines: Sequence[st
             if baseline == result.start or baseline not in by_start:
                 continue
             for cell in result.cells:
-                mine, theirs = _paired(result.paired_top1(cell.shots, cell.attention),
-                                       by_start[baseline].paired_top1(cell.shots, cell.attention))
+                mine, theirs = _paired(
+                    result.paired_top1(cell.shots, cell.attention),
+                    by_start[baseline].paired_top1(cell.shots, cell.attention),
+                )
                 if not mine:
                     continue
                 delta, interval = paired_bootstrap(mine, theirs)
-                comparisons.append({"start": result.start, "baseline": baseline, "attention": cell.attention,
-                                    "shots": cell.shots, "pairs": len(mine), "delta_top1": delta, "ci": list(interval)})
+                comparisons.append(
+                    {
+                        "start": result.start,
+                        "baseline": baseline,
+                        "attention": cell.attention,
+                        "shots": cell.shots,
+                        "pairs": len(mine),
+                        "delta_top1": delta,
+                        "ci": list(interval),
+                    }
+                )
     return comparisons
 
 
@@ -430,8 +512,15 @@ def oracle_fractions(result: TransferResult) -> list[dict[str, Any]]:
         keys = sorted(learned.keys() & uniform.keys() & oracle.keys())
         values = [[table[key] for key in keys] for table in (learned, uniform, oracle)]
         fraction, interval = ratio_bootstrap((values[0], values[1]), (values[2], values[1]))
-        fractions.append({"start": result.start, "shots": shots, "fraction": fraction, "ci": list(interval),
-                          "oracle_gain": sum(values[2]) / len(keys) - sum(values[1]) / len(keys)})
+        fractions.append(
+            {
+                "start": result.start,
+                "shots": shots,
+                "fraction": fraction,
+                "ci": list(interval),
+                "oracle_gain": sum(values[2]) / len(keys) - sum(values[1]) / len(keys),
+            }
+        )
     return fractions
 
 

@@ -98,8 +98,13 @@ def load_trials(path: Path, search: Mapping[str, Any]) -> list[dict[str, Any]]:
             problem = "no list of trials"
         else:
             problem = _search_problem(saved.get("search")) or next(
-                (f"trial entry {index}: {found}" for index, entry in enumerate(saved["trials"])
-                 if (found := _entry_problem(entry))), None)
+                (
+                    f"trial entry {index}: {found}"
+                    for index, entry in enumerate(saved["trials"])
+                    if (found := _entry_problem(entry))
+                ),
+                None,
+            )
     if problem is not None:
         raise ConfigError(f"{path} is not a readable trials file ({problem}); move it away or choose another --out")
     old, entries = saved["search"], saved["trials"]
@@ -126,8 +131,10 @@ def remove_unrecorded(out: Path, entries: list[dict[str, Any]], on_message: Call
         if path.name in owned or not TRIAL_NAME.fullmatch(path.name) or path.is_symlink() or not path.is_dir():
             continue
         if (path / "results.json").exists():
-            on_message(f"kept {path.name}: it finished but trials.json does not list it (the search stopped while "
-                       "recording it); its trial runs again")
+            on_message(
+                f"kept {path.name}: it finished but trials.json does not list it (the search stopped while "
+                "recording it); its trial runs again"
+            )
         elif not any(path.iterdir()):
             path.rmdir()
         elif not (path / MARKER).is_file():

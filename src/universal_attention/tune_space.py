@@ -96,8 +96,10 @@ def parse_space(space: Mapping[str, Any]) -> dict[str, Distribution]:
         ConfigError: an unknown key or a malformed distribution, in one line.
     """
     if not isinstance(space, Mapping) or not space:
-        raise ConfigError("a search space must map dotted config keys to distributions, e.g. "
-                          "reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}")
+        raise ConfigError(
+            "a search space must map dotted config keys to distributions, e.g. "
+            "reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}"
+        )
     parsed: dict[str, Distribution] = {}
     for key, fields in space.items():
         check_dotted_key(str(key))
@@ -111,8 +113,9 @@ def parse_space(space: Mapping[str, Any]) -> dict[str, Distribution]:
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
-            raise ConfigError(f"space entry '{key}': {where + ': ' if where else ''}"
-                              f"{first['msg'].removeprefix('Value error, ')}") from None
+            raise ConfigError(
+                f"space entry '{key}': {where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
+            ) from None
     return parsed
 
 
@@ -149,6 +152,8 @@ def read_space_file(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise ConfigError(f"space file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(tree, dict):
-        raise ConfigError(f"space file {path} must map dotted config keys to distributions, e.g. "
-                          "reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}")
+        raise ConfigError(
+            f"space file {path} must map dotted config keys to distributions, e.g. "
+            "reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}"
+        )
     return tree

@@ -37,9 +37,12 @@ class Recorder:
         if self.on_finished is None:
             return
         # a Spark task thread sets the state before the result: wait for both
-        finished = [doc for doc in self._dynamic_trials  # type: ignore[attr-defined]
-                    if doc["state"] == JOB_STATE_ERROR
-                    or (doc["state"] == JOB_STATE_DONE and doc["result"]["status"] in (STATUS_OK, STATUS_FAIL))]
+        finished = [
+            doc
+            for doc in self._dynamic_trials  # type: ignore[attr-defined]
+            if doc["state"] == JOB_STATE_ERROR
+            or (doc["state"] == JOB_STATE_DONE and doc["result"]["status"] in (STATUS_OK, STATUS_FAIL))
+        ]
         tids = frozenset(doc["tid"] for doc in finished)
         if tids != self.recorded:
             new = sorted(tids - self.recorded)
@@ -61,14 +64,32 @@ def doc_to_json(doc: Mapping[str, Any], space: Mapping[str, Any]) -> dict[str, A
         lines = (trace or "").strip().splitlines()
         name = str(kind).split("'")[1].rsplit(".", 1)[-1] if "'" in str(kind) else str(kind)
         point = {key: values[0] for key, values in vals.items() if values}
-        result = {"status": STATUS_FAIL, "params": plain(space_eval(space, point)),
-                  "error": lines[-1] if lines else f"the trial's Spark task failed ({name}); see Spark's log above"}
-    stamp = {key: doc[key].isoformat() if isinstance(doc.get(key), datetime.datetime) else None
-             for key in ("book_time", "refresh_time")}
-    return {"tid": doc["tid"], "state": JOB_STATE_DONE, "spec": None, "result": result,
-            "misc": {"tid": doc["tid"], "cmd": list(misc.get("cmd") or ()), "workdir": None,
-                     "idxs": {key: [doc["tid"]] if values else [] for key, values in vals.items()}, "vals": vals},
-            "exp_key": None, "owner": None, "version": doc.get("version", 0), **stamp}
+        result = {
+            "status": STATUS_FAIL,
+            "params": plain(space_eval(space, point)),
+            "error": lines[-1] if lines else f"the trial's Spark task failed ({name}); see Spark's log above",
+        }
+    stamp = {
+        key: doc[key].isoformat() if isinstance(doc.get(key), datetime.datetime) else None
+        for key in ("book_time", "refresh_time")
+    }
+    return {
+        "tid": doc["tid"],
+        "state": JOB_STATE_DONE,
+        "spec": None,
+        "result": result,
+        "misc": {
+            "tid": doc["tid"],
+            "cmd": list(misc.get("cmd") or ()),
+            "workdir": None,
+            "idxs": {key: [doc["tid"]] if values else [] for key, values in vals.items()},
+            "vals": vals,
+        },
+        "exp_key": None,
+        "owner": None,
+        "version": doc.get("version", 0),
+        **stamp,
+    }
 
 
 def doc_from_json(entry: Mapping[str, Any]) -> dict[str, Any]:

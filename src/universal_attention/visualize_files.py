@@ -53,8 +53,9 @@ def display_side(originals: Sequence[Tensor], size: int) -> int:
     return max(MIN_CELL, min(size, native))
 
 
-def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images: int = 16,
-                     display_size: int = DISPLAY_SIZE) -> LoadedImages:
+def load_image_files(
+    paths: Sequence[str | Path], image_size: int, *, max_images: int = 16, display_size: int = DISPLAY_SIZE
+) -> LoadedImages:
     """Decode image files of any size and mode (grayscale, RGBA, 16-bit, CMYK, ...) to square RGB.
 
     A folder stands for every file in it (sorted; files that are not images are skipped and listed).
@@ -80,8 +81,9 @@ def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images
             image, note = read_image(file, draft_size=display_size)
             if image is None:
                 if not in_folder:
-                    raise ImageError(f"{file} cannot be read as an image ({note}); give a JPEG, PNG or other "
-                                     "image Pillow can decode")
+                    raise ImageError(
+                        f"{file} cannot be read as an image ({note}); give a JPEG, PNG or other image Pillow can decode"
+                    )
                 skipped.append(f"{file.name}: {note}")
                 continue
             images.append(image)
@@ -90,8 +92,13 @@ def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images
     if not images:
         raise ImageError(f"no readable image in {', '.join(map(str, paths))} ({len(skipped)} files skipped)")
     side = display_side(images, display_size)
-    return LoadedImages(torch.stack([resize_and_crop(image, image_size) for image in images]), names, notes, skipped,
-                        torch.stack([resize_and_crop(image, side) for image in images]))
+    return LoadedImages(
+        torch.stack([resize_and_crop(image, image_size) for image in images]),
+        names,
+        notes,
+        skipped,
+        torch.stack([resize_and_crop(image, side) for image in images]),
+    )
 
 
 def pick_head(model: AttentionResNet50, task: str | None) -> str | None:
@@ -120,8 +127,10 @@ def top_predictions(logits: Tensor, names: Sequence[str], k: int = 3) -> list[li
     """Per row of ``[B, classes]`` logits: the ``k`` most probable ``(class name, probability)``."""
     probabilities = logits.float().softmax(dim=1)
     values, indices = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
-    return [[(names[i], float(p)) for p, i in zip(row_values, row_indices.tolist())]
-            for row_values, row_indices in zip(values, indices)]
+    return [
+        [(names[i], float(p)) for p, i in zip(row_values, row_indices.tolist())]
+        for row_values, row_indices in zip(values, indices)
+    ]
 
 
 @dataclass
@@ -212,8 +221,9 @@ def visualize_attention(
     if isinstance(images, Tensor):
         batch = LoadedImages(images, [f"image {i}" for i in range(len(images))], [""] * len(images), [], images)
     else:
-        batch = load_image_files(images, image_size_for(loaded.experiment, image_size), max_images=max_images,
-                                 display_size=display_size)
+        batch = load_image_files(
+            images, image_size_for(loaded.experiment, image_size), max_images=max_images, display_size=display_size
+        )
     head = pick_head(model, task)
     output = eval_forward(model, batch.images.to(run_device), head)
     softmax = model.config.normalisation == "softmax"
@@ -223,10 +233,28 @@ def visualize_attention(
     if head is not None and output.logits is not None:
         names = head_class_names(head, model.head_classes[head])
         predictions = top_predictions(output.logits.cpu(), names)
-        captions = [caption + f"\n{head}: " + " · ".join(f"{label} {p:.2f}" for label, p in top)
-                    for caption, top in zip(captions, predictions)]
-    picture = attention_grid(batch.display, maps, captions=captions, alpha=alpha, title=f"attention of {loaded.label}",
-                             cell_size=max(MIN_CELL, batch.display.shape[-1]))
+        captions = [
+            caption + f"\n{head}: " + " · ".join(f"{label} {p:.2f}" for label, p in top)
+            for caption, top in zip(captions, predictions)
+        ]
+    picture = attention_grid(
+        batch.display,
+        maps,
+        captions=captions,
+        alpha=alpha,
+        title=f"attention of {loaded.label}",
+        cell_size=max(MIN_CELL, batch.display.shape[-1]),
+    )
     native = {name: amap.cpu() for name, amap in output.attention.items()}
-    return Visualization(picture, batch.display, maps, native, batch.names, list(model.head_classes), head, predictions,
-                         loaded.label, batch.skipped)
+    return Visualization(
+        picture,
+        batch.display,
+        maps,
+        native,
+        batch.names,
+        list(model.head_classes),
+        head,
+        predictions,
+        loaded.label,
+        batch.skipped,
+    )

@@ -119,14 +119,15 @@ def _verify_with_progress(console: Console, dataset: ImageListDataset, label: st
 @click.option("--split", default="train", show_default=True, help="Split to sample.")
 @data_root_option
 @click.option("--image-size", default=128, show_default=True, help="Side of each thumbnail in pixels.")
-def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root: Path | None,
-         image_size: int) -> None:
+def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root: Path | None, image_size: int) -> None:
     """Write a grid of samples of NAMES with class names (and mask outlines where they have masks): one
     dataset fills a square grid, several make one row each."""
     console = make_console()
     root = resolve_data_root(data_root)
-    datasets = {name: get_dataset(name, split, root=root, image_size=image_size,
-                                  with_masks=masks_available(name, root)) for name in names}
+    datasets = {
+        name: get_dataset(name, split, root=root, image_size=image_size, with_masks=masks_available(name, root))
+        for name in names
+    }
     if len(datasets) == 1:
         sheet = sample_grid(next(iter(datasets.values())), count, tile=image_size)
     else:
@@ -152,15 +153,17 @@ def prepare(name: str, image_size: int, split: str | None, data_root: Path | Non
     root = resolve_data_root(data_root)
     for current in [split] if split else splits(name):
         dataset = get_dataset(name, current, root=root, image_size=image_size, with_masks=masks)
-        cached, built = _cache_with_progress(console, dataset, root, cache_key(name, current, image_size, masks),
-                                             image_size, f"{name} {current}")
+        cached, built = _cache_with_progress(
+            console, dataset, root, cache_key(name, current, image_size, masks), image_size, f"{name} {current}"
+        )
         state = "built" if built else "up to date"
         note = f", {cached.skipped} unreadable files skipped" if cached.skipped else ""
         console.print(f"{name} ({current}): {len(cached)} images at {image_size} px, {state}: {cached.path}{note}")
 
 
-def _cache_with_progress(console: Console, dataset: ImageDataset, root: Path, key: str, image_size: int,
-                         label: str) -> tuple[CachedDataset, bool]:
+def _cache_with_progress(
+    console: Console, dataset: ImageDataset, root: Path, key: str, image_size: int, label: str
+) -> tuple[CachedDataset, bool]:
     """``build_cache`` under a progress bar named ``label``; also whether anything was read (built, not reused)."""
     read: list[int] = []
     with _progress(console) as progress:

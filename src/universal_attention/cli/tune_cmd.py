@@ -49,22 +49,50 @@ def trials_table(result: TuneResult) -> Table:
 
 @click.command("tune")
 @config_options
-@click.option("--algo", type=click.Choice(get_args(TuneConfig.model_fields["algo"].annotation)),
-              help="Search algorithm (tune.algo, default tpe); atpe, the original's, needs the atpe extra.")
-@click.option("--max-evals", type=click.IntRange(min=1),
-              help="Trials the search ends with, counting those already in --out (tune.max_evals).")
+@click.option(
+    "--algo",
+    type=click.Choice(get_args(TuneConfig.model_fields["algo"].annotation)),
+    help="Search algorithm (tune.algo, default tpe); atpe, the original's, needs the atpe extra.",
+)
+@click.option(
+    "--max-evals",
+    type=click.IntRange(min=1),
+    help="Trials the search ends with, counting those already in --out (tune.max_evals).",
+)
 @click.option("--steps-per-trial", type=click.IntRange(min=1), help="Meta-steps per trial (tune.steps_per_trial).")
-@click.option("--fix", multiple=True, metavar="KEY=VALUE",
-              help="Keep a dotted key at one value and out of the search, e.g. --fix reptile.inner_steps=5.")
-@click.option("--space", "space_file", type=click.Path(dir_okay=False),
-              help="YAML file mapping dotted keys to distributions (default: the original's five parameters).")
+@click.option(
+    "--fix",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keep a dotted key at one value and out of the search, e.g. --fix reptile.inner_steps=5.",
+)
+@click.option(
+    "--space",
+    "space_file",
+    type=click.Path(dir_okay=False),
+    help="YAML file mapping dotted keys to distributions (default: the original's five parameters).",
+)
 @click.option("--parallel", type=click.IntRange(min=1), help="Trials at once, on Spark (tune.parallel).")
 @click.option("--spark-master", help="Spark master URL of a cluster (default: an embedded local[N] Spark).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False),
-              help="Search folder (default: runs/tune-<config name>); the same command again continues it.")
-def tune_command(preset: str | None, config_file: str | None, overrides: tuple[str, ...], algo: str | None,
-                 max_evals: int | None, steps_per_trial: int | None, fix: tuple[str, ...], space_file: str | None,
-                 parallel: int | None, spark_master: str | None, out_dir: str | None) -> None:
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Search folder (default: runs/tune-<config name>); the same command again continues it.",
+)
+def tune_command(
+    preset: str | None,
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    algo: str | None,
+    max_evals: int | None,
+    steps_per_trial: int | None,
+    fix: tuple[str, ...],
+    space_file: str | None,
+    parallel: int | None,
+    spark_master: str | None,
+    out_dir: str | None,
+) -> None:
     """Search hyperparameters: each trial meta-trains, then transfers to the target; best config to best.yaml.
 
     Any dotted config key can be searched (--space FILE) or fixed (--fix). Every trial is a run folder
@@ -75,9 +103,17 @@ def tune_command(preset: str | None, config_file: str | None, overrides: tuple[s
     from ..tune_space import read_space_file
 
     config = resolve_config(preset, config_file, overrides)
-    updates: dict[str, Any] = {key: value for key, value in (
-        ("algo", algo), ("max_evals", max_evals), ("steps_per_trial", steps_per_trial), ("parallel", parallel),
-        ("spark_master", spark_master)) if value is not None}
+    updates: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("algo", algo),
+            ("max_evals", max_evals),
+            ("steps_per_trial", steps_per_trial),
+            ("parallel", parallel),
+            ("spark_master", spark_master),
+        )
+        if value is not None
+    }
     if fix:
         updates["fix"] = {**config.tune.fix, **dict(parse_override(text) for text in fix)}
     if space_file is not None:
@@ -89,21 +125,37 @@ def tune_command(preset: str | None, config_file: str | None, overrides: tuple[s
         name = _trial_name(record)
         shown = ", ".join(f"{key}={_value(value)}" for key, value in record.params.items())
         outcome = f"top-1 {record.top1:.3f}" if record.top1 is not None else f"[red]failed[/red]: {record.error}"
-        console.print(f"{name} ({done}/{tune_config.max_evals}): {outcome}  ({shown}, {record.seconds:.0f} s)",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"{name} ({done}/{tune_config.max_evals}): {outcome}  ({shown}, {record.seconds:.0f} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     try:
-        result = tune(config, tune_config, out_dir, on_trial=on_trial,
-                      on_message=lambda text: console.print(text, highlight=False, soft_wrap=True))
+        result = tune(
+            config,
+            tune_config,
+            out_dir,
+            on_trial=on_trial,
+            on_message=lambda text: console.print(text, highlight=False, soft_wrap=True),
+        )
     except KeyboardInterrupt:
         console.print("stopped; finished trials are in trials.json; run the same command again to continue")
         sys.exit(130)
     console.print(trials_table(result))
     if result.best is None:
-        raise UattnError(f"no trial succeeded; the errors are in {result.out_dir / 'trials.json'} and in each "
-                         "trial's error.txt")
-    console.print(f"best: {_trial_name(result.best)} with target top-1 {result.best.top1:.3f}; its config: "
-                  f"{result.best_config_path}", highlight=False, soft_wrap=True)
+        raise UattnError(
+            f"no trial succeeded; the errors are in {result.out_dir / 'trials.json'} and in each trial's error.txt"
+        )
+    console.print(
+        f"best: {_trial_name(result.best)} with target top-1 {result.best.top1:.3f}; its config: "
+        f"{result.best_config_path}",
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(f"train it: uattn meta-train --config {result.best_config_path}", highlight=False, soft_wrap=True)
-    console.print(f"compare trials: tensorboard --logdir {result.out_dir / 'hparams'} (HPARAMS tab)", highlight=False,
-                  soft_wrap=True)
+    console.print(
+        f"compare trials: tensorboard --logdir {result.out_dir / 'hparams'} (HPARAMS tab)",
+        highlight=False,
+        soft_wrap=True,
+    )

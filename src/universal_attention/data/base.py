@@ -79,8 +79,10 @@ def listed_path(folder: Path, entry: str, where: str) -> Path:
     """
     relative = PurePosixPath(entry)
     if not entry or relative.is_absolute() or ".." in relative.parts:
-        raise DatasetError(f"{where} ({entry!r}) is a path outside {folder}; the official index lists paths inside "
-                           "it, so this file was edited or is not the official one")
+        raise DatasetError(
+            f"{where} ({entry!r}) is a path outside {folder}; the official index lists paths inside "
+            "it, so this file was edited or is not the official one"
+        )
     return folder / relative
 
 
@@ -121,8 +123,10 @@ class ImageListDataset(Dataset):
         for file, label in zip(files, labels):
             if not 0 <= label < len(classes):
                 sources = ", ".join(path.name for path in index_files) or "the class folders"
-                raise DatasetError(f"{name} ({split}): {file} has label {label}, outside 0..{len(classes) - 1} for "
-                                   f"its {len(classes)} classes; check {sources}")
+                raise DatasetError(
+                    f"{name} ({split}): {file} has label {label}, outside 0..{len(classes) - 1} for "
+                    f"its {len(classes)} classes; check {sources}"
+                )
         self.name = name
         self.split = split
         self.files = list(files)

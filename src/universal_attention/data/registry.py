@@ -222,9 +222,7 @@ def _located(name: str, split: str, root: str | Path | None) -> tuple[_Spec, str
     for relative in spec.required[canonical]:
         if not (base / relative).exists():
             missing = f" (missing {base / relative})" if base.is_dir() else ""
-            raise DatasetError(
-                f"{name} not found: expected {base}/{spec.layout}{missing}; {spec.archive}, {ROOT_HINT}"
-            )
+            raise DatasetError(f"{name} not found: expected {base}/{spec.layout}{missing}; {spec.archive}, {ROOT_HINT}")
     return spec, canonical, base
 
 

@@ -61,8 +61,9 @@ def fixed_subset(count: int, limit: int | None) -> Tensor:
     return torch.randperm(count, generator=torch.Generator().manual_seed(0))[:limit].sort().values
 
 
-def read_samples(dataset: Any, indices: Tensor, *, with_masks: bool = False,
-                 name: str | None = None) -> tuple[Tensor, Tensor | None]:
+def read_samples(
+    dataset: Any, indices: Tensor, *, with_masks: bool = False, name: str | None = None
+) -> tuple[Tensor, Tensor | None]:
     """Images ``[len(indices), 3, S, S]`` and, with ``with_masks``, masks ``[len(indices), S, S]`` of the samples at
     ``indices``: sliced from the dataset's ``images`` (and ``masks``) tensors when it holds them (a cache), else read
     item by item and stacked.
@@ -77,8 +78,10 @@ def read_samples(dataset: Any, indices: Tensor, *, with_masks: bool = False,
     try:
         stacked = torch.stack([item[0] for item in items])
     except RuntimeError as error:
-        raise DatasetError(f"dataset '{name or dataset_name(dataset)}' has images of different sizes; load it with "
-                           f"an image_size ({error})") from None
+        raise DatasetError(
+            f"dataset '{name or dataset_name(dataset)}' has images of different sizes; load it with "
+            f"an image_size ({error})"
+        ) from None
     if not with_masks:
         return stacked, None
     return stacked, torch.stack([torch.as_tensor(item[2]) for item in items])
