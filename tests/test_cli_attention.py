@@ -10,15 +10,9 @@ from safetensors import safe_open
 
 from universal_attention import AttentionResNet50, ModelConfig, load_config, save_checkpoint
 from universal_attention.cli import main
-from universal_attention.cli.attention_cmds import evaluate_attention_command, visualize
 from universal_attention.data.images import read_image, resize_and_crop
 
 from fake_datasets import write_odd_images
-
-if "visualize" not in main.commands:
-    main.add_command(visualize)
-if "evaluate-attention" not in main.commands:
-    main.add_command(evaluate_attention_command)
 
 TINY = ModelConfig(alignment_size=8, query_size=8)
 

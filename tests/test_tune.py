@@ -16,7 +16,6 @@ from hyperopt.pyll import stochastic
 
 from universal_attention import load_config, tune
 from universal_attention.cli import main
-from universal_attention.cli.tune_cmd import tune_command
 from universal_attention.errors import ConfigError
 from universal_attention.tune_space import hyperopt_space, parse_space, search_space
 from universal_attention.tune_trials import RecordingTrials, doc_from_json, doc_to_json
@@ -73,17 +72,6 @@ def invoke(args):
 
 def trials_of(out):
     return json.loads((out / "trials.json").read_text())["trials"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tune_on_the_cli():
-    """``uattn tune`` on the command group, for this module only when the package does not register it."""
-    added = "tune" not in main.commands
-    if added:
-        main.add_command(tune_command)
-    yield
-    if added:
-        del main.commands["tune"]
 
 
 @pytest.fixture(scope="module", autouse=True)
