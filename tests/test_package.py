@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import universal_attention
 
+PACKAGE = Path(universal_attention.__file__).parent
 HEAVY = ("hyperopt", "tensorboard", "torch.utils.tensorboard", "scipy", "pyspark")
 IMPORT_BUDGET = 0.3  # seconds on a machine where torch and torchvision import in REFERENCE_SECONDS
 REFERENCE_SECONDS = 2.0
@@ -56,3 +59,13 @@ def test_every_public_name_resolves_and_tune_loads_on_first_use():
 
     assert inspect.isfunction(tune) and inspect.isfunction(meta_train)
     assert issubclass(universal_attention.TrainingError, universal_attention.UattnError)
+
+
+def test_every_module_opens_with_a_one_line_summary_of_its_job():
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        docstring = ast.get_docstring(ast.parse(path.read_text()))
+        summary = docstring.split("\n\n")[0] if docstring else ""
+        if "\n" in summary or not summary.endswith("."):
+            missing.append(str(path.relative_to(PACKAGE)))
+    assert missing == [], "modules without a one-line summary (first docstring line, then a blank line or the end)"

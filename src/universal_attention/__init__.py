@@ -1,6 +1,7 @@
-"""universal-attention: can a network learn where to look, and does it help it learn new tasks faster?
+"""The public API of universal-attention: every name a user imports, loaded lightly.
 
-Every entry point the docs use imports from here::
+universal-attention asks whether a network can learn where to look, and whether that helps it learn new tasks
+faster. Every entry point the docs use imports from here::
 
     from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, meta_train, tune
 

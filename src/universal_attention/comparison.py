@@ -1,5 +1,7 @@
-"""Start-point comparison on the target: the short periodic transfer check during meta-training, and the final
-comparison of the meta-trained model with a random init (and trained baselines), run for run."""
+"""Start points compared on the target task: the periodic check during meta-training and the final comparison.
+
+The periodic check is a short transfer of the current weights; the final comparison sets the meta-trained model
+beside a random init (and trained baselines), run for run."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Device resolution: which ``torch.device`` a name such as ``"auto"``, ``"cpu"`` or ``"cuda:1"`` means, one way
-everywhere (the library's functions, the command line and torchrun runs)."""
+"""Device resolution: the ``torch.device`` that a name such as ``"auto"``, ``"cpu"`` or ``"cuda:1"`` means.
+
+One way everywhere: the library's functions, the command line and torchrun runs."""
 
 from __future__ import annotations
 

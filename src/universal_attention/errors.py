@@ -1,4 +1,4 @@
-"""Errors the library raises on bad input.
+"""Every error type the library raises on bad input.
 
 Every message is one line that names the thing that is wrong and what would fix it; the CLI prints
 it in red and exits with code 2 (tracebacks only with ``uattn --debug``).

@@ -1,5 +1,7 @@
-"""A search folder's own files: ``trials.json`` (read back and checked) and the ``trial-NNN`` folders (made one by
-one, and tidied when the search runs again).
+"""A search folder's own files: ``trials.json`` and the ``trial-NNN`` folders.
+
+``trials.json`` is read back and checked; the trial folders are made one by one, and tidied when the search runs
+again.
 
 Everything read here comes from a file, so it is checked before it is used: every key a trial entry needs,
 and a ``trial`` field that must name a ``trial-NNN`` folder directly inside the search folder.

@@ -1,6 +1,7 @@
-"""Trial documents of :func:`~universal_attention.tune`: hyperopt's record of each trial (sampled values, result,
-state) to and from plain JSON, which is how ``trials.json`` stores them and how a search resumes, and hyperopt
-``Trials`` that report every trial as it finishes.
+"""Trial documents of :func:`~universal_attention.tune`: hyperopt's record of each trial as plain JSON.
+
+Each record (sampled values, result, state) goes to and from JSON, which is how ``trials.json`` stores it and how a
+search resumes; the hyperopt ``Trials`` here report every trial as it finishes.
 """
 
 from __future__ import annotations

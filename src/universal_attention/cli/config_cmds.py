@@ -1,4 +1,4 @@
-"""``uattn config show`` and ``uattn info``."""
+"""``uattn config show`` and ``uattn info``: print a resolved config, and what a checkpoint holds."""
 
 from __future__ import annotations
 

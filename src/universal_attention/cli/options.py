@@ -1,4 +1,4 @@
-"""Options shared by several commands."""
+"""The config options every run command shares: ``--preset``, ``--config`` and ``--set``, resolved into one config."""
 
 from __future__ import annotations
 
