@@ -82,6 +82,7 @@ def test_info_json_describes_the_checkpoint(checkpoint):
     assert document["parameters"] > 20_000_000
 
 
+@pytest.mark.slow
 def test_transfer_json_is_the_results_document(checkpoint, tmp_path):
     result = uattn("transfer", "--ckpt", checkpoint, "--shots", "1", "--out", tmp_path / "t", "--json")
     assert result.returncode == 0, result.stderr

@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 WORKER = str(Path(__file__).with_name("distributed_worker.py"))
+pytestmark = pytest.mark.slow  # every test meta-trains the full ResNet50 in several processes
 
 
 def test_two_processes_equal_one_process_with_meta_batch_two(tmp_path):

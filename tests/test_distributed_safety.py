@@ -51,6 +51,7 @@ def test_the_process_group_is_joined_with_a_timeout(monkeypatch):
     assert timedelta(0) < joined["timeout"] <= timedelta(hours=2)
 
 
+@pytest.mark.slow
 def test_no_rank_waits_in_a_barrier_while_rank_zero_compares(tmp_path, monkeypatch):
     events = []
     monkeypatch.setattr(distributed, "barrier", lambda: events.append("barrier"))
@@ -68,6 +69,7 @@ def test_no_rank_waits_in_a_barrier_while_rank_zero_compares(tmp_path, monkeypat
     assert set(saved["stage_seconds"]) == {"meta_train", "baselines", "transfer", "attention"}
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_final_comparison_leaves_results_json_saying_so(tmp_path, monkeypatch):
     sent = []
 

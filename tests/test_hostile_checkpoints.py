@@ -164,6 +164,7 @@ def test_a_model_with_non_finite_weights_is_never_saved(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_non_finite_weights_after_a_finite_loss_stop_the_run_and_the_advice_works(tmp_path, monkeypatch):
     real_meta_step = Reptile.meta_step
 
@@ -191,6 +192,7 @@ def test_non_finite_weights_after_a_finite_loss_stop_the_run_and_the_advice_work
     assert load_config(config_file=out / "config.yaml").reptile.inner_lr == 0.0005
 
 
+@pytest.mark.slow
 def test_resume_never_picks_a_checkpoint_with_non_finite_weights(tmp_path):
     config = load_config(preset="quickstart", overrides=RUN + ["train.max_steps=2"])
     meta_train(config, tmp_path / "run", on_message=quiet)
@@ -204,6 +206,7 @@ def test_resume_never_picks_a_checkpoint_with_non_finite_weights(tmp_path):
     assert any("skipped step-000002.safetensors" in message for message in messages)
 
 
+@pytest.mark.slow
 def test_checkpoints_are_ordered_by_step_number_past_a_million(tmp_path):
     config = load_config(preset="quickstart", overrides=RUN + ["train.max_steps=1000001", "train.keep_last=2"])
     out = tmp_path / "run"

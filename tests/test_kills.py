@@ -111,6 +111,7 @@ def test_every_step_of_a_cache_build_can_fail_and_the_next_build_is_whole(tmp_pa
     assert rebuilt.fingerprint() == "v22" and int(rebuilt.images[0, 0, 0, 0]) == 3
 
 
+@pytest.mark.slow
 def test_a_run_killed_inside_a_checkpoint_write_resumes_and_leaves_no_temporary(tmp_path):
     out = tmp_path / "run"
     args = ["meta-train", "--preset", "quickstart", "--out", str(out)]

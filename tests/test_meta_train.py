@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from universal_attention import load_checkpoint, load_config, meta_train
 from universal_attention.cli import main
 
+pytestmark = pytest.mark.slow  # every test meta-trains the full ResNet50 (one tiny run, shared)
 TINY = [
     "model.alignment_size=8",
     "model.query_size=8",

@@ -131,6 +131,7 @@ def test_adapted_head_is_kept_when_the_task_comes_back():
     assert not torch.equal(model.heads["a"].weight, after_first)  # trained further from where it ended
 
 
+@pytest.mark.slow
 def test_default_loss_on_attention_resnet_creates_heads_and_reports_accuracy():
     torch.manual_seed(0)
     model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
@@ -178,6 +179,7 @@ def test_state_dict_continues_exactly(mode):
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
+@pytest.mark.slow
 def test_reptile_with_one_sgd_step_and_outer_step_one_is_joint_sgd_training():
     images = torch.randint(0, 256, (6, 4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     labels = torch.randint(0, 4, (6, 4), generator=torch.Generator().manual_seed(1))

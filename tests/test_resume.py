@@ -50,6 +50,7 @@ def assert_same_tensors(first, second):
         torch.testing.assert_close(one[name], two[name], rtol=0, atol=0, equal_nan=True, msg=name)
 
 
+@pytest.mark.slow
 def test_run_killed_with_sigkill_resumes_to_identical_tensors(tmp_path):
     straight = meta_train(load_config(preset="quickstart", overrides=RUN), tmp_path / "straight", on_message=quiet)
     killed = tmp_path / "killed"
@@ -71,6 +72,7 @@ def test_run_killed_with_sigkill_resumes_to_identical_tensors(tmp_path):
     assert_same_tensors(straight.final_checkpoint, killed / "checkpoints" / "step-000006.safetensors")
 
 
+@pytest.mark.slow
 def test_truncated_newest_checkpoint_is_skipped_and_the_one_before_is_used(tmp_path):
     config = load_config(preset="quickstart", overrides=RUN + ["train.max_steps=2"])
     meta_train(config, tmp_path / "run", on_message=quiet)
@@ -84,6 +86,7 @@ def test_truncated_newest_checkpoint_is_skipped_and_the_one_before_is_used(tmp_p
     assert_same_tensors(original, newest)  # step 2 was run again from step 1, to the same tensors
 
 
+@pytest.mark.slow
 def test_resume_with_a_different_config_names_the_keys(tmp_path):
     CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1"))
     result = CliRunner().invoke(
@@ -96,6 +99,7 @@ def test_resume_with_a_different_config_names_the_keys(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_existing_run_without_resume_is_refused(tmp_path):
     CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1"))
     result = CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1"))
@@ -103,6 +107,7 @@ def test_existing_run_without_resume_is_refused(tmp_path):
     assert "already holds a run; continue it with --resume" in result.output
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_leaves_the_last_good_checkpoint_newest(tmp_path, monkeypatch):
     calls = {"count": 0}
     original_adapt = Reptile.adapt
@@ -119,6 +124,7 @@ def test_non_finite_loss_stops_and_leaves_the_last_good_checkpoint_newest(tmp_pa
     assert names == ["step-000001.safetensors", "step-000002.safetensors"]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_before_exiting(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(

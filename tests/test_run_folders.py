@@ -92,6 +92,7 @@ def test_out_dot_overwrite_in_another_project_keeps_its_checkpoints(tmp_path, mo
     assert (tmp_path / "checkpoints" / "weights.pt").read_text() == "precious\n"
 
 
+@pytest.mark.slow
 def test_a_run_folder_carries_its_marker_and_overwrite_replaces_only_our_run(tmp_path):
     out = tmp_path / "run"
     assert CliRunner().invoke(main, meta_args(out)).exit_code == 0
@@ -112,6 +113,7 @@ def test_a_config_name_that_leaves_runs_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "a" / "b" / "runs").exists()
 
 
+@pytest.mark.slow
 def test_an_unknown_dataset_is_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     line = one_line_error(CliRunner().invoke(main, meta_args(out, "--set", "data.sources=[synthetic/colour, nope]")))
@@ -122,12 +124,14 @@ def test_an_unknown_dataset_is_refused_before_anything_is_written(tmp_path):
     assert CliRunner().invoke(main, meta_args(out)).exit_code == 0  # the corrected run is not "already there"
 
 
+@pytest.mark.slow
 def test_tune_refuses_an_unknown_dataset_before_anything_is_written(tmp_path, search):
     out = tmp_path / "search"
     line = one_line_error(CliRunner().invoke(main, tune_args(out, search[1], "--set", "data.target=nope")))
     assert "unknown dataset 'nope'" in line and not out.exists()
 
 
+@pytest.mark.slow
 def test_a_second_meta_train_on_the_same_out_is_refused_and_nothing_is_lost(tmp_path):
     out = tmp_path / "run"
     first = subprocess.Popen(
@@ -175,6 +179,7 @@ def search_copy(search, tmp_path):
     return tmp_path / "search", space
 
 
+@pytest.mark.slow
 def test_a_rerun_removes_only_interrupted_trials_of_its_own(search_copy):
     out, space = search_copy
     finished = out / "trial-005"  # finished, but killed before trials.json listed it
@@ -193,6 +198,7 @@ def test_a_rerun_removes_only_interrupted_trials_of_its_own(search_copy):
     assert (out / "trial-000" / "results.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_search_without_trials_json_keeps_its_finished_trials(search_copy):
     out, space = search_copy
     (out / "trials.json").unlink()
@@ -201,6 +207,7 @@ def test_a_search_without_trials_json_keeps_its_finished_trials(search_copy):
     assert (out / "trial-000" / "results.json").is_file()
 
 
+@pytest.mark.slow
 def test_tune_refuses_a_folder_holding_someone_elses_trials_and_hparams(tmp_path, search):
     other = tmp_path / "other"
     for name in ("trial-000/notes.txt", "hparams/keep.txt"):
@@ -211,6 +218,7 @@ def test_tune_refuses_a_folder_holding_someone_elses_trials_and_hparams(tmp_path
     assert (other / "trial-000" / "notes.txt").is_file() and (other / "hparams" / "keep.txt").is_file()
 
 
+@pytest.mark.slow
 def test_meta_train_and_tune_refuse_each_others_folders(search_copy, tmp_path):
     out, space = search_copy
     line = one_line_error(CliRunner().invoke(main, meta_args(out, "--overwrite")))
@@ -220,6 +228,7 @@ def test_meta_train_and_tune_refuse_each_others_folders(search_copy, tmp_path):
     assert "run folder" in one_line_error(CliRunner().invoke(main, tune_args(run, space)))
 
 
+@pytest.mark.slow
 def test_a_tune_config_name_that_leaves_runs_is_refused(tmp_path, monkeypatch, search):
     monkeypatch.chdir(tmp_path)
     line = one_line_error(CliRunner().invoke(main, tune_args(None, search[1], "--set", "name=../escaped")))
@@ -244,6 +253,7 @@ def _edit_trials(out, edit):
     ],
     ids=["no-result", "no-tid", "no-status", "no-space", "not-a-mapping"],
 )
+@pytest.mark.slow
 def test_trials_json_with_a_missing_key_is_one_line(search_copy, edit):
     out, space = search_copy
     _edit_trials(out, edit)
@@ -253,6 +263,7 @@ def test_trials_json_with_a_missing_key_is_one_line(search_copy, edit):
 
 
 @pytest.mark.parametrize("trial", ["../../victim", "/tmp", "trial-000/../../x", "", 7])
+@pytest.mark.slow
 def test_a_trial_field_outside_the_search_folder_is_refused(search_copy, trial):
     out, space = search_copy
     _edit_trials(out, lambda d: d["trials"][0]["result"].update(trial=trial))
@@ -260,6 +271,7 @@ def test_a_trial_field_outside_the_search_folder_is_refused(search_copy, trial):
     assert "trials.json" in line and "trial" in line
 
 
+@pytest.mark.slow
 def test_a_second_tune_on_the_same_out_is_refused_and_trials_json_is_kept(search_copy):
     out, space = search_copy
     holder = subprocess.Popen(

@@ -61,6 +61,7 @@ def study(tmp_path_factory) -> tuple[Path, dict]:
     return out, json.loads((out / "study.json").read_text())
 
 
+@pytest.mark.slow
 def test_every_start_target_control_and_shots_has_a_cell_over_seeds_and_draws(study):
     _, report = study
     for target in ("synthetic/orientation", "synthetic/hue"):
@@ -71,6 +72,7 @@ def test_every_start_target_control_and_shots_has_a_cell_over_seeds_and_draws(st
         assert all(c["runs"] == 4 for c in cells)  # 2 seeds x 2 draws
 
 
+@pytest.mark.slow
 def test_start_points_are_compared_run_for_run_with_joint_and_random(study):
     _, report = study
     comparisons = report["probe"]["synthetic/orientation"]["comparisons"]
@@ -80,6 +82,7 @@ def test_start_points_are_compared_run_for_run_with_joint_and_random(study):
     assert report["headline"]["reptile_vs_joint"]["synthetic/hue"]
 
 
+@pytest.mark.slow
 def test_the_oracle_fraction_and_the_controls_are_reported(study):
     _, report = study
     fractions = report["probe"]["synthetic/orientation"]["oracle_fraction"]
@@ -88,6 +91,7 @@ def test_the_oracle_fraction_and_the_controls_are_reported(study):
     assert report["finetune"]["cells"][0]["steps"] == 1
 
 
+@pytest.mark.slow
 def test_attention_is_measured_per_tap_with_the_frame_share(study):
     _, report = study
     layers = report["attention_summary"]["reptile"]
@@ -95,6 +99,7 @@ def test_attention_is_measured_per_tap_with_the_frame_share(study):
     assert all(set(layers[name]) == {"relative_to_area", "frame_share", "pointing_game"} for name in layers)
 
 
+@pytest.mark.slow
 def test_study_writes_its_tables_and_plot(study):
     out, _ = study
     tables = (out / "summary.md").read_text()
@@ -103,6 +108,7 @@ def test_study_writes_its_tables_and_plot(study):
         assert picture.width > 300 and picture.height > 100
 
 
+@pytest.mark.slow
 def test_every_start_point_of_a_seed_begins_from_the_same_weights(tmp_path):
     module = load_study_module()
     initial = []

@@ -53,6 +53,7 @@ def synthetic_pair(task="colour", with_masks=False):
     )
 
 
+@pytest.mark.slow
 def test_every_run_takes_exactly_the_step_budget_whatever_the_shots():
     config = TransferConfig(steps=5, batch_size=8, shots_per_class=(1, 4))
     result = transfer_evaluate("random", synthetic_pair(), config, model_config=TINY)
@@ -61,12 +62,14 @@ def test_every_run_takes_exactly_the_step_budget_whatever_the_shots():
     assert [cell.steps for cell in result.cells] == [5, 5]
 
 
+@pytest.mark.slow
 def test_without_steps_a_run_trains_full_epochs():
     config = TransferConfig(epochs=2, batch_size=8, shots_per_class=("all",))
     run = transfer_evaluate("random", synthetic_pair(), config, model_config=TINY).runs[0]
     assert (run.train_size, run.steps) == (24, 6)  # 2 epochs x 3 batches of 8
 
 
+@pytest.mark.slow
 def test_cells_report_the_sample_std_and_t_interval_over_seeds_and_draws():
     config = TransferConfig(steps=1, batch_size=8, seeds=2, draws=2, shots_per_class=(2,))
     result = transfer_evaluate("random", synthetic_pair(), config, model_config=TINY)
@@ -80,6 +83,7 @@ def test_cells_report_the_sample_std_and_t_interval_over_seeds_and_draws():
     assert all(0 <= run.top1 <= run.top5 <= 1 and run.test_size == 16 for run in result.runs)
 
 
+@pytest.mark.slow
 def test_a_run_s_shots_batches_and_head_depend_only_on_its_seed_and_draw():
     labels = torch.tensor(SyntheticTaskDataset("colour", "train", image_size=32, length=24).labels)
     classes = ["a", "b", "c", "d"]
@@ -93,6 +97,7 @@ def test_a_run_s_shots_batches_and_head_depend_only_on_its_seed_and_draw():
     assert first.runs[0].train_loss != first.runs[1].train_loss
 
 
+@pytest.mark.slow
 def test_frozen_batchnorm_keeps_the_start_statistics_while_weights_train():
     images, labels = ColourCast(8, 0).images, torch.tensor(ColourCast(8, 0).labels)
     for policy, keeps in (("frozen", True), ("train", False)):
@@ -142,6 +147,7 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero():
     assert learning_rate_factor(3, 4, "constant") == 1.0
 
 
+@pytest.mark.slow
 def test_finetuning_beats_chance_on_an_easy_task():
     result = transfer_evaluate(
         "random",
@@ -162,6 +168,7 @@ def test_linear_probe_leaves_the_model_unchanged_and_fits_its_shots():
         assert torch.equal(value, before[name]), name
 
 
+@pytest.mark.slow
 def test_finetune_leaves_the_passed_model_unchanged():
     model = AttentionResNet50(TINY)
     before = {name: value.clone() for name, value in model.state_dict().items()}
@@ -170,6 +177,7 @@ def test_finetune_leaves_the_passed_model_unchanged():
         assert torch.equal(value, before[name]), name
 
 
+@pytest.mark.slow
 def test_controls_run_side_by_side_and_oracle_needs_masks(tmp_path):
     config = TransferConfig(steps=1, batch_size=8, shots_per_class=(1,), attention=("learned", "uniform", "oracle"))
     result = transfer_evaluate("random", synthetic_pair(with_masks=True), config, model_config=TINY)
@@ -205,6 +213,7 @@ def test_accuracy_metrics_on_known_logits():
     assert metrics["mean_per_class"] == pytest.approx((0.5 + 0.0) / 2)
 
 
+@pytest.mark.slow
 def test_caltech101_protocol_thirty_per_class(tmp_path):
     make_caltech101(tmp_path, classes=2, per_class=33)
     result = transfer_evaluate(
@@ -285,6 +294,7 @@ def checkpoint(tmp_path):
     return save_checkpoint(tmp_path / "meta.safetensors", AttentionResNet50(config.model), config, step=3)
 
 
+@pytest.mark.slow
 def test_cli_runs_controls_draws_and_a_paired_baseline(checkpoint, tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(

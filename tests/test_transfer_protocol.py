@@ -33,6 +33,7 @@ def meta_trained(tmp_path_factory):
     return load_checkpoint(run.final_checkpoint).model
 
 
+@pytest.mark.slow
 def test_the_linear_probe_reads_a_source_task_of_a_meta_trained_model(meta_trained):
     # Pooled on the target's mask (the oracle control), the features hold the target's colour: a probe that is
     # solved rather than trained for a few steps reads it off. (Finding the target alone is what the
@@ -45,6 +46,7 @@ def test_the_linear_probe_reads_a_source_task_of_a_meta_trained_model(meta_train
 
 
 @pytest.mark.parametrize("start", ["meta-trained", "random"])
+@pytest.mark.slow
 def test_without_its_object_the_target_is_at_chance_for_any_start(meta_trained, start):
     # no max_test_images: all 1,000 test images
     config = TransferConfig(mode="linear", shots_per_class=(20,), remove_object=True, image_size=48)

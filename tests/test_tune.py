@@ -109,6 +109,7 @@ def search(tmp_path_factory):
     return SimpleNamespace(out=out, space=space, first=first.output, second=second.output, after_first=after_first)
 
 
+@pytest.mark.slow
 def test_trials_json_holds_every_trial_with_its_score_and_values(search):
     document = json.loads((search.out / "trials.json").read_text())
     assert document["format"] == "universal-attention-trials"
@@ -126,6 +127,7 @@ def test_trials_json_holds_every_trial_with_its_score_and_values(search):
         assert not (run / "checkpoints").exists()  # deleted once the trial is scored
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(search):
     failed = trials_of(search.out)[1]["result"]
     assert failed["status"] == "fail"
@@ -134,6 +136,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(search):
     assert "trial-001 (2/2): failed: RuntimeError: simulated crash in trial-001" in search.first
 
 
+@pytest.mark.slow
 def test_running_again_adds_only_the_missing_trials(search):
     assert len(search.after_first) == 2
     assert trials_of(search.out)[:2] == search.after_first
@@ -144,6 +147,7 @@ def test_running_again_adds_only_the_missing_trials(search):
     assert sorted(path.name for path in search.out.glob("trial-*")) == ["trial-000", "trial-001", "trial-002"]
 
 
+@pytest.mark.slow
 def test_folders_of_trials_interrupted_before_they_finished_are_removed(search):
     (search.out / "trial-007").mkdir()
     shutil.copy(search.out / "trial-000" / ".uattn-run", search.out / "trial-007")  # a run folder of ours
@@ -164,6 +168,7 @@ def test_a_search_where_every_trial_fails_says_so(tmp_path):
     assert not (tmp_path / "out" / "best.yaml").exists()
 
 
+@pytest.mark.slow
 def test_fixed_keys_keep_their_value_and_sampled_sizes_are_ints(search):
     for name in ("trial-000", "trial-002"):
         config = yaml.safe_load((search.out / name / "config.yaml").read_text())
@@ -172,6 +177,7 @@ def test_fixed_keys_keep_their_value_and_sampled_sizes_are_ints(search):
         assert isinstance(config["model"]["alignment_size"], int) and 4 <= config["model"]["alignment_size"] <= 16
 
 
+@pytest.mark.slow
 def test_table_lists_trials_best_first_and_failures_last(search):
     ranked = sorted(
         (t for t in trials_of(search.out) if t["result"]["status"] == "ok"),
@@ -182,6 +188,7 @@ def test_table_lists_trials_best_first_and_failures_last(search):
     assert rows == expected
 
 
+@pytest.mark.slow
 def test_best_yaml_is_a_whole_config_that_meta_train_runs(search, tmp_path):
     best = min(
         (t for t in trials_of(search.out) if t["result"]["status"] == "ok"),
@@ -209,6 +216,7 @@ def test_best_yaml_is_a_whole_config_that_meta_train_runs(search, tmp_path):
     assert (tmp_path / "best" / "checkpoints" / "step-000001.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_hparams_view_has_one_run_per_trial(search):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -219,6 +227,7 @@ def test_hparams_view_has_one_run_per_trial(search):
     assert events.PluginTagToContent("hparams")
 
 
+@pytest.mark.slow
 def test_resumed_trials_are_what_the_sampler_learns_from(search):
     entries = trials_of(search.out)
     trials = RecordingTrials()
@@ -262,6 +271,7 @@ def test_a_trial_whose_spark_task_died_is_recorded_as_failed():
     assert json.loads(json.dumps(entry)) == entry
 
 
+@pytest.mark.slow
 def test_another_search_in_the_same_folder_is_refused(search):
     args = tune_args(search.out, search.space, 3)
     args[args.index("--steps-per-trial") + 1] = "2"
@@ -319,6 +329,7 @@ def test_atpe_without_its_extra_names_the_extra(monkeypatch):
         tune(config, config.tune.updated(algo="atpe"))
 
 
+@pytest.mark.slow
 def test_parallel_trials_run_at_once_on_spark_and_resume(tmp_path):
     pytest.importorskip("pyspark")
     if shutil.which("java") is None:
