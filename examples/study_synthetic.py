@@ -20,8 +20,10 @@ Each is measured on the held-out targets (orientation, glyph, hue) with the few-
   (uniform = 1), share on the image frame;
 - the object-removed control: a probe on the first target drawn without its objects must score chance.
 
-Writes ``<out>/study.json`` (every run and every summary), ``<out>/summary.md`` (the tables) and
-``<out>/accuracy_vs_shots.png``. The last line printed is one JSON object with the headline figures.
+Writes ``<out>/study.json`` (every run and every summary), ``<out>/summary.md`` (the tables) and the chart
+``<out>/accuracy_vs_shots.png`` (``--chart-format svg`` or ``pdf`` for a vector file; drawn with matplotlib, the
+``study`` extra: ``pip install "universal-attention[study]"``). The last line printed is one JSON object with the
+headline figures.
 
 Run: python examples/study_synthetic.py --out docs/study [--seeds 3] [--draws 3] [--steps 120] [--set KEY=VALUE]
 """
@@ -36,9 +38,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from PIL import Image, ImageDraw
 
 from universal_attention import (
     AttentionResNet50,
@@ -54,6 +56,9 @@ from universal_attention.atomic import atomic_write_bytes
 from universal_attention.stats import mean_ci
 from universal_attention.transfer import TransferResult, merge_results, transfer_report
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 STARTS = ("reptile", "reptile_reset", "joint", "random")
 START_OVERRIDES = {
     "reptile": ["reptile.heads=persistent"],
@@ -62,7 +67,8 @@ START_OVERRIDES = {
     "random": [],
 }
 CONTROLS = ("learned", "uniform", "oracle")
-COLOURS = {"reptile": (200, 40, 40), "reptile_reset": (230, 140, 20), "joint": (40, 90, 200), "random": (110, 110, 110)}
+COLOURS = {"reptile": "#c82828", "reptile_reset": "#e68c14", "joint": "#285ac8", "random": "#6e6e6e"}
+CHART_FORMATS = ("png", "svg", "pdf")
 
 
 def build_start(name: str, config, seed: int, folder: Path) -> AttentionResNet50:
@@ -223,40 +229,50 @@ def summary_markdown(reports: dict, finetune: dict, removed: dict, attention: di
     return "\n".join(lines) + "\n"
 
 
-def plot(reports: dict, shots: list, chance: float, path: Path) -> None:
-    """Top-1 (learned attention, linear probe) vs shots per class with 95 % CI bars, one panel per target."""
-    width, height, margin, top = 330, 260, 40, 25
-    picture = Image.new("RGB", (width * len(reports), height + 30), "white")
-    draw = ImageDraw.Draw(picture)
+def figure_class() -> type[Figure]:
+    """matplotlib's ``Figure``, or exit with one line that names the extra installing it."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        print('error: the chart needs matplotlib: pip install "universal-attention[study]"', file=sys.stderr)
+        raise SystemExit(2) from None
+    return Figure
 
-    def to_y(value: float) -> float:
-        return height - margin - value * (height - margin - top)
 
-    for panel, (target, report) in enumerate(reports.items()):
-        left = panel * width + margin
-        step = (width - 2 * margin) / max(1, len(shots) - 1)
-        draw.text((left, 5), f"{target}: top-1 vs shots", fill="black")
-        draw.line([(left, height - margin), (left + width - 2 * margin, height - margin)], fill="black")
-        draw.line([(left, top), (left, height - margin)], fill="black")
-        for tick in (0.25, 0.5, 0.75, 1.0):
-            draw.text((left - 30, to_y(tick) - 6), f"{tick:.2f}", fill="black")
-        for x in range(left, left + width - 2 * margin, 6):
-            draw.line([(x, to_y(chance)), (x + 2, to_y(chance))], fill=(160, 160, 160))
-        for index, label in enumerate(shots):
-            draw.text((left + index * step - 4, height - margin + 4), str(label), fill="black")
+def chart(reports: dict, shots: list, chance: float) -> Figure:
+    """Top-1 (learned attention, linear probe) vs shots per class with 95 % CI error bars, one panel per target."""
+    figure = figure_class()(figsize=(0.8 + 3.2 * len(reports), 3.6), layout="constrained")
+    panels = figure.subplots(1, len(reports), sharey=True, squeeze=False)[0]
+    for panel, (target, report) in zip(panels, reports.items()):
         for row, start in enumerate(STARTS):
-            colour = COLOURS[start]
             cells = {c["shots"]: c for c in report["cells"] if c["start"] == start and c["attention"] == "learned"}
-            points = []
-            for index, label in enumerate(shots):
-                cell, x = cells[label], left + index * step + (row - 1.5) * 4
-                low, high = cell["top1_ci"]
-                draw.line([(x, to_y(low)), (x, to_y(high))], fill=colour)
-                points.append((x, to_y(cell["top1"])))
-            draw.line(points, fill=colour, width=2)
-            draw.text((left + (row % 2) * 130, height + 2 + (row // 2) * 12), start, fill=colour)
+            means = [cells[s]["top1"] for s in shots]
+            below = [cells[s]["top1"] - cells[s]["top1_ci"][0] for s in shots]
+            above = [cells[s]["top1_ci"][1] - cells[s]["top1"] for s in shots]
+            x = [index + (row - (len(STARTS) - 1) / 2) * 0.07 for index in range(len(shots))]  # bars side by side
+            panel.errorbar(
+                x,
+                means,
+                yerr=[below, above],
+                color=COLOURS[start],
+                label=start,
+                marker="o",
+                markersize=3,
+                capsize=2,
+                linewidth=1.2,
+            )
+        panel.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+        panel.set_xticks(range(len(shots)), [str(s) for s in shots])
+        panel.set(title=target, xlabel="shots per class", ylim=(0, 1))
+    panels[0].set_ylabel("top-1, linear probe [95 % CI]")
+    figure.legend(*panels[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(STARTS) + 1)
+    return figure
+
+
+def plot(reports: dict, shots: list, chance: float, path: Path, chart_format: str = "png") -> None:
+    """Write :func:`chart` to ``path`` as ``chart_format`` (png, svg or pdf)."""
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    chart(reports, shots, chance).savefig(buffer, format=chart_format, dpi=150)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -272,6 +288,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--attention-images", type=int, default=200)
     parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--finetune-shots", type=int, default=20)
+    parser.add_argument("--chart-format", choices=CHART_FORMATS, default="png", help="file format of the chart")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -288,6 +305,7 @@ def parse_arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_arguments()
+    figure_class()  # a missing chart extra stops the study now, not after it has run
     begin = time.perf_counter()
     try:
         config = load_config(
@@ -349,7 +367,7 @@ def main() -> None:
         args.out / "summary.md",
         summary_markdown(reports, finetune_report, removed_cells, attention_summary, args.shots).encode(),
     )
-    plot(reports, args.shots, 0.25, args.out / "accuracy_vs_shots.png")
+    plot(reports, args.shots, 0.25, args.out / f"accuracy_vs_shots.{args.chart_format}", args.chart_format)
     wall = time.perf_counter() - begin
     headline = {
         "oracle_fraction": {

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from universal_attention import load_config
 
@@ -35,6 +34,8 @@ TINY = [
     "1",
     "--finetune-shots",
     "2",
+    "--chart-format",
+    "svg",
     "--set",
     "data.image_size=32",
     "--set",
@@ -100,12 +101,12 @@ def test_attention_is_measured_per_tap_with_the_frame_share(study):
 
 
 @pytest.mark.slow
-def test_study_writes_its_tables_and_plot(study):
+def test_study_writes_its_tables_and_its_chart_in_the_format_asked_for(study):
     out, _ = study
     tables = (out / "summary.md").read_text()
     assert "reptile - joint" in tables and "Object-removed control" in tables and "oracle fraction" in tables
-    with Image.open(out / "accuracy_vs_shots.png") as picture:
-        assert picture.width > 300 and picture.height > 100
+    assert (out / "accuracy_vs_shots.svg").read_bytes().startswith(b"<?xml")
+    assert not (out / "accuracy_vs_shots.png").exists()
 
 
 @pytest.mark.slow
@@ -146,3 +147,54 @@ def test_a_bad_override_is_one_line_and_exit_code_2(tmp_path):
     )
     assert result.returncode == 2
     assert "inner_stpes" in result.stderr and "Traceback" not in result.stderr
+
+
+def fake_interval(row: int) -> tuple[float, float]:
+    """The 95 % interval of the ``row``-th start point's cells in :func:`fake_reports` (its top-1 is low + 0.1)."""
+    return 0.2 + 0.1 * row, 0.35 + 0.1 * row
+
+
+def fake_reports(shots):
+    """Two targets' probe reports: for every start and shots, a learned-attention cell with its 95 % interval."""
+    cells = [
+        {
+            "start": start,
+            "attention": "learned",
+            "shots": n,
+            "top1": fake_interval(row)[0] + 0.1,
+            "top1_ci": list(fake_interval(row)),
+        }
+        for row, start in enumerate(STARTS)
+        for n in shots
+    ]
+    return {"synthetic/orientation": {"cells": cells}, "synthetic/hue": {"cells": cells}}
+
+
+def test_the_chart_has_a_panel_per_target_error_bars_of_the_intervals_and_a_legend():
+    pytest.importorskip("matplotlib")
+    figure = load_study_module().chart(fake_reports([1, 5, 20]), [1, 5, 20], 0.25)
+    assert [panel.get_title() for panel in figure.axes] == ["synthetic/orientation", "synthetic/hue"]
+    assert sorted(text.get_text() for text in figure.legends[0].get_texts()) == sorted([*STARTS, "chance"])
+    bars = figure.axes[0].containers
+    assert len(bars) == len(STARTS) and all(bar.has_yerr for bar in bars)
+    for row, bar in enumerate(bars):
+        (vertical,) = bar.lines[2]
+        ends = [float(y) for segment in vertical.get_segments() for y in segment[:, 1]]
+        assert ends == pytest.approx(list(fake_interval(row)) * 3)  # at each shots, the cell's 95 % interval
+
+
+@pytest.mark.parametrize(("chart_format", "magic"), [("png", b"\x89PNG"), ("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_the_chart_is_written_in_the_format_asked_for(tmp_path, chart_format, magic):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / f"accuracy_vs_shots.{chart_format}"
+    load_study_module().plot(fake_reports([1, 2]), [1, 2], 0.25, path, chart_format)
+    assert path.read_bytes().startswith(magic)
+
+
+def test_without_matplotlib_the_study_stops_with_one_line_naming_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # its import fails, as when it is not installed
+    with pytest.raises(SystemExit) as stopped:
+        load_study_module().figure_class()
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert message == 'error: the chart needs matplotlib: pip install "universal-attention[study]"'
