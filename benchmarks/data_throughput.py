@@ -110,8 +110,10 @@ def main() -> None:
         results["cached_no_augment_img_per_s"] = best_of(
             args.repeats, lambda: sampler_rate(cached, args.batches, False)
         )
-        print(f"cached batches of {BATCH}: {results['cached_img_per_s']} img/s with augmentation, "
-              f"{results['cached_no_augment_img_per_s']} img/s without")
+        print(
+            f"cached batches of {BATCH}: {results['cached_img_per_s']} img/s with augmentation, "
+            f"{results['cached_no_augment_img_per_s']} img/s without"
+        )
 
     results["ratio"] = round(results["cached_img_per_s"] / results["decode_img_per_s"], 2)
     synthetic = SyntheticTaskDataset("colour", image_size=SIZE, length=args.synthetic)

@@ -18,33 +18,42 @@ import sys
 import tempfile
 import time
 
-from universal_attention import load_config
-from universal_attention.meta_train import meta_train
+from universal_attention import load_config, meta_train
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    config = load_config(preset="quickstart", overrides=[
-        f"train.max_steps={args.steps}", "train.eval_every=0", "train.image_log_every=0",
-        "train.final_comparison=false", f"train.checkpoint_every={args.steps}",
-    ])
+    config = load_config(
+        preset="quickstart",
+        overrides=[
+            f"train.max_steps={args.steps}",
+            "train.eval_every=0",
+            "train.image_log_every=0",
+            "train.final_comparison=false",
+            f"train.checkpoint_every={args.steps}",
+        ],
+    )
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         result = meta_train(config, f"{folder}/run", on_message=lambda text: None)
         wall = time.perf_counter() - start
     images = args.steps * config.reptile.inner_steps * config.sampler.batch_size * config.reptile.meta_batch_size
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    print(json.dumps({
-        "meta_train_img_per_s": round(result.images_per_second, 1),
-        "end_to_end_img_per_s": round(images / wall, 1),
-        "peak_rss_mb": round(peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 2**20, 1),
-        "steps": args.steps,
-        "image_size": config.data.image_size,
-        "batch": config.sampler.batch_size,
-        "inner_steps": config.reptile.inner_steps,
-    }))
+    print(
+        json.dumps(
+            {
+                "meta_train_img_per_s": round(result.images_per_second, 1),
+                "end_to_end_img_per_s": round(images / wall, 1),
+                "peak_rss_mb": round(peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 2**20, 1),
+                "steps": args.steps,
+                "image_size": config.data.image_size,
+                "batch": config.sampler.batch_size,
+                "inner_steps": config.reptile.inner_steps,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

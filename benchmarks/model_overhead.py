@@ -99,24 +99,28 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in models}
     names = list(models)
     for repeat in range(args.repeats):  # rotate the order so no model always follows another
-        for name in names[repeat % 3:] + names[:repeat % 3]:
+        for name in names[repeat % 3 :] + names[: repeat % 3]:
             times[name].append(step_seconds(models[name], images, forwards[name]))
     median = {name: statistics.median(values) for name, values in times.items()}
     gpu = gpu_images_per_second(args.batch * 8, args.image_size * 2) if torch.cuda.is_available() else {}
-    print(json.dumps({
-        **gpu,
-        "attention_vs_resnet50": round(median["attention"] / median["resnet50"], 3),
-        "attention_flops_vs_resnet50": round(flops["attention"] / flops["resnet50"], 3),
-        "quickstart_vs_resnet50": round(median["quickstart"] / median["resnet50"], 3),
-        "quickstart_flops_vs_resnet50": round(flops["quickstart"] / flops["resnet50"], 3),
-        "attention_step_s": round(median["attention"], 4),
-        "resnet50_step_s": round(median["resnet50"], 4),
-        "attention_img_per_s": round(args.batch / median["attention"], 1),
-        "image_size": args.image_size,
-        "batch": args.batch,
-        "repeats": args.repeats,
-        "threads": torch.get_num_threads(),
-    }))
+    print(
+        json.dumps(
+            {
+                **gpu,
+                "attention_vs_resnet50": round(median["attention"] / median["resnet50"], 3),
+                "attention_flops_vs_resnet50": round(flops["attention"] / flops["resnet50"], 3),
+                "quickstart_vs_resnet50": round(median["quickstart"] / median["resnet50"], 3),
+                "quickstart_flops_vs_resnet50": round(flops["quickstart"] / flops["resnet50"], 3),
+                "attention_step_s": round(median["attention"], 4),
+                "resnet50_step_s": round(median["resnet50"], 4),
+                "attention_img_per_s": round(args.batch / median["attention"], 1),
+                "image_size": args.image_size,
+                "batch": args.batch,
+                "repeats": args.repeats,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

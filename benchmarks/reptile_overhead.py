@@ -39,10 +39,14 @@ def naive_meta_step(model: AttentionResNet50, batches: list, config: ReptileConf
     adapted = copy.deepcopy(model)
     plain_steps(adapted, batches, config)
     meta, new = model.state_dict(), adapted.state_dict()
-    model.load_state_dict({
-        name: meta[name] + config.outer_lr * (new[name] - meta[name]) if meta[name].is_floating_point() else new[name]
-        for name in meta
-    })
+    model.load_state_dict(
+        {
+            name: meta[name] + config.outer_lr * (new[name] - meta[name])
+            if meta[name].is_floating_point()
+            else new[name]
+            for name in meta
+        }
+    )
 
 
 def timed(function) -> float:
@@ -62,35 +66,47 @@ def main() -> None:
     config = ReptileConfig(inner_steps=5, inner_optimizer="adam", inner_lr=1e-3, outer_optimizer="sgd", outer_lr=0.5)
     model = AttentionResNet50(ModelConfig(), num_classes=None)
     model.add_head(TASK, 5)
-    batches = [(torch.randint(0, 256, (args.batch, 3, args.image_size, args.image_size), dtype=torch.uint8),
-                torch.randint(0, 5, (args.batch,))) for _ in range(config.inner_steps)]
+    batches = [
+        (
+            torch.randint(0, 256, (args.batch, 3, args.image_size, args.image_size), dtype=torch.uint8),
+            torch.randint(0, 5, (args.batch,)),
+        )
+        for _ in range(config.inner_steps)
+    ]
     reptile = Reptile(model, config)
 
     def reptile_step():
         reptile.meta_step([Task(TASK, itertools.cycle(batches), num_classes=5)])
 
-    runs = {"plain": lambda: plain_steps(model, batches, config), "reptile": reptile_step,
-            "naive": lambda: naive_meta_step(model, batches, config)}
+    runs = {
+        "plain": lambda: plain_steps(model, batches, config),
+        "reptile": reptile_step,
+        "naive": lambda: naive_meta_step(model, batches, config),
+    }
     for run in runs.values():  # warm-up
         run()
     times = {name: [] for name in runs}
     names = list(runs)
     for repeat in range(args.repeats):
-        for name in names[repeat % 3:] + names[:repeat % 3]:  # rotate the order so no run always follows another
+        for name in names[repeat % 3 :] + names[: repeat % 3]:  # rotate the order so no run always follows another
             times[name].append(timed(runs[name]))
     median = {name: statistics.median(values) for name, values in times.items()}
-    print(json.dumps({
-        "reptile_vs_plain": round(median["reptile"] / median["plain"], 3),
-        "naive_vs_plain": round(median["naive"] / median["plain"], 3),
-        "plain_s": round(median["plain"], 3),
-        "reptile_s": round(median["reptile"], 3),
-        "naive_s": round(median["naive"], 3),
-        "inner_steps": config.inner_steps,
-        "repeats": args.repeats,
-        "batch": args.batch,
-        "image_size": args.image_size,
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }))
+    print(
+        json.dumps(
+            {
+                "reptile_vs_plain": round(median["reptile"] / median["plain"], 3),
+                "naive_vs_plain": round(median["naive"] / median["plain"], 3),
+                "plain_s": round(median["plain"], 3),
+                "reptile_s": round(median["reptile"], 3),
+                "naive_s": round(median["naive"], 3),
+                "inner_steps": config.inner_steps,
+                "repeats": args.repeats,
+                "batch": args.batch,
+                "image_size": args.image_size,
+                "parameters": sum(p.numel() for p in model.parameters()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

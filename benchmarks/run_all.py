@@ -22,16 +22,31 @@ from universal_attention.atomic import atomic_write_bytes
 HERE = Path(__file__).resolve().parent
 # (script, arguments, {figure: target or ""})
 BENCHMARKS = [
-    ("model_overhead.py", [], {"attention_vs_resnet50": "<= 1.10", "attention_flops_vs_resnet50": "",
-                               "quickstart_vs_resnet50": "", "quickstart_flops_vs_resnet50": "",
-                               "attention_img_per_s": "", "gpu_attention_img_per_s": "",
-                               "gpu_resnet50_img_per_s": ""}),
+    (
+        "model_overhead.py",
+        [],
+        {
+            "attention_vs_resnet50": "<= 1.10",
+            "attention_flops_vs_resnet50": "",
+            "quickstart_vs_resnet50": "",
+            "quickstart_flops_vs_resnet50": "",
+            "attention_img_per_s": "",
+            "gpu_attention_img_per_s": "",
+            "gpu_resnet50_img_per_s": "",
+        },
+    ),
     ("reptile_overhead.py", [], {"reptile_vs_plain": "<= 1.03", "naive_vs_plain": ""}),
-    ("data_throughput.py", [], {"cached_img_per_s": ">= 2000", "decode_img_per_s": "", "ratio": ">= 5",
-                                "synthetic_img_per_s": ">= 1000"}),
+    (
+        "data_throughput.py",
+        [],
+        {"cached_img_per_s": ">= 2000", "decode_img_per_s": "", "ratio": ">= 5", "synthetic_img_per_s": ">= 1000"},
+    ),
     ("meta_train_speed.py", [], {"meta_train_img_per_s": "", "end_to_end_img_per_s": "", "peak_rss_mb": ""}),
-    ("transfer_speed.py", [], {"finetune_frozen_bn_img_per_s": "", "finetune_train_bn_img_per_s": "",
-                               "quickstart_transfer_seconds": "<= 90"}),
+    (
+        "transfer_speed.py",
+        [],
+        {"finetune_frozen_bn_img_per_s": "", "finetune_train_bn_img_per_s": "", "quickstart_transfer_seconds": "<= 90"},
+    ),
 ]
 
 
@@ -68,8 +83,7 @@ def meets(value: float, target: str) -> str:
 
 
 def run(script: str, arguments: list[str]) -> dict:
-    done = subprocess.run([sys.executable, str(HERE / script), *arguments], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run([sys.executable, str(HERE / script), *arguments], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -85,13 +99,19 @@ def main() -> None:
         command = " ".join(["python", f"benchmarks/{script}", *arguments])
         for figure, target in figures.items():
             if result.get(figure) is not None:
-                rows.append(f"| {figure} | {result[figure]} | {target or '-'} | {meets(result[figure], target)} "
-                            f"| `{command}` | {where} |")
+                rows.append(
+                    f"| {figure} | {result[figure]} | {target or '-'} | {meets(result[figure], target)} "
+                    f"| `{command}` | {where} |"
+                )
     table = "\n".join(["| figure | value | target | met | command | machine |", "|---|---|---|---|---|---|", *rows])
-    atomic_write_bytes(args.out, (
-        "# Benchmarks\n\nMeasured by `python benchmarks/run_all.py`, which runs every script in `benchmarks/` and "
-        "writes this file. Ratios are measured side by side in one run; absolute speeds depend on what else the "
-        "machine is doing.\n\n" + table + "\n\n" + NOTES).encode())
+    atomic_write_bytes(
+        args.out,
+        (
+            "# Benchmarks\n\nMeasured by `python benchmarks/run_all.py`, which runs every script in `benchmarks/` and "
+            "writes this file. Ratios are measured side by side in one run; absolute speeds depend on what else the "
+            "machine is doing.\n\n" + table + "\n\n" + NOTES
+        ).encode(),
+    )
     print(json.dumps(everything))
 
 

@@ -22,17 +22,27 @@ import torch
 from universal_attention import load_config, transfer_evaluate
 from universal_attention.data import get_dataset
 from universal_attention.finetune import finetune
-from universal_attention.visualize_files import random_model
+from universal_attention.loading import random_model
+from universal_attention.transfer import protocol_for
 
 
 def finetune_rate(config, images: torch.Tensor, labels: torch.Tensor, policy: str, steps: int) -> float:
     """Images per second of ``steps`` finetuning steps with BatchNorm ``policy``."""
     model = random_model(config.model)
     model.add_head("target", 4)
-    transfer = config.transfer.model_copy(update={"steps": steps, "batchnorm": policy})
+    transfer = config.transfer.updated(steps=steps, batchnorm=policy)
     start = time.perf_counter()
-    finetune(model, "target", images, labels, None, transfer, "learned", torch.device("cpu"),
-             torch.Generator().manual_seed(0))
+    finetune(
+        model,
+        "target",
+        images,
+        labels,
+        None,
+        transfer,
+        "learned",
+        torch.device("cpu"),
+        torch.Generator().manual_seed(0),
+    )
     return steps * min(transfer.batch_size, len(labels)) / (time.perf_counter() - start)
 
 
@@ -51,18 +61,30 @@ def main() -> None:
             rates[policy].append(finetune_rate(config, images, labels, policy, args.steps))
     start = time.perf_counter()
     for seed in (0, 1):
-        protocol = config.transfer.model_copy(update={"seed": seed})
-        transfer_evaluate("random", config.data.target, protocol, model_config=config.model,
-                          image_size=config.data.image_size, device="cpu")
+        transfer_evaluate(
+            "random",
+            config.data.target,
+            protocol_for(config).updated(seed=seed),
+            model_config=config.model,
+            device="cpu",
+        )
     stage = time.perf_counter() - start
-    print(json.dumps({
-        "finetune_frozen_bn_img_per_s": round(statistics.median(rates["frozen"]), 1),
-        "finetune_train_bn_img_per_s": round(statistics.median(rates["train"]), 1),
-        "quickstart_transfer_seconds": round(stage, 1),
-        "repeats": args.repeats, "steps": args.steps, "image_size": config.data.image_size,
-        "batch": config.transfer.batch_size, "transfer_steps": config.transfer.steps, "draws": config.transfer.draws,
-        "test_images": config.transfer.max_test_images,
-    }))
+    print(
+        json.dumps(
+            {
+                "finetune_frozen_bn_img_per_s": round(statistics.median(rates["frozen"]), 1),
+                "finetune_train_bn_img_per_s": round(statistics.median(rates["train"]), 1),
+                "quickstart_transfer_seconds": round(stage, 1),
+                "repeats": args.repeats,
+                "steps": args.steps,
+                "image_size": config.data.image_size,
+                "batch": config.transfer.batch_size,
+                "transfer_steps": config.transfer.steps,
+                "draws": config.transfer.draws,
+                "test_images": config.transfer.max_test_images,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

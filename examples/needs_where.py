@@ -34,25 +34,50 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(SOURCE_TASKS))
     args = parser.parse_args()
     attention = ModelConfig(alignment_size=64, query_size=128)
-    plain = attention.model_copy(update={"attention": False})
-    protocol = TransferConfig(steps=args.steps, batch_size=args.batch, lr=1e-3, shots_per_class=(args.shots,),
-                              max_test_images=args.test_images)
+    plain = attention.updated(attention=False)
+    protocol = TransferConfig(
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=1e-3,
+        shots_per_class=(args.shots,),
+        max_test_images=args.test_images,
+        image_size=args.image_size,
+    )
     begin = time.perf_counter()
     figures = {}
     print("| task | oracle top-1 | plain top-1 | gap | oracle train top-1 | plain train top-1 |")
     print("|---|---|---|---|---|---|")
     for task in args.tasks.split(","):
         target = f"synthetic/{task}"
-        oracle = transfer_evaluate("random", target, protocol.model_copy(update={"attention": ("oracle",)}),
-                                   model_config=attention, image_size=args.image_size).runs[0]
-        blind = transfer_evaluate("random", target, protocol, model_config=plain, image_size=args.image_size).runs[0]
-        figures[task] = {"oracle": oracle.top1, "plain": blind.top1, "gap": oracle.top1 - blind.top1,
-                         "oracle_train": oracle.train_top1, "plain_train": blind.train_top1}
-        print(f"| {task} | {oracle.top1:.3f} | {blind.top1:.3f} | {oracle.top1 - blind.top1:+.3f} | "
-              f"{oracle.train_top1:.3f} | {blind.train_top1:.3f} |", flush=True)
-    print(json.dumps({"figures": figures, "steps": args.steps, "batch": args.batch, "shots": args.shots,
-                      "image_size": args.image_size, "test_images": args.test_images,
-                      "seconds": round(time.perf_counter() - begin)}))
+        oracle = transfer_evaluate(
+            "random", target, protocol.updated(attention=("oracle",)), model_config=attention
+        ).runs[0]
+        blind = transfer_evaluate("random", target, protocol, model_config=plain).runs[0]
+        figures[task] = {
+            "oracle": oracle.top1,
+            "plain": blind.top1,
+            "gap": oracle.top1 - blind.top1,
+            "oracle_train": oracle.train_top1,
+            "plain_train": blind.train_top1,
+        }
+        print(
+            f"| {task} | {oracle.top1:.3f} | {blind.top1:.3f} | {oracle.top1 - blind.top1:+.3f} | "
+            f"{oracle.train_top1:.3f} | {blind.train_top1:.3f} |",
+            flush=True,
+        )
+    print(
+        json.dumps(
+            {
+                "figures": figures,
+                "steps": args.steps,
+                "batch": args.batch,
+                "shots": args.shots,
+                "image_size": args.image_size,
+                "test_images": args.test_images,
+                "seconds": round(time.perf_counter() - begin),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,9 @@ def main() -> None:
     scratch = make_model()
     scratch.load_state_dict(model.state_dict())
     steps = 3000
-    config = ReptileConfig(inner_steps=5, inner_lr=0.02, inner_optimizer="sgd", outer_optimizer="sgd",
-                           outer_lr=0.1, anneal=True)
+    config = ReptileConfig(
+        inner_steps=5, inner_lr=0.02, inner_optimizer="sgd", outer_optimizer="sgd", outer_lr=0.1, anneal=True
+    )
     reptile = Reptile(model, config, loss_fn=mse_loss, total_steps=steps)
     generator = torch.Generator().manual_seed(1)
     for step in range(1, steps + 1):
@@ -76,8 +77,10 @@ def main() -> None:
             print(f"meta-step {step}: inner loss {metrics['loss']:.3f}")
     meta_error = adapted_error(model, torch.Generator().manual_seed(2))
     scratch_error = adapted_error(scratch, torch.Generator().manual_seed(2))
-    print(f"test MSE after 16 steps on 10 points of a new wave: Reptile init {meta_error:.3f}, "
-          f"random init {scratch_error:.3f}")
+    print(
+        f"test MSE after 16 steps on 10 points of a new wave: Reptile init {meta_error:.3f}, "
+        f"random init {scratch_error:.3f}"
+    )
 
 
 if __name__ == "__main__":

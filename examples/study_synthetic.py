@@ -20,8 +20,10 @@ Each is measured on the held-out targets (orientation, glyph, hue) with the few-
   (uniform = 1), share on the image frame;
 - the object-removed control: a probe on the first target drawn without its objects must score chance.
 
-Writes ``<out>/study.json`` (every run and every summary), ``<out>/summary.md`` (the tables) and
-``<out>/accuracy_vs_shots.png``. The last line printed is one JSON object with the headline figures.
+Writes ``<out>/study.json`` (every run and every summary), ``<out>/summary.md`` (the tables) and the chart
+``<out>/accuracy_vs_shots.png`` (``--chart-format svg`` or ``pdf`` for a vector file; drawn with matplotlib, the
+``study`` extra: ``pip install "universal-attention[study]"``). The last line printed is one JSON object with the
+headline figures.
 
 Run: python examples/study_synthetic.py --out docs/study [--seeds 3] [--draws 3] [--steps 120] [--set KEY=VALUE]
 """
@@ -36,23 +38,37 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from PIL import Image, ImageDraw
 
-from universal_attention import (AttentionResNet50, TransferConfig, UattnError, evaluate_attention, load_checkpoint,
-                                 load_config, transfer_evaluate)
+from universal_attention import (
+    AttentionResNet50,
+    TransferConfig,
+    UattnError,
+    evaluate_attention,
+    load_checkpoint,
+    load_config,
+    meta_train,
+    transfer_evaluate,
+)
 from universal_attention.atomic import atomic_write_bytes
-from universal_attention.meta_train import meta_train
 from universal_attention.stats import mean_ci
 from universal_attention.transfer import TransferResult, merge_results, transfer_report
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 STARTS = ("reptile", "reptile_reset", "joint", "random")
-START_OVERRIDES = {"reptile": ["reptile.heads=persistent"], "reptile_reset": ["reptile.heads=reset"],
-                   "joint": ["reptile.algorithm=joint"], "random": []}
+START_OVERRIDES = {
+    "reptile": ["reptile.heads=persistent"],
+    "reptile_reset": ["reptile.heads=reset"],
+    "joint": ["reptile.algorithm=joint"],
+    "random": [],
+}
 CONTROLS = ("learned", "uniform", "oracle")
-COLOURS = {"reptile": (200, 40, 40), "reptile_reset": (230, 140, 20), "joint": (40, 90, 200),
-           "random": (110, 110, 110)}
+COLOURS = {"reptile": "#c82828", "reptile_reset": "#e68c14", "joint": "#285ac8", "random": "#6e6e6e"}
+CHART_FORMATS = ("png", "svg", "pdf")
 
 
 def build_start(name: str, config, seed: int, folder: Path) -> AttentionResNet50:
@@ -68,22 +84,47 @@ def build_start(name: str, config, seed: int, folder: Path) -> AttentionResNet50
 def measure(name: str, model: AttentionResNet50, config, seed: int, args) -> dict:
     """Every measurement of one start point and seed: probes with controls, finetuning, attention, control."""
     size = config.data.image_size
-    probe = TransferConfig(mode="linear", shots_per_class=args.shots, seed=seed, draws=args.draws,
-                           attention=CONTROLS, max_test_images=args.test_images)
-    finetune = config.transfer.model_copy(update={
-        "steps": args.finetune_steps, "shots_per_class": (args.finetune_shots,), "seed": seed, "draws": 1,
-        "attention": ("learned",), "max_test_images": args.test_images})
-    removed = TransferConfig(mode="linear", shots_per_class=(max(args.shots),), seed=seed,
-                             remove_object=True, max_test_images=args.test_images)
+    probe = TransferConfig(
+        mode="linear",
+        shots_per_class=args.shots,
+        seed=seed,
+        draws=args.draws,
+        attention=CONTROLS,
+        max_test_images=args.test_images,
+        image_size=size,
+    )
+    finetune = config.transfer.updated(
+        steps=args.finetune_steps,
+        shots_per_class=(args.finetune_shots,),
+        seed=seed,
+        draws=1,
+        attention=("learned",),
+        max_test_images=args.test_images,
+        image_size=config.transfer.image_size or size,
+    )
+    removed = TransferConfig(
+        mode="linear",
+        shots_per_class=(max(args.shots),),
+        seed=seed,
+        remove_object=True,
+        max_test_images=args.test_images,
+        image_size=size,
+    )
     first = args.targets[0]
-    measured = {"probe": {target: transfer_evaluate(model, target, probe, image_size=size, label=name)
-                          for target in args.targets},
-                "finetune": transfer_evaluate(model, first, finetune, image_size=size, label=name),
-                "removed": transfer_evaluate(model, first, removed, image_size=size, label=name)}
+    measured = {
+        "probe": {target: transfer_evaluate(model, target, probe, label=name) for target in args.targets},
+        "finetune": transfer_evaluate(model, first, finetune, label=name),
+        "removed": transfer_evaluate(model, first, removed, label=name),
+    }
     report = evaluate_attention(model, first, limit=args.attention_images, image_size=size, baselines=())
-    measured["attention"] = {layer: {"relative_to_area": scores.relative_to_area, "frame_share": scores.frame_share,
-                                     "pointing_game": scores.pointing_game}
-                             for layer, scores in report.starts["model"].layers.items()}
+    measured["attention"] = {
+        layer: {
+            "relative_to_area": scores.relative_to_area,
+            "frame_share": scores.frame_share,
+            "pointing_game": scores.pointing_game,
+        }
+        for layer, scores in report.starts["model"].layers.items()
+    }
     return measured
 
 
@@ -102,88 +143,136 @@ def summary_markdown(reports: dict, finetune: dict, removed: dict, attention: di
     """The study's tables (see the module docstring)."""
     lines = ["## Linear probe, learned attention: top-1 mean ± sample std [95 % CI]", ""]
     for target, report in reports.items():
-        lines += [f"### {target}", "", "| start | " + " | ".join(f"{s} shots" for s in shots) + " |",
-                  "|---|" + "---|" * len(shots)]
+        lines += [
+            f"### {target}",
+            "",
+            "| start | " + " | ".join(f"{s} shots" for s in shots) + " |",
+            "|---|" + "---|" * len(shots),
+        ]
         for start in STARTS:
             cells = {c["shots"]: c for c in report["cells"] if c["start"] == start and c["attention"] == "learned"}
             lines.append(f"| {start} | " + " | ".join(cell_text(cells[s]) for s in shots) + " |")
         lines.append("")
-    lines += ["## Paired differences in top-1 (learned attention, linear probe) [95 % bootstrap CI]; * resolved",
-              "", "| target | shots | reptile - joint | reptile_reset - joint | reptile - random | "
-              "reptile_reset - random | joint - random |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Paired differences in top-1 (learned attention, linear probe) [95 % bootstrap CI]; * resolved",
+        "",
+        "| target | shots | reptile - joint | reptile_reset - joint | reptile - random | "
+        "reptile_reset - random | joint - random |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for target, report in reports.items():
-        deltas = {(c["start"], c["baseline"], c["shots"]): c for c in report["comparisons"]
-                  if c["attention"] == "learned"}
+        deltas = {
+            (c["start"], c["baseline"], c["shots"]): c for c in report["comparisons"] if c["attention"] == "learned"
+        }
         for s in shots:
-            pairs = [("reptile", "joint"), ("reptile_reset", "joint"), ("reptile", "random"),
-                     ("reptile_reset", "random"), ("joint", "random")]
+            pairs = [
+                ("reptile", "joint"),
+                ("reptile_reset", "joint"),
+                ("reptile", "random"),
+                ("reptile_reset", "random"),
+                ("joint", "random"),
+            ]
             lines.append(f"| {target} | {s} | " + " | ".join(delta_text(deltas[(a, b, s)]) for a, b in pairs) + " |")
-    lines += ["", "## Attention controls at the largest shots: top-1 per control and the oracle fraction", "",
-              "| target | start | learned | uniform | oracle | oracle fraction [95 % CI] |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Attention controls at the largest shots: top-1 per control and the oracle fraction",
+        "",
+        "| target | start | learned | uniform | oracle | oracle fraction [95 % CI] |",
+        "|---|---|---|---|---|---|",
+    ]
     for target, report in reports.items():
         top = max(shots)
         for start in STARTS:
             cells = {c["attention"]: c for c in report["cells"] if c["start"] == start and c["shots"] == top}
             fraction = next(f for f in report["oracle_fraction"] if f["start"] == start and f["shots"] == top)
             low, high = fraction["ci"]
-            lines.append(f"| {target} | {start} | " + " | ".join(f"{cells[c]['top1']:.3f}" for c in CONTROLS)
-                         + f" | {fraction['fraction']:.2f} [{low:.2f}, {high:.2f}] |")
-    lines += ["", "## Finetuning (learned attention): top-1 mean ± sample std [95 % CI]", "",
-              "| start | top-1 | train top-1 | vs joint | vs random |", "|---|---|---|---|---|"]
+            lines.append(
+                f"| {target} | {start} | "
+                + " | ".join(f"{cells[c]['top1']:.3f}" for c in CONTROLS)
+                + f" | {fraction['fraction']:.2f} [{low:.2f}, {high:.2f}] |"
+            )
+    lines += [
+        "",
+        "## Finetuning (learned attention): top-1 mean ± sample std [95 % CI]",
+        "",
+        "| start | top-1 | train top-1 | vs joint | vs random |",
+        "|---|---|---|---|---|",
+    ]
     deltas = {(c["start"], c["baseline"]): c for c in finetune["comparisons"]}
     for start in STARTS:
         cell = next(c for c in finetune["cells"] if c["start"] == start)
         against = [delta_text(deltas[(start, b)]) if (start, b) in deltas else "-" for b in ("joint", "random")]
         lines.append(f"| {start} | {cell_text(cell)} | {cell['train_top1']:.3f} | " + " | ".join(against) + " |")
-    lines += ["", "## Object-removed control (linear probe, the first target drawn without its objects)", "",
-              "| start | top-1 [95 % CI] |", "|---|---|"]
+    lines += [
+        "",
+        "## Object-removed control (linear probe, the first target drawn without its objects)",
+        "",
+        "| start | top-1 [95 % CI] |",
+        "|---|---|",
+    ]
     for start in STARTS:
         lines.append(f"| {start} | {cell_text(removed[start])} |")
     layers = list(attention[STARTS[0]])
-    lines += ["", "## Attention on the first target's objects before transfer (mean ± sample std over seeds)", "",
-              "| start | measure | " + " | ".join(layers) + " |", "|---|---|" + "---|" * len(layers)]
+    lines += [
+        "",
+        "## Attention on the first target's objects before transfer (mean ± sample std over seeds)",
+        "",
+        "| start | measure | " + " | ".join(layers) + " |",
+        "|---|---|" + "---|" * len(layers),
+    ]
     for measure_name in ("relative_to_area", "frame_share"):
         for start in STARTS:
-            cells = [f"{mean:.2f} ± {std:.2f}" for mean, std in (attention[start][layer][measure_name]
-                                                                  for layer in layers)]
+            cells = [
+                f"{mean:.2f} ± {std:.2f}" for mean, std in (attention[start][layer][measure_name] for layer in layers)
+            ]
             lines.append(f"| {start} | {measure_name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(reports: dict, shots: list, chance: float, path: Path) -> None:
-    """Top-1 (learned attention, linear probe) vs shots per class with 95 % CI bars, one panel per target."""
-    width, height, margin, top = 330, 260, 40, 25
-    picture = Image.new("RGB", (width * len(reports), height + 30), "white")
-    draw = ImageDraw.Draw(picture)
+def figure_class() -> type[Figure]:
+    """matplotlib's ``Figure``, or exit with one line that names the extra installing it."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        print('error: the chart needs matplotlib: pip install "universal-attention[study]"', file=sys.stderr)
+        raise SystemExit(2) from None
+    return Figure
 
-    def to_y(value: float) -> float:
-        return height - margin - value * (height - margin - top)
 
-    for panel, (target, report) in enumerate(reports.items()):
-        left = panel * width + margin
-        step = (width - 2 * margin) / max(1, len(shots) - 1)
-        draw.text((left, 5), f"{target}: top-1 vs shots", fill="black")
-        draw.line([(left, height - margin), (left + width - 2 * margin, height - margin)], fill="black")
-        draw.line([(left, top), (left, height - margin)], fill="black")
-        for tick in (0.25, 0.5, 0.75, 1.0):
-            draw.text((left - 30, to_y(tick) - 6), f"{tick:.2f}", fill="black")
-        for x in range(left, left + width - 2 * margin, 6):
-            draw.line([(x, to_y(chance)), (x + 2, to_y(chance))], fill=(160, 160, 160))
-        for index, label in enumerate(shots):
-            draw.text((left + index * step - 4, height - margin + 4), str(label), fill="black")
+def chart(reports: dict, shots: list, chance: float) -> Figure:
+    """Top-1 (learned attention, linear probe) vs shots per class with 95 % CI error bars, one panel per target."""
+    figure = figure_class()(figsize=(0.8 + 3.2 * len(reports), 3.6), layout="constrained")
+    panels = figure.subplots(1, len(reports), sharey=True, squeeze=False)[0]
+    for panel, (target, report) in zip(panels, reports.items()):
         for row, start in enumerate(STARTS):
-            colour = COLOURS[start]
             cells = {c["shots"]: c for c in report["cells"] if c["start"] == start and c["attention"] == "learned"}
-            points = []
-            for index, label in enumerate(shots):
-                cell, x = cells[label], left + index * step + (row - 1.5) * 4
-                low, high = cell["top1_ci"]
-                draw.line([(x, to_y(low)), (x, to_y(high))], fill=colour)
-                points.append((x, to_y(cell["top1"])))
-            draw.line(points, fill=colour, width=2)
-            draw.text((left + (row % 2) * 130, height + 2 + (row // 2) * 12), start, fill=colour)
+            means = [cells[s]["top1"] for s in shots]
+            below = [cells[s]["top1"] - cells[s]["top1_ci"][0] for s in shots]
+            above = [cells[s]["top1_ci"][1] - cells[s]["top1"] for s in shots]
+            x = [index + (row - (len(STARTS) - 1) / 2) * 0.07 for index in range(len(shots))]  # bars side by side
+            panel.errorbar(
+                x,
+                means,
+                yerr=[below, above],
+                color=COLOURS[start],
+                label=start,
+                marker="o",
+                markersize=3,
+                capsize=2,
+                linewidth=1.2,
+            )
+        panel.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+        panel.set_xticks(range(len(shots)), [str(s) for s in shots])
+        panel.set(title=target, xlabel="shots per class", ylim=(0, 1))
+    panels[0].set_ylabel("top-1, linear probe [95 % CI]")
+    figure.legend(*panels[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(STARTS) + 1)
+    return figure
+
+
+def plot(reports: dict, shots: list, chance: float, path: Path, chart_format: str = "png") -> None:
+    """Write :func:`chart` to ``path`` as ``chart_format`` (png, svg or pdf)."""
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    chart(reports, shots, chance).savefig(buffer, format=chart_format, dpi=150)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -199,8 +288,15 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--attention-images", type=int, default=200)
     parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--finetune-shots", type=int, default=20)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override on top of the quickstart preset, e.g. data.image_size=32")
+    parser.add_argument("--chart-format", choices=CHART_FORMATS, default="png", help="file format of the chart")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override on top of the quickstart preset, e.g. data.image_size=32",
+    )
     args = parser.parse_args()
     args.shots = [int(value) for value in args.shots.split(",")]
     args.targets = [f"synthetic/{name}" for name in args.targets.split(",")]
@@ -209,11 +305,20 @@ def parse_arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_arguments()
+    figure_class()  # a missing chart extra stops the study now, not after it has run
     begin = time.perf_counter()
     try:
-        config = load_config(preset="quickstart", overrides=[
-            f"train.max_steps={args.steps}", "train.eval_every=0", "train.image_log_every=0",
-            "train.final_comparison=false", f"train.checkpoint_every={args.steps}", *args.overrides])
+        config = load_config(
+            preset="quickstart",
+            overrides=[
+                f"train.max_steps={args.steps}",
+                "train.eval_every=0",
+                "train.image_log_every=0",
+                "train.final_comparison=false",
+                f"train.checkpoint_every={args.steps}",
+                *args.overrides,
+            ],
+        )
     except UattnError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -236,32 +341,66 @@ def main() -> None:
                 removed[start].append(measured["removed"])
                 attention[start].append(measured["attention"])
                 seconds[start].append(time.perf_counter() - clock)
-                print(f"seed {seed} {start}: trained in {trained:.0f} s, measured in "
-                      f"{seconds[start][-1] - trained:.0f} s", flush=True)
+                print(
+                    f"seed {seed} {start}: trained in {trained:.0f} s, measured in "
+                    f"{seconds[start][-1] - trained:.0f} s",
+                    flush=True,
+                )
     baselines = ["joint", "random"]
-    reports = {target: transfer_report([merge_results(probes[target][s]) for s in STARTS], baselines)
-               for target in args.targets}
+    reports = {
+        target: transfer_report([merge_results(probes[target][s]) for s in STARTS], baselines)
+        for target in args.targets
+    }
     finetune_report = transfer_report([merge_results(finetunes[s]) for s in STARTS], baselines)
     removed_cells = {s: transfer_report([merge_results(removed[s])])["cells"][0] for s in STARTS}
-    attention_summary = {s: {layer: {m: mean_ci([seed[layer][m] for seed in attention[s]])[:2]
-                                     for m in ("relative_to_area", "frame_share", "pointing_game")}
-                             for layer in attention[s][0]} for s in STARTS}
-    atomic_write_bytes(args.out / "summary.md", summary_markdown(reports, finetune_report, removed_cells,
-                                                                 attention_summary, args.shots).encode())
-    plot(reports, args.shots, 0.25, args.out / "accuracy_vs_shots.png")
+    attention_summary = {
+        s: {
+            layer: {
+                m: mean_ci([seed[layer][m] for seed in attention[s]])[:2]
+                for m in ("relative_to_area", "frame_share", "pointing_game")
+            }
+            for layer in attention[s][0]
+        }
+        for s in STARTS
+    }
+    atomic_write_bytes(
+        args.out / "summary.md",
+        summary_markdown(reports, finetune_report, removed_cells, attention_summary, args.shots).encode(),
+    )
+    plot(reports, args.shots, 0.25, args.out / f"accuracy_vs_shots.{args.chart_format}", args.chart_format)
     wall = time.perf_counter() - begin
     headline = {
-        "oracle_fraction": {t: [f for f in r["oracle_fraction"] if f["start"] in ("reptile", "reptile_reset")]
-                            for t, r in reports.items()},
-        "reptile_vs_joint": {t: [c for c in r["comparisons"] if c["attention"] == "learned" and c["baseline"] ==
-                                 "joint" and c["start"] != "random"] for t, r in reports.items()},
+        "oracle_fraction": {
+            t: [f for f in r["oracle_fraction"] if f["start"] in ("reptile", "reptile_reset")]
+            for t, r in reports.items()
+        },
+        "reptile_vs_joint": {
+            t: [
+                c
+                for c in r["comparisons"]
+                if c["attention"] == "learned" and c["baseline"] == "joint" and c["start"] != "random"
+            ]
+            for t, r in reports.items()
+        },
     }
-    atomic_write_bytes(args.out / "study.json", json.dumps({
-        "probe": reports, "finetune": finetune_report, "object_removed": removed_cells,
-        "attention": {s: attention[s] for s in STARTS}, "attention_summary": attention_summary,
-        "headline": headline, "seconds_per_start": {s: statistics.fmean(v) for s, v in seconds.items()},
-        "wall_seconds": wall, "arguments": {k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items()},
-        "config": config.to_dict()}, indent=2).encode())
+    atomic_write_bytes(
+        args.out / "study.json",
+        json.dumps(
+            {
+                "probe": reports,
+                "finetune": finetune_report,
+                "object_removed": removed_cells,
+                "attention": {s: attention[s] for s in STARTS},
+                "attention_summary": attention_summary,
+                "headline": headline,
+                "seconds_per_start": {s: statistics.fmean(v) for s, v in seconds.items()},
+                "wall_seconds": wall,
+                "arguments": {k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items()},
+                "config": config.to_dict(),
+            },
+            indent=2,
+        ).encode(),
+    )
     print(json.dumps({"wall_seconds": round(wall), **headline}))
 
 

@@ -70,8 +70,11 @@ def fail_every_step(operation, check) -> list[str]:
 
 def temporaries(folder: Path) -> list[str]:
     """Names in ``folder`` (recursively) that look like temporary files of a write."""
-    return sorted(str(path.relative_to(folder)) for path in Path(folder).rglob("*")
-                  if ".tmp" in path.name or path.name.endswith(".tmp"))
+    return sorted(
+        str(path.relative_to(folder))
+        for path in Path(folder).rglob("*")
+        if ".tmp" in path.name or path.name.endswith(".tmp")
+    )
 
 
 def rewrite_checkpoint(source: Path, target: Path, *, drop: tuple[str, ...] = (), tensors=None, **metadata) -> Path:

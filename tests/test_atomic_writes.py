@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from faults import temporaries
 from universal_attention import load_config
 from universal_attention.cli import main
 from universal_attention.config import save_config
+
+from faults import temporaries
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = b"the previous version\n"
@@ -39,8 +40,9 @@ def failing_rename(monkeypatch):
 def test_data_show_replaces_its_picture_atomically(tmp_path, failing_rename):
     output = tmp_path / "grid.png"
     output.write_bytes(OLD)
-    result = CliRunner().invoke(main, ["data", "show", "synthetic/colour", "-n", "2", "--image-size", "32",
-                                       "-o", str(output)])
+    result = CliRunner().invoke(
+        main, ["data", "show", "synthetic/colour", "-n", "2", "--image-size", "32", "-o", str(output)]
+    )
     assert result.exit_code != 0
     assert output.read_bytes() == OLD and temporaries(tmp_path) == []
 
@@ -57,8 +59,11 @@ def test_benchmarks_replace_their_report_atomically(tmp_path, failing_rename, mo
 
 def test_the_study_replaces_its_plot_atomically(tmp_path, failing_rename):
     study = load_script("examples/study_synthetic.py")
-    cells = [{"start": start, "attention": "learned", "shots": shots, "top1": 0.5, "top1_ci": [0.4, 0.6]}
-             for start in study.STARTS for shots in (1, 5)]
+    cells = [
+        {"start": start, "attention": "learned", "shots": shots, "top1": 0.5, "top1_ci": [0.4, 0.6]}
+        for start in study.STARTS
+        for shots in (1, 5)
+    ]
     (tmp_path / "plot.png").write_bytes(OLD)
     with pytest.raises(OSError, match="injected failure"):
         study.plot({"synthetic/hue": {"cells": cells}}, [1, 5], 0.25, tmp_path / "plot.png")

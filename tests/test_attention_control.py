@@ -73,4 +73,4 @@ def test_oracle_without_masks_and_unknown_controls_are_refused(model):
 
 def test_a_model_without_attention_has_no_controls():
     with pytest.raises(ModelError, match="needs a model with attention"):
-        AttentionResNet50(TINY.model_copy(update={"attention": False}))(IMAGES, control="uniform")
+        AttentionResNet50(TINY.updated(attention=False))(IMAGES, control="uniform")

@@ -5,13 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from fake_datasets import make_cub200
 from universal_attention import AttentionResNet50, DatasetError, ModelConfig, ModelError
+from universal_attention.ade20k_attention import class_masses
 from universal_attention.attention_eval import attention_in_mask, evaluate_attention, example_grid, mass_in_masks
-from universal_attention.attention_regions import class_masses
 from universal_attention.data.registry import get_dataset
 from universal_attention.data.synthetic import SyntheticTaskDataset
 from universal_attention.model import AttentionOutput
+
+from fake_datasets import make_cub200
 
 TINY = ModelConfig(alignment_size=8, query_size=8)
 PERSON, WALL = 13, 1  # an "object" and a "stuff" SceneParse150 class
@@ -87,7 +88,10 @@ def test_report_on_known_masks_gives_known_scores():
     model, uniform = report.starts["model"].layers, report.starts["uniform"].layers
     assert list(model) == ["layer4", "combined"]
     assert (model["layer4"].pointing_game, model["layer4"].mass_in_mask, model["layer4"].relative_to_area) == (
-        0.5, 0.5, 2.0)
+        0.5,
+        0.5,
+        2.0,
+    )
     assert model["combined"] == model["layer4"]
     assert (uniform["layer4"].pointing_game, uniform["layer4"].relative_to_area) == (0.25, 1.0)
 
@@ -103,7 +107,9 @@ def test_class_maps_give_mass_per_class_and_the_stuff_object_split():
     assert regions["unlabelled"].relative is None
     ranked = start.classes["layer4"]
     assert [(entry.name, entry.stuff, entry.images, entry.relative) for entry in ranked] == [
-        ("person", False, 2, 4.0), ("wall", True, 2, 0.0)]
+        ("person", False, 2, 4.0),
+        ("wall", True, 2, 0.0),
+    ]
     assert [entry.relative for entry in report.starts["uniform"].classes["layer4"]] == [1.0, 1.0]
 
 
@@ -156,7 +162,7 @@ def test_masks_missing_on_disk_are_a_dataset_error(tmp_path):
 
 
 def test_a_model_without_attention_is_refused_but_attention_in_mask_stays_quiet():
-    model = AttentionResNet50(TINY.model_copy(update={"attention": False}))
+    model = AttentionResNet50(TINY.updated(attention=False))
     dataset = SyntheticTaskDataset("colour", "test", image_size=32, length=2, with_masks=True)
     with pytest.raises(ModelError, match="no attention maps"):
         evaluate_attention(model, dataset)

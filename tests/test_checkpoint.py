@@ -1,11 +1,13 @@
 import os
+from urllib.parse import unquote
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, load_config, save_checkpoint
-from universal_attention.checkpoint import checkpoint_name, resolve_checkpoint
+from universal_attention.checkpoint import KEYED_MODULES, checkpoint_name, resolve_checkpoint, tensors_digest
 from universal_attention.errors import CheckpointError
 
 IMAGES = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -17,9 +19,49 @@ def saved(tmp_path):
     model = AttentionResNet50(ModelConfig(compatibility="dot", alignment_size=32, query_size=64), num_classes=3)
     model.add_head("synthetic/colour", 4)
     model.eval()
-    path = save_checkpoint(tmp_path / "run" / "step-000007.safetensors", model, load_config(preset="quickstart"),
-                           step=7, extra={"top1": 0.5}, state={"outer/exp_avg_sq": torch.arange(4.0)})
+    path = save_checkpoint(
+        tmp_path / "run" / "step-000007.safetensors",
+        model,
+        load_config(preset="quickstart"),
+        step=7,
+        extra={"top1": 0.5},
+        state={"outer/exp_avg_sq": torch.arange(4.0)},
+    )
     return model, path
+
+
+def format_1_key(name: str) -> str:
+    """The key 0.1 (checkpoint format 1) wrote for a state-dict key: U+00B7 where a head's or tap's name had a dot."""
+    section, _, rest = name.partition(".")
+    if section not in KEYED_MODULES:
+        return name
+    key, _, tail = rest.partition(".")
+    return f"{section}.{unquote(key).replace('.', chr(0xB7))}.{tail}"
+
+
+def test_every_state_dict_key_is_ascii_and_names_with_dots_keep_apart():
+    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+    for task in ("v1.5", "v1%2E5", "café"):
+        model.add_head(task, 2)
+    assert all(name.isascii() for name in model.state_dict())
+    assert len(model.heads) == 3 and "attention_blocks.layer2%2E2.vector.weight" in model.state_dict()
+
+
+def test_a_checkpoint_written_by_0_1_with_middle_dots_in_its_keys_still_loads(saved, tmp_path):
+    model, path = saved
+    model.add_head("task.v2", 2)
+    save_checkpoint(path, model, step=7)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {format_1_key(name): handle.get_tensor(name) for name in handle.keys()}
+    assert {"attention_blocks.layer2\u00b72.project_features.weight", "heads.task\u00b7v2.weight"} <= tensors.keys()
+    old = tmp_path / "written-by-0.1.safetensors"
+    save_file(tensors, str(old), metadata=metadata | {"format_version": "1", "tensors_sha256": tensors_digest(tensors)})
+    loaded = load_checkpoint(old)
+    assert loaded.verified and loaded.model.head_classes == model.head_classes
+    expected = model.state_dict()
+    assert loaded.model.state_dict().keys() == expected.keys()
+    assert all(torch.equal(value, expected[name]) for name, value in loaded.model.state_dict().items())
 
 
 def test_round_trip_gives_identical_outputs_from_the_file_alone(saved):

@@ -61,12 +61,20 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_real_subprocess_entry_point(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "universal_attention.cli", "config", "show", "--preset", "paper"],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "universal_attention.cli", "config", "show", "--preset", "paper"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert yaml.safe_load(ok.stdout)["data"]["target"] == "caltech101"
-    bad = subprocess.run([sys.executable, "-m", "universal_attention.cli", "info", str(tmp_path / "none.safetensors")],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "universal_attention.cli", "info", str(tmp_path / "none.safetensors")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
     assert bad.stderr.strip().startswith("error: checkpoint")

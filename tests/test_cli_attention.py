@@ -8,16 +8,11 @@ from click.testing import CliRunner
 from PIL import Image
 from safetensors import safe_open
 
-from fake_datasets import write_odd_images
 from universal_attention import AttentionResNet50, ModelConfig, load_config, save_checkpoint
 from universal_attention.cli import main
-from universal_attention.cli.attention_cmds import evaluate_attention_command, visualize
 from universal_attention.data.images import read_image, resize_and_crop
 
-if "visualize" not in main.commands:
-    main.add_command(visualize)
-if "evaluate-attention" not in main.commands:
-    main.add_command(evaluate_attention_command)
+from fake_datasets import write_odd_images
 
 TINY = ModelConfig(alignment_size=8, query_size=8)
 
@@ -32,8 +27,15 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = AttentionResNet50(TINY)
     model.add_head("synthetic/colour", 4)
-    config = load_config(preset="quickstart", overrides=["data.image_size=32", "model.alignment_size=8",
-                                                         "model.query_size=8", "data.target=synthetic/colour"])
+    config = load_config(
+        preset="quickstart",
+        overrides=[
+            "data.image_size=32",
+            "model.alignment_size=8",
+            "model.query_size=8",
+            "data.target=synthetic/colour",
+        ],
+    )
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "step-000005.safetensors", model, config, step=5)
 
 
@@ -51,8 +53,18 @@ def test_visualize_without_a_checkpoint_uses_a_random_model_on_odd_images(tmp_pa
 def test_visualize_shows_predictions_and_saves_the_raw_maps(checkpoint, tmp_path):
     image = tmp_path / "gray16.png"
     Image.fromarray((torch.arange(40 * 30).reshape(30, 40) * 50).to(torch.int32).numpy().astype("uint16")).save(image)
-    result = run("visualize", image, "--ckpt", checkpoint, "-o", tmp_path / "v.png", "--layers", "layer2.2,combined",
-                 "--save-maps", tmp_path / "maps.safetensors")
+    result = run(
+        "visualize",
+        image,
+        "--ckpt",
+        checkpoint,
+        "-o",
+        tmp_path / "v.png",
+        "--layers",
+        "layer2.2,combined",
+        "--save-maps",
+        tmp_path / "maps.safetensors",
+    )
     assert result.exit_code == 0, result.output
     assert "step-000005.safetensors (step 5)" in result.output
     assert "gray16.png: " in result.output and any(name in result.output for name in ("red", "yellow", "green", "blue"))
@@ -66,8 +78,9 @@ def test_visualize_draws_a_photo_at_its_own_resolution(tmp_path, size_args, side
     photo = tmp_path / "chelsea.jpg"
     Image.fromarray(skimage.data.chelsea()).save(photo, quality=95)  # a 451 x 300 cat
     out = tmp_path / "cat.png"
-    result = run("visualize", photo, "--image-size", 32, "-o", out, "--save-maps", tmp_path / "maps.safetensors",
-                 *size_args)
+    result = run(
+        "visualize", photo, "--image-size", 32, "-o", out, "--save-maps", tmp_path / "maps.safetensors", *size_args
+    )
     assert result.exit_code == 0, result.output
     with safe_open(str(tmp_path / "maps.safetensors"), framework="pt") as handle:
         shown = handle.get_tensor("images")[0]
@@ -87,8 +100,11 @@ def test_visualize_draws_a_photo_at_its_own_resolution(tmp_path, size_args, side
 @pytest.mark.parametrize("problem", ["missing", "unreadable", "layer"])
 def test_visualize_bad_input_is_one_line_and_exit_2(problem, tmp_path):
     paths = write_odd_images(tmp_path)
-    args = {"missing": [tmp_path / "nope.jpg"], "unreadable": [paths["text"]],
-            "layer": [paths["grayscale"], "--layers", "layer9"]}[problem]
+    args = {
+        "missing": [tmp_path / "nope.jpg"],
+        "unreadable": [paths["text"]],
+        "layer": [paths["grayscale"], "--layers", "layer9"],
+    }[problem]
     result = run("visualize", *args, "--image-size", 32, "-o", tmp_path / "x.png")
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
@@ -107,8 +123,20 @@ def test_evaluate_attention_writes_report_and_examples(checkpoint, tmp_path):
 
 
 def test_evaluate_attention_on_ade20k_ranks_classes_and_splits_stuff(checkpoint, fake_data_root, tmp_path):
-    result = run("evaluate-attention", "--ckpt", checkpoint, "--dataset", "ade20k", "--split", "val",
-                 "--data-root", fake_data_root, "--no-baselines", "--out", tmp_path)
+    result = run(
+        "evaluate-attention",
+        "--ckpt",
+        checkpoint,
+        "--dataset",
+        "ade20k",
+        "--split",
+        "val",
+        "--data-root",
+        fake_data_root,
+        "--no-baselines",
+        "--out",
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     assert "object vs stuff" in result.output
     assert "person" in result.output and "wall" in result.output

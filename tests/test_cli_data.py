@@ -7,10 +7,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from universal_attention.cli import main
-from universal_attention.cli.data_cmds import data
-
-if "data" not in main.commands:
-    main.add_command(data)
 
 
 def run(*args: str):

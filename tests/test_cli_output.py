@@ -22,16 +22,31 @@ TINY = ModelConfig(alignment_size=8, query_size=8)
 def uattn(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``uattn ARGS`` with stdout and stderr piped and no COLUMNS hint."""
     env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
-    return subprocess.run([sys.executable, "-m", "universal_attention.cli", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "universal_attention.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    config = load_config(preset="quickstart", overrides=["data.image_size=32", "model.alignment_size=8",
-                                                         "model.query_size=8", "data.target=synthetic/colour",
-                                                         "transfer.batch_size=8", "transfer.max_test_images=8",
-                                                         "transfer.steps=1", "transfer.draws=1"])
+    config = load_config(
+        preset="quickstart",
+        overrides=[
+            "data.image_size=32",
+            "model.alignment_size=8",
+            "model.query_size=8",
+            "data.target=synthetic/colour",
+            "transfer.batch_size=8",
+            "transfer.max_test_images=8",
+            "transfer.steps=1",
+            "transfer.draws=1",
+        ],
+    )
     model = AttentionResNet50(config.model)
     model.add_head("synthetic/colour", 4)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "step-000003.safetensors", model, config, step=3)
@@ -67,6 +82,7 @@ def test_info_json_describes_the_checkpoint(checkpoint):
     assert document["parameters"] > 20_000_000
 
 
+@pytest.mark.slow
 def test_transfer_json_is_the_results_document(checkpoint, tmp_path):
     result = uattn("transfer", "--ckpt", checkpoint, "--shots", "1", "--out", tmp_path / "t", "--json")
     assert result.returncode == 0, result.stderr
@@ -76,8 +92,19 @@ def test_transfer_json_is_the_results_document(checkpoint, tmp_path):
 
 
 def test_evaluate_attention_json_is_the_report(checkpoint, tmp_path):
-    result = uattn("evaluate-attention", "--ckpt", checkpoint, "--limit", 2, "--no-baselines", "--out", tmp_path,
-                   "--device", "cpu", "--json")
+    result = uattn(
+        "evaluate-attention",
+        "--ckpt",
+        checkpoint,
+        "--limit",
+        2,
+        "--no-baselines",
+        "--out",
+        tmp_path,
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document == json.loads((tmp_path / "attention_report.json").read_text())

@@ -31,7 +31,9 @@ def test_quickstart_uses_synthetic_tasks_only():
 
 
 def test_dotted_override_is_typed():
-    config = load_config(overrides=["reptile.inner_steps=8", "model.attention=off", "transfer.shots_per_class=[1,5,all]"])
+    config = load_config(
+        overrides=["reptile.inner_steps=8", "model.attention=off", "transfer.shots_per_class=[1,5,all]"]
+    )
     assert config.reptile.inner_steps == 8
     assert config.model.attention is False
     assert config.transfer.shots_per_class == (1, 5, "all")

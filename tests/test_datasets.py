@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from fake_datasets import BOX, HEIGHT, WIDTH, make_cub200
 from universal_attention.data.ade20k import ade20k_classes
 from universal_attention.data.preview import OUTLINE, sample_grid
 from universal_attention.data.registry import (
@@ -22,6 +21,8 @@ from universal_attention.data.registry import (
 )
 from universal_attention.data.torchvision_sets import caltech101_split
 from universal_attention.errors import DatasetError
+
+from fake_datasets import BOX, HEIGHT, WIDTH, make_cub200
 
 REAL = ("caltech101", "flowers102", "oxford_pets", "imagenette", "cub200", "stanford_dogs", "beans", "ade20k")
 # name -> (images per split, number of classes) of the fake copies

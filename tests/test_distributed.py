@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 WORKER = str(Path(__file__).with_name("distributed_worker.py"))
+pytestmark = pytest.mark.slow  # every test meta-trains the full ResNet50 in several processes
 
 
 def test_two_processes_equal_one_process_with_meta_batch_two(tmp_path):
@@ -34,9 +36,18 @@ def test_two_processes_equal_one_process_with_meta_batch_two(tmp_path):
 
 def test_meta_train_cli_under_torchrun_writes_once_from_rank_zero(tmp_path):
     out = tmp_path / "run"
-    overrides = ["model.alignment_size=8", "model.query_size=8", "data.image_size=32", "sampler.batch_size=4",
-                 "reptile.inner_steps=1", "train.max_steps=2", "train.checkpoint_every=1", "train.eval_every=0",
-                 "train.image_log_every=0", "train.final_comparison=false"]
+    overrides = [
+        "model.alignment_size=8",
+        "model.query_size=8",
+        "data.image_size=32",
+        "sampler.batch_size=4",
+        "reptile.inner_steps=1",
+        "train.max_steps=2",
+        "train.checkpoint_every=1",
+        "train.eval_every=0",
+        "train.image_log_every=0",
+        "train.final_comparison=false",
+    ]
     args = ["-m", "universal_attention.cli", "meta-train", "--preset", "quickstart", "--out", str(out)]
     for override in overrides:
         args += ["--set", override]

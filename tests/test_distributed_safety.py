@@ -10,19 +10,30 @@ from datetime import timedelta
 import pytest
 import torch
 
-import universal_attention.meta_train as meta_train_module
+import universal_attention.meta_training as meta_train_module
 from universal_attention import distributed, load_checkpoint, load_config, save_checkpoint
 from universal_attention.distributed import DistributedInfo, init_distributed
-from universal_attention.meta_train import _Run, meta_train
+from universal_attention.meta_training import _Run, meta_train
 
 RUN = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=1", "train.eval_every=0", "train.checkpoint_every=1", "train.image_log_every=0",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=1",
+    "train.max_steps=1",
+    "train.eval_every=0",
+    "train.checkpoint_every=1",
+    "train.image_log_every=0",
 ]
 pytestmark = pytest.mark.usefixtures("single_thread")
-COMPARISON = {"target": "synthetic/orientation", "meta_trained": {"top1": 0.5}, "random_init": {"top1": 0.25},
-              "stage_seconds": {"transfer": 1.0, "attention": 0.5}}
+COMPARISON = {
+    "target": "synthetic/orientation",
+    "meta_trained": {"top1": 0.5},
+    "random_init": {"top1": 0.25},
+    "stage_seconds": {"transfer": 1.0, "attention": 0.5},
+}
 
 
 def quiet(text):
@@ -40,19 +51,25 @@ def test_the_process_group_is_joined_with_a_timeout(monkeypatch):
     assert timedelta(0) < joined["timeout"] <= timedelta(hours=2)
 
 
+@pytest.mark.slow
 def test_no_rank_waits_in_a_barrier_while_rank_zero_compares(tmp_path, monkeypatch):
     events = []
     monkeypatch.setattr(distributed, "barrier", lambda: events.append("barrier"))
-    monkeypatch.setattr(meta_train_module, "compare_start_points",
-                        lambda model, config, device, baselines: events.append("comparison") or COMPARISON)
+    monkeypatch.setattr(
+        meta_train_module,
+        "compare_start_points",
+        lambda model, config, device, baselines: events.append("comparison") or COMPARISON,
+    )
     meta_train(load_config(preset="quickstart", overrides=RUN), tmp_path / "run", on_message=quiet)
     assert "barrier" in events and events[-1] == "comparison"
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert {key: saved[key] for key in ("target", "meta_trained", "random_init")} == {
-        key: COMPARISON[key] for key in ("target", "meta_trained", "random_init")}
+        key: COMPARISON[key] for key in ("target", "meta_trained", "random_init")
+    }
     assert set(saved["stage_seconds"]) == {"meta_train", "baselines", "transfer", "attention"}
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_final_comparison_leaves_results_json_saying_so(tmp_path, monkeypatch):
     sent = []
 

@@ -12,25 +12,37 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from fake_datasets import make_beans
-from faults import rewrite_checkpoint
 from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, load_config, save_checkpoint
 from universal_attention.checkpoint import checkpoint_name, resolve_checkpoint
 from universal_attention.cli import main
 from universal_attention.config import save_config
 from universal_attention.distributed import DistributedInfo
 from universal_attention.errors import CheckpointError
-from universal_attention.meta_train import _Run, meta_train, resume_step
+from universal_attention.meta_training import _Run, meta_train, resume_step
 from universal_attention.reptile import Reptile
 from universal_attention.run_folder import readable_checkpoints
 
+from fake_datasets import make_beans
+from faults import rewrite_checkpoint
+
 pytestmark = pytest.mark.usefixtures("single_thread")
 RUN = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=3", "train.eval_every=0", "train.checkpoint_every=1", "train.image_log_every=0",
-    "train.final_comparison=false", "transfer.steps=1", "transfer.draws=1", "transfer.batch_size=4",
-    "transfer.shots_per_class=[2]", "transfer.max_test_images=8",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=1",
+    "train.max_steps=3",
+    "train.eval_every=0",
+    "train.checkpoint_every=1",
+    "train.image_log_every=0",
+    "train.final_comparison=false",
+    "transfer.steps=1",
+    "transfer.draws=1",
+    "transfer.batch_size=4",
+    "transfer.shots_per_class=[2]",
+    "transfer.max_test_images=8",
 ]
 # Each crafted file is read by `uattn info` in a process limited to 8 GB of address space: a size taken on trust
 # from the metadata (10^6 classes x 3840 features, an alignment layer of 10^6) cannot be allocated there.
@@ -54,8 +66,13 @@ def checkpoint(tmp_path_factory):
     model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
     model.add_head("synthetic/colour", 4)
     folder = tmp_path_factory.mktemp("checkpoint")
-    return save_checkpoint(folder / "step-000007.safetensors", model, load_config(preset="quickstart", overrides=RUN),
-                           step=7, state={"rng": torch.arange(3, dtype=torch.uint8)})
+    return save_checkpoint(
+        folder / "step-000007.safetensors",
+        model,
+        load_config(preset="quickstart", overrides=RUN),
+        step=7,
+        state={"rng": torch.arange(3, dtype=torch.uint8)},
+    )
 
 
 def model_config(**changes):
@@ -72,11 +89,11 @@ CRAFTED = {
     "alignment-1e9": {"model_config": model_config(alignment_size=10**9)},
     "alignment-1e6": {"model_config": model_config(alignment_size=10**6)},
     "query-1e9": {"model_config": model_config(query_size=10**9)},
-    "model-config-damaged": {"model_config": "{\"alignment_size\": 8,"},
+    "model-config-damaged": {"model_config": '{"alignment_size": 8,'},
     "step-not-a-number": {"step": "seven"},
     "step-negative": {"step": "-3"},
     "format-version-not-a-number": {"format_version": "one"},
-    "experiment-config-damaged": {"experiment_config": "{\"name\": 3"},
+    "experiment-config-damaged": {"experiment_config": '{"name": 3'},
     "experiment-config-invalid": {"experiment_config": json.dumps({"reptile": {"inner_lr": -1}})},
 }
 
@@ -104,8 +121,13 @@ def test_crafted_metadata_is_a_one_line_error(checkpoint, tmp_path, name):
 
 def test_the_whole_crafted_corpus_is_refused_under_a_memory_limit(checkpoint, tmp_path):
     paths = [str(crafted(checkpoint, tmp_path, name)) for name in CRAFTED]
-    done = subprocess.run([sys.executable, "-c", UNDER_A_MEMORY_LIMIT, *paths], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", UNDER_A_MEMORY_LIMIT, *paths],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for path, (code, output) in zip(paths, json.loads(done.stdout)):
         assert code == 2 and len(output.strip().splitlines()) == 1 and Path(path).name in output, (path, output)
@@ -142,6 +164,7 @@ def test_a_model_with_non_finite_weights_is_never_saved(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_non_finite_weights_after_a_finite_loss_stop_the_run_and_the_advice_works(tmp_path, monkeypatch):
     real_meta_step = Reptile.meta_step
 
@@ -162,13 +185,14 @@ def test_non_finite_weights_after_a_finite_loss_stop_the_run_and_the_advice_work
     line = one_line_error(result)
     assert "non-finite weights at step 2" in line and "--resume --set reptile.inner_lr=0.0005" in line
     assert sorted(path.name for path in (out / "checkpoints").iterdir()) == ["step-000001.safetensors"]
-    advice = line[line.index("uattn meta-train"):].split(" (")[0].split()
+    advice = line[line.index("uattn meta-train") :].split(" (")[0].split()
     result = CliRunner().invoke(main, advice[1:])  # the advice, as given
     assert result.exit_code == 0, result.output
     assert load_checkpoint(out).step == 3
     assert load_config(config_file=out / "config.yaml").reptile.inner_lr == 0.0005
 
 
+@pytest.mark.slow
 def test_resume_never_picks_a_checkpoint_with_non_finite_weights(tmp_path):
     config = load_config(preset="quickstart", overrides=RUN + ["train.max_steps=2"])
     meta_train(config, tmp_path / "run", on_message=quiet)
@@ -182,6 +206,7 @@ def test_resume_never_picks_a_checkpoint_with_non_finite_weights(tmp_path):
     assert any("skipped step-000002.safetensors" in message for message in messages)
 
 
+@pytest.mark.slow
 def test_checkpoints_are_ordered_by_step_number_past_a_million(tmp_path):
     config = load_config(preset="quickstart", overrides=RUN + ["train.max_steps=1000001", "train.keep_last=2"])
     out = tmp_path / "run"
@@ -212,8 +237,9 @@ def test_a_checkpoint_does_not_choose_the_data_root_of_transfer(checkpoint, tmp_
     theirs = tmp_path / "theirs"
     make_beans(theirs)
     config = load_config(preset="quickstart", overrides=RUN + [f"data.data_root={theirs}", "data.target=beans"])
-    planted = rewrite_checkpoint(checkpoint, tmp_path / "planted.safetensors",
-                                 experiment_config=config.model_dump_json())
+    planted = rewrite_checkpoint(
+        checkpoint, tmp_path / "planted.safetensors", experiment_config=config.model_dump_json()
+    )
     mine = tmp_path / "mine"
     mine.mkdir()
     monkeypatch.setenv("UATTN_DATA_ROOT", str(mine))

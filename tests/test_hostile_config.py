@@ -10,8 +10,16 @@ from universal_attention.errors import ConfigError
 BINARY = bytes(range(256)) * 4
 
 
-@pytest.mark.parametrize("override", ["reptile.inner_lr=inf", "reptile.outer_lr=.inf", "transfer.lr=nan",
-                                      "reptile.outer_beta1=nan", "transfer.head_lr=-inf"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "reptile.inner_lr=inf",
+        "reptile.outer_lr=.inf",
+        "transfer.lr=nan",
+        "reptile.outer_beta1=nan",
+        "transfer.head_lr=-inf",
+    ],
+)
 def test_non_finite_numbers_are_refused(override):
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"^{key}: Input should be a finite number"):

@@ -16,11 +16,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from scipy.io import loadmat, savemat
 
-from fake_datasets import make_cub200, make_stanford_dogs, write_image
 from universal_attention.data.cache import build_cache, cache_path
 from universal_attention.data.images import read_image
 from universal_attention.data.registry import get_dataset
 from universal_attention.errors import DatasetError
+
+from fake_datasets import make_cub200, make_stanford_dogs, write_image
 
 
 class Hang(Exception):
@@ -67,8 +68,10 @@ def hostile(tmp_path):
     return folder
 
 
-@pytest.mark.parametrize(("name", "note"), [("fifo.jpg", "not a regular file"), ("dds.jpg", "unreadable"),
-                                            ("huge.png", "too large (10000x10000 px")])
+@pytest.mark.parametrize(
+    ("name", "note"),
+    [("fifo.jpg", "not a regular file"), ("dds.jpg", "unreadable"), ("huge.png", "too large (10000x10000 px")],
+)
 def test_hostile_files_are_unreadable_not_fatal(hostile, name, note):
     with deadline(20):
         image, why = read_image(hostile / name)
@@ -144,8 +147,10 @@ def edit_dogs(root, split, files=None, labels=None):
 @pytest.mark.parametrize("entry", ["../../outside.jpg", "/etc/hostname"])
 def test_dogs_entries_outside_the_images_folder_are_refused(tmp_path, entry):
     make_stanford_dogs(tmp_path)
-    files = [str(name) for name in np.atleast_1d(loadmat(tmp_path / "stanford_dogs" / "train_list.mat",
-                                                          squeeze_me=True)["file_list"])]
+    files = [
+        str(name)
+        for name in np.atleast_1d(loadmat(tmp_path / "stanford_dogs" / "train_list.mat", squeeze_me=True)["file_list"])
+    ]
     edit_dogs(tmp_path, "train", files=[entry] + files[1:])
     with pytest.raises(DatasetError, match=r"stanford_dogs: train_list.mat entry 1 .* outside"):
         get_dataset("stanford_dogs", root=tmp_path)

@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from fake_datasets import HEIGHT, WIDTH, write_image, write_odd_images
 from universal_attention.data.images import (
     load_label_map,
     load_rgb,
@@ -15,6 +14,8 @@ from universal_attention.data.images import (
     resize_and_crop,
     resize_and_crop_mask,
 )
+
+from fake_datasets import HEIGHT, WIDTH, write_image, write_odd_images
 
 CONVERTIBLE = ("truncated", "grayscale", "rgba", "sixteen_bit", "cmyk", "palette")
 

@@ -12,19 +12,27 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from faults import fail_every_step, temporaries
 from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, save_checkpoint
 from universal_attention.atomic import atomic_write_bytes
 from universal_attention.checkpoint import read_metadata
 from universal_attention.cli import main
 from universal_attention.data.cache import build_cache
 
+from faults import fail_every_step, temporaries
+
 pytestmark = pytest.mark.usefixtures("single_thread")
 EVERY_STEP = {"open", "write", "fsync", "replace"}
 RUN = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=2", "train.eval_every=0", "train.checkpoint_every=1", "train.image_log_every=0",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=1",
+    "train.max_steps=2",
+    "train.eval_every=0",
+    "train.checkpoint_every=1",
+    "train.image_log_every=0",
     "train.final_comparison=false",
 ]
 # Runs the CLI and dies by SIGKILL in the middle of writing step 2's checkpoint: its temporary holds every byte
@@ -73,21 +81,21 @@ def test_every_step_of_a_checkpoint_write_can_fail_and_a_whole_checkpoint_stays(
         assert read_metadata(path)["step"] in ("1", "2")
 
     failed = fail_every_step(lambda: save_checkpoint(path, model, step=2), check)
-    assert EVERY_STEP <= set(failed)
+    assert set(failed) >= EVERY_STEP
     assert load_checkpoint(path).step == 2
 
 
-def test_every_step_of_a_json_or_yaml_write_can_fail(tmp_path):
-    for name in ("trials.json", "results.json", "config.yaml"):
-        path = tmp_path / name
-        atomic_write_bytes(path, b'{"trials": [1]}')
+@pytest.mark.parametrize("name", ["trials.json", "results.json", "config.yaml"])
+def test_every_step_of_a_json_or_yaml_write_can_fail(tmp_path, name):
+    path = tmp_path / name
+    atomic_write_bytes(path, b'{"trials": [1]}')
 
-        def check():
-            assert temporaries(tmp_path) == []
-            assert json.loads(path.read_text()) in ({"trials": [1]}, {"trials": [1, 2]})
+    def check():
+        assert temporaries(tmp_path) == []
+        assert json.loads(path.read_text()) in ({"trials": [1]}, {"trials": [1, 2]})
 
-        assert EVERY_STEP <= set(fail_every_step(lambda: atomic_write_bytes(path, b'{"trials": [1, 2]}'), check))
-        assert json.loads(path.read_text()) == {"trials": [1, 2]}
+    assert set(fail_every_step(lambda: atomic_write_bytes(path, b'{"trials": [1, 2]}'), check)) >= EVERY_STEP
+    assert json.loads(path.read_text()) == {"trials": [1, 2]}
 
 
 def test_every_step_of_a_cache_build_can_fail_and_the_next_build_is_whole(tmp_path):
@@ -103,13 +111,19 @@ def test_every_step_of_a_cache_build_can_fail_and_the_next_build_is_whole(tmp_pa
     assert rebuilt.fingerprint() == "v22" and int(rebuilt.images[0, 0, 0, 0]) == 3
 
 
+@pytest.mark.slow
 def test_a_run_killed_inside_a_checkpoint_write_resumes_and_leaves_no_temporary(tmp_path):
     out = tmp_path / "run"
     args = ["meta-train", "--preset", "quickstart", "--out", str(out)]
     for override in RUN:
         args += ["--set", override]
-    killed = subprocess.run([sys.executable, "-c", KILLED_INSIDE_A_WRITE, *args], capture_output=True, text=True,
-                            timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_INSIDE_A_WRITE, *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert [path.name for path in (out / "checkpoints").glob("step-*")] == ["step-000001.safetensors"]
     assert len(temporaries(out)) == 1  # the killed write's temporary

@@ -4,16 +4,29 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from universal_attention import load_checkpoint, load_config
+from universal_attention import load_checkpoint, load_config, meta_train
 from universal_attention.cli import main
-from universal_attention.meta_train import meta_train
 
+pytestmark = pytest.mark.slow  # every test meta-trains the full ResNet50 (one tiny run, shared)
 TINY = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=3", "train.eval_every=2", "train.eval_steps=1", "train.checkpoint_every=1", "train.keep_last=2",
-    "train.image_log_every=2", "train.eval_test_images=8", "transfer.steps=1", "transfer.draws=1", "transfer.batch_size=4",
-    "transfer.shots_per_class=[2]", "transfer.max_test_images=8",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=1",
+    "train.max_steps=3",
+    "train.eval_every=2",
+    "train.eval_steps=1",
+    "train.checkpoint_every=1",
+    "train.keep_last=2",
+    "train.image_log_every=2",
+    "train.eval_test_images=8",
+    "transfer.steps=1",
+    "transfer.draws=1",
+    "transfer.batch_size=4",
+    "transfer.shots_per_class=[2]",
+    "transfer.max_test_images=8",
 ]
 
 
@@ -65,9 +78,12 @@ def test_results_compare_meta_trained_with_random_init_and_joint_training(run):
         assert 0 <= results[key]["top1"] <= 1
         assert 0 <= results[key]["attention_in_mask"] <= 1
         assert len(results[key]["top1_ci"]) == 2 and set(results[key]["attention"]["relative_to_area"]) == set(
-            load_config(preset="quickstart").model.taps)
+            load_config(preset="quickstart").model.taps
+        )
     assert [(c["start"], c["baseline"]) for c in results["comparisons"]] == [
-        ("meta_trained", "random_init"), ("meta_trained", "joint")]
+        ("meta_trained", "random_init"),
+        ("meta_trained", "joint"),
+    ]
     joint = load_config(config_file=out / "compare" / "joint" / "config.yaml")
     assert joint.reptile.algorithm == "joint" and joint.train.max_steps == 3
     assert "meta-trained" in output and "random init" in output and "joint training" in output
@@ -90,8 +106,9 @@ def test_refuses_to_run_into_an_existing_run(run):
 
 
 def test_api_run_reports_throughput(tmp_path):
-    config = load_config(preset="quickstart", overrides=TINY + ["train.max_steps=1", "train.eval_every=0",
-                                                                 "train.image_log_every=0"])
+    config = load_config(
+        preset="quickstart", overrides=TINY + ["train.max_steps=1", "train.eval_every=0", "train.image_log_every=0"]
+    )
     result = meta_train(config, tmp_path / "api", on_message=lambda text: None)
     assert result.steps == 1
     assert result.images_per_second > 0

@@ -5,7 +5,7 @@ from safetensors.torch import save_file
 
 from universal_attention import AttentionResNet50, ModelConfig
 from universal_attention.errors import ModelError
-from universal_attention.model import head_key
+from universal_attention.model import module_key
 
 IMAGES = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 
@@ -93,5 +93,5 @@ def test_missing_backbone_weights_file_is_one_line(tmp_path):
 def test_gradients_reach_attention_and_trunk():
     model = AttentionResNet50(num_classes=3)
     model(IMAGES).logits.sum().backward()
-    assert model.attention_blocks[head_key("layer2.2")].vector.weight.grad is not None
+    assert model.attention_blocks[module_key("layer2.2")].vector.weight.grad is not None
     assert model.backbone.conv1.weight.grad.abs().sum() > 0

@@ -122,14 +122,16 @@ def test_heads_persist_per_task_and_are_not_averaged():
 def test_adapted_head_is_kept_when_the_task_comes_back():
     torch.manual_seed(0)
     model = TwoHeads()
-    reptile = Reptile(model, ReptileConfig(inner_steps=2, inner_lr=0.5, outer_optimizer="sgd", outer_lr=0.1),
-                      loss_fn=custom_loss)
+    reptile = Reptile(
+        model, ReptileConfig(inner_steps=2, inner_lr=0.5, outer_optimizer="sgd", outer_lr=0.1), loss_fn=custom_loss
+    )
     reptile.meta_step([random_task("a", 3, 1)])
     after_first = model.heads["a"].weight.detach().clone()
     reptile.meta_step([random_task("a", 3, 2)])
     assert not torch.equal(model.heads["a"].weight, after_first)  # trained further from where it ended
 
 
+@pytest.mark.slow
 def test_default_loss_on_attention_resnet_creates_heads_and_reports_accuracy():
     torch.manual_seed(0)
     model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
@@ -142,8 +144,13 @@ def test_default_loss_on_attention_resnet_creates_heads_and_reports_accuracy():
     assert metrics["loss"] > 0
 
 
-MODES = [{}, {"heads": "reset"}, {"inner_state": "keep"}, {"algorithm": "joint"},
-         {"heads": "reset", "inner_state": "keep", "meta_batch_size": 2}]
+MODES = [
+    {},
+    {"heads": "reset"},
+    {"inner_state": "keep"},
+    {"algorithm": "joint"},
+    {"heads": "reset", "inner_state": "keep", "meta_batch_size": 2},
+]
 
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda mode: ",".join(f"{k}={v}" for k, v in mode.items()) or "default")
@@ -151,8 +158,9 @@ def test_state_dict_continues_exactly(mode):
     def run(steps, interrupt_at=None):
         torch.manual_seed(0)
         model = TwoHeads()
-        config = ReptileConfig(inner_steps=2, inner_lr=0.1, inner_optimizer="adam", outer_optimizer="adam",
-                               outer_lr=0.01, **mode)
+        config = ReptileConfig(
+            inner_steps=2, inner_lr=0.1, inner_optimizer="adam", outer_optimizer="adam", outer_lr=0.01, **mode
+        )
         reptile = Reptile(model, config, loss_fn=custom_loss)
         for step in range(steps):
             if step == interrupt_at:
@@ -171,6 +179,7 @@ def test_state_dict_continues_exactly(mode):
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
+@pytest.mark.slow
 def test_reptile_with_one_sgd_step_and_outer_step_one_is_joint_sgd_training():
     images = torch.randint(0, 256, (6, 4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     labels = torch.randint(0, 4, (6, 4), generator=torch.Generator().manual_seed(1))
@@ -179,8 +188,9 @@ def test_reptile_with_one_sgd_step_and_outer_step_one_is_joint_sgd_training():
         torch.manual_seed(0)
         model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
         model.add_head("t", 4)
-        config = ReptileConfig(inner_steps=1, inner_optimizer="sgd", inner_lr=0.05, outer_optimizer="sgd",
-                               outer_lr=1.0, **settings)
+        config = ReptileConfig(
+            inner_steps=1, inner_optimizer="sgd", inner_lr=0.05, outer_optimizer="sgd", outer_lr=1.0, **settings
+        )
         reptile = Reptile(model, config)
         for step in range(3):
             batches = iter([(images[2 * step + k], labels[2 * step + k]) for k in range(2)])
@@ -216,8 +226,11 @@ def test_reset_heads_start_every_task_from_zero():
 def test_kept_inner_state_carries_adam_moments_across_tasks():
     torch.manual_seed(0)
     model = TwoHeads()
-    reptile = Reptile(model, ReptileConfig(inner_state="keep", inner_optimizer="adam", inner_steps=2,
-                                           meta_batch_size=2), loss_fn=custom_loss)
+    reptile = Reptile(
+        model,
+        ReptileConfig(inner_state="keep", inner_optimizer="adam", inner_steps=2, meta_batch_size=2),
+        loss_fn=custom_loss,
+    )
     reptile.meta_step([random_task("a", 3, 1), random_task("b", 2, 2)])
     state = reptile.inner_optimizer.state[model.body.weight]
     assert int(state["step"]) == 4  # two tasks x two inner steps on the same optimiser

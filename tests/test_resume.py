@@ -12,16 +12,23 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from universal_attention import load_config
+from universal_attention import TrainingError, load_config, meta_train
 from universal_attention.cli import main
-from universal_attention.meta_train import TrainingError, meta_train
 from universal_attention.reptile import Reptile
 
 RUN = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=2",
-    "train.max_steps=6", "train.eval_every=0", "train.checkpoint_every=1", "train.keep_last=10",
-    "train.image_log_every=0", "train.final_comparison=false",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=2",
+    "train.max_steps=6",
+    "train.eval_every=0",
+    "train.checkpoint_every=1",
+    "train.keep_last=10",
+    "train.image_log_every=0",
+    "train.final_comparison=false",
 ]
 
 
@@ -43,11 +50,15 @@ def assert_same_tensors(first, second):
         torch.testing.assert_close(one[name], two[name], rtol=0, atol=0, equal_nan=True, msg=name)
 
 
+@pytest.mark.slow
 def test_run_killed_with_sigkill_resumes_to_identical_tensors(tmp_path):
     straight = meta_train(load_config(preset="quickstart", overrides=RUN), tmp_path / "straight", on_message=quiet)
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "universal_attention.cli", *cli_args(killed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "universal_attention.cli", *cli_args(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while not (killed / "checkpoints" / "step-000002.safetensors").exists():
         assert process.poll() is None, "the run ended before it could be killed"
@@ -61,6 +72,7 @@ def test_run_killed_with_sigkill_resumes_to_identical_tensors(tmp_path):
     assert_same_tensors(straight.final_checkpoint, killed / "checkpoints" / "step-000006.safetensors")
 
 
+@pytest.mark.slow
 def test_truncated_newest_checkpoint_is_skipped_and_the_one_before_is_used(tmp_path):
     config = load_config(preset="quickstart", overrides=RUN + ["train.max_steps=2"])
     meta_train(config, tmp_path / "run", on_message=quiet)
@@ -74,10 +86,12 @@ def test_truncated_newest_checkpoint_is_skipped_and_the_one_before_is_used(tmp_p
     assert_same_tensors(original, newest)  # step 2 was run again from step 1, to the same tensors
 
 
+@pytest.mark.slow
 def test_resume_with_a_different_config_names_the_keys(tmp_path):
     CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1"))
-    result = CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1", "--set",
-                                               "reptile.inner_steps=3", "--resume"))
+    result = CliRunner().invoke(
+        main, cli_args(tmp_path / "run", "--set", "train.max_steps=1", "--set", "reptile.inner_steps=3", "--resume")
+    )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"error: cannot resume {tmp_path / 'run'}: the config differs in reptile.inner_steps; resume with the run's "
@@ -85,6 +99,7 @@ def test_resume_with_a_different_config_names_the_keys(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_existing_run_without_resume_is_refused(tmp_path):
     CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1"))
     result = CliRunner().invoke(main, cli_args(tmp_path / "run", "--set", "train.max_steps=1"))
@@ -92,6 +107,7 @@ def test_existing_run_without_resume_is_refused(tmp_path):
     assert "already holds a run; continue it with --resume" in result.output
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_leaves_the_last_good_checkpoint_newest(tmp_path, monkeypatch):
     calls = {"count": 0}
     original_adapt = Reptile.adapt
@@ -108,11 +124,20 @@ def test_non_finite_loss_stops_and_leaves_the_last_good_checkpoint_newest(tmp_pa
     assert names == ["step-000001.safetensors", "step-000002.safetensors"]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_before_exiting(tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "universal_attention.cli",
-                                *cli_args(out, "--set", "train.checkpoint_every=100", "--set", "train.max_steps=200")],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "universal_attention.cli",
+            *cli_args(out, "--set", "train.checkpoint_every=100", "--set", "train.max_steps=200"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while not list((out / "tb").glob("events*")) if (out / "tb").exists() else True:
         assert time.monotonic() < deadline and process.poll() is None

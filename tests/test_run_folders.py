@@ -19,11 +19,22 @@ from universal_attention import load_checkpoint
 from universal_attention.cli import main
 
 RUN = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=1", "train.eval_every=0", "train.checkpoint_every=1", "train.image_log_every=0",
-    "train.final_comparison=false", "transfer.steps=1", "transfer.draws=1", "transfer.batch_size=4",
-    "transfer.shots_per_class=[2]", "transfer.max_test_images=8",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=1",
+    "train.max_steps=1",
+    "train.eval_every=0",
+    "train.checkpoint_every=1",
+    "train.image_log_every=0",
+    "train.final_comparison=false",
+    "transfer.steps=1",
+    "transfer.draws=1",
+    "transfer.batch_size=4",
+    "transfer.shots_per_class=[2]",
+    "transfer.max_test_images=8",
 ]
 pytestmark = pytest.mark.usefixtures("single_thread")
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -38,8 +49,18 @@ def meta_args(out, *extra):
 
 
 def tune_args(out, space_file, *extra):
-    args = ["tune", "--preset", "quickstart", "--space", str(space_file), "--steps-per-trial", "1",
-            "--max-evals", "1", *extra] + (["--out", str(out)] if out is not None else [])
+    args = [
+        "tune",
+        "--preset",
+        "quickstart",
+        "--space",
+        str(space_file),
+        "--steps-per-trial",
+        "1",
+        "--max-evals",
+        "1",
+        *extra,
+    ] + (["--out", str(out)] if out is not None else [])
     for override in RUN:
         args += ["--set", override]
     return args
@@ -71,6 +92,7 @@ def test_out_dot_overwrite_in_another_project_keeps_its_checkpoints(tmp_path, mo
     assert (tmp_path / "checkpoints" / "weights.pt").read_text() == "precious\n"
 
 
+@pytest.mark.slow
 def test_a_run_folder_carries_its_marker_and_overwrite_replaces_only_our_run(tmp_path):
     out = tmp_path / "run"
     assert CliRunner().invoke(main, meta_args(out)).exit_code == 0
@@ -91,6 +113,7 @@ def test_a_config_name_that_leaves_runs_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "a" / "b" / "runs").exists()
 
 
+@pytest.mark.slow
 def test_an_unknown_dataset_is_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     line = one_line_error(CliRunner().invoke(main, meta_args(out, "--set", "data.sources=[synthetic/colour, nope]")))
@@ -101,17 +124,23 @@ def test_an_unknown_dataset_is_refused_before_anything_is_written(tmp_path):
     assert CliRunner().invoke(main, meta_args(out)).exit_code == 0  # the corrected run is not "already there"
 
 
+@pytest.mark.slow
 def test_tune_refuses_an_unknown_dataset_before_anything_is_written(tmp_path, search):
     out = tmp_path / "search"
     line = one_line_error(CliRunner().invoke(main, tune_args(out, search[1], "--set", "data.target=nope")))
     assert "unknown dataset 'nope'" in line and not out.exists()
 
 
+@pytest.mark.slow
 def test_a_second_meta_train_on_the_same_out_is_refused_and_nothing_is_lost(tmp_path):
     out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "universal_attention.cli",
-                              *meta_args(out, "--set", "train.max_steps=400")],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ONE_THREAD)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "universal_attention.cli", *meta_args(out, "--set", "train.max_steps=400")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ONE_THREAD,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / "checkpoints" / "step-000001.safetensors").exists():
@@ -150,6 +179,7 @@ def search_copy(search, tmp_path):
     return tmp_path / "search", space
 
 
+@pytest.mark.slow
 def test_a_rerun_removes_only_interrupted_trials_of_its_own(search_copy):
     out, space = search_copy
     finished = out / "trial-005"  # finished, but killed before trials.json listed it
@@ -168,6 +198,7 @@ def test_a_rerun_removes_only_interrupted_trials_of_its_own(search_copy):
     assert (out / "trial-000" / "results.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_search_without_trials_json_keeps_its_finished_trials(search_copy):
     out, space = search_copy
     (out / "trials.json").unlink()
@@ -176,6 +207,7 @@ def test_a_search_without_trials_json_keeps_its_finished_trials(search_copy):
     assert (out / "trial-000" / "results.json").is_file()
 
 
+@pytest.mark.slow
 def test_tune_refuses_a_folder_holding_someone_elses_trials_and_hparams(tmp_path, search):
     other = tmp_path / "other"
     for name in ("trial-000/notes.txt", "hparams/keep.txt"):
@@ -186,6 +218,7 @@ def test_tune_refuses_a_folder_holding_someone_elses_trials_and_hparams(tmp_path
     assert (other / "trial-000" / "notes.txt").is_file() and (other / "hparams" / "keep.txt").is_file()
 
 
+@pytest.mark.slow
 def test_meta_train_and_tune_refuse_each_others_folders(search_copy, tmp_path):
     out, space = search_copy
     line = one_line_error(CliRunner().invoke(main, meta_args(out, "--overwrite")))
@@ -195,6 +228,7 @@ def test_meta_train_and_tune_refuse_each_others_folders(search_copy, tmp_path):
     assert "run folder" in one_line_error(CliRunner().invoke(main, tune_args(run, space)))
 
 
+@pytest.mark.slow
 def test_a_tune_config_name_that_leaves_runs_is_refused(tmp_path, monkeypatch, search):
     monkeypatch.chdir(tmp_path)
     line = one_line_error(CliRunner().invoke(main, tune_args(None, search[1], "--set", "name=../escaped")))
@@ -208,13 +242,18 @@ def _edit_trials(out, edit):
     (out / "trials.json").write_text(json.dumps(document))
 
 
-@pytest.mark.parametrize("edit", [
-    lambda d: d["trials"][0].pop("result"),
-    lambda d: d["trials"][0].pop("tid"),
-    lambda d: d["trials"][0]["result"].pop("status"),
-    lambda d: d["search"].pop("space"),
-    lambda d: d["trials"].append("not a trial"),
-], ids=["no-result", "no-tid", "no-status", "no-space", "not-a-mapping"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["trials"][0].pop("result"),
+        lambda d: d["trials"][0].pop("tid"),
+        lambda d: d["trials"][0]["result"].pop("status"),
+        lambda d: d["search"].pop("space"),
+        lambda d: d["trials"].append("not a trial"),
+    ],
+    ids=["no-result", "no-tid", "no-status", "no-space", "not-a-mapping"],
+)
+@pytest.mark.slow
 def test_trials_json_with_a_missing_key_is_one_line(search_copy, edit):
     out, space = search_copy
     _edit_trials(out, edit)
@@ -224,6 +263,7 @@ def test_trials_json_with_a_missing_key_is_one_line(search_copy, edit):
 
 
 @pytest.mark.parametrize("trial", ["../../victim", "/tmp", "trial-000/../../x", "", 7])
+@pytest.mark.slow
 def test_a_trial_field_outside_the_search_folder_is_refused(search_copy, trial):
     out, space = search_copy
     _edit_trials(out, lambda d: d["trials"][0]["result"].update(trial=trial))
@@ -231,12 +271,21 @@ def test_a_trial_field_outside_the_search_folder_is_refused(search_copy, trial):
     assert "trials.json" in line and "trial" in line
 
 
+@pytest.mark.slow
 def test_a_second_tune_on_the_same_out_is_refused_and_trials_json_is_kept(search_copy):
     out, space = search_copy
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
-                               "handle = open(sys.argv[1])\nfcntl.flock(handle, fcntl.LOCK_EX)\n"
-                               "print('locked', flush=True)\ntime.sleep(120)\n", str(out / ".uattn-run")],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "handle = open(sys.argv[1])\nfcntl.flock(handle, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\ntime.sleep(120)\n",
+            str(out / ".uattn-run"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = (out / "trials.json").read_bytes()

@@ -7,9 +7,9 @@ import torch
 
 from universal_attention.config import SamplerConfig
 from universal_attention.data.cache import CachedDataset
+from universal_attention.data.synthetic import SyntheticTaskDataset
 from universal_attention.errors import DatasetError
 from universal_attention.reptile import Task
-from universal_attention.data.synthetic import SyntheticTaskDataset
 from universal_attention.sampler import TaskSampler
 
 SIZE = 8
@@ -199,5 +199,7 @@ def test_shuffled_labels_give_each_task_its_own_label_order():
     assert len(set(orders)) > 1
     plain = TaskSampler({"colour": dataset}, SamplerConfig(batch_size=64, seed=0))
     images, labels = next(plain.sample(1)[0].batches)
-    assert all(int(label) == dataset.labels[next(i for i in range(64) if torch.equal(dataset[i][0], image))]
-               for image, label in zip(images[:5], labels[:5]))
+    assert all(
+        int(label) == dataset.labels[next(i for i in range(64) if torch.equal(dataset[i][0], image))]
+        for image, label in zip(images[:5], labels[:5])
+    )

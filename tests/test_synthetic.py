@@ -101,10 +101,13 @@ def test_any_image_size_from_16_is_drawn_directly(size):
     assert image.shape == (3, size, size) and mask.shape == (size, size) and mask.sum() > 0
 
 
-def test_the_same_index_gives_the_same_image():
+def test_the_same_index_gives_the_same_image_whatever_was_read_before():
     first = SyntheticTaskDataset("texture", image_size=32, length=8)
     again = SyntheticTaskDataset("texture", image_size=32, length=8)
-    assert torch.equal(first[3][0], again[3][0]) and torch.equal(first[3][0], first[3][0])
+    forward = [first[index][0] for index in range(8)]
+    backward = [again[index][0] for index in reversed(range(8))]
+    assert all(torch.equal(image, other) for image, other in zip(forward, reversed(backward)))
+    assert torch.equal(first[3][0], forward[3])  # read again, after the other images
 
 
 def test_seeds_splits_and_tasks_give_different_images():

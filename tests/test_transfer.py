@@ -6,7 +6,6 @@ import torch
 from click.testing import CliRunner
 from torch.utils.data import Dataset
 
-from fake_datasets import make_caltech101
 from universal_attention import AttentionResNet50, ModelConfig, TransferConfig, load_config, save_checkpoint
 from universal_attention.cli import main
 from universal_attention.data.synthetic import SyntheticTaskDataset
@@ -22,6 +21,8 @@ from universal_attention.transfer import (
     transfer_evaluate,
     transfer_report,
 )
+
+from fake_datasets import make_caltech101
 
 TINY = ModelConfig(alignment_size=8, query_size=8)
 
@@ -46,10 +47,13 @@ class ColourCast(Dataset):
 
 
 def synthetic_pair(task="colour", with_masks=False):
-    return (SyntheticTaskDataset(task, "train", image_size=32, length=24, with_masks=with_masks),
-            SyntheticTaskDataset(task, "test", image_size=32, length=16, with_masks=with_masks))
+    return (
+        SyntheticTaskDataset(task, "train", image_size=32, length=24, with_masks=with_masks),
+        SyntheticTaskDataset(task, "test", image_size=32, length=16, with_masks=with_masks),
+    )
 
 
+@pytest.mark.slow
 def test_every_run_takes_exactly_the_step_budget_whatever_the_shots():
     config = TransferConfig(steps=5, batch_size=8, shots_per_class=(1, 4))
     result = transfer_evaluate("random", synthetic_pair(), config, model_config=TINY)
@@ -58,12 +62,14 @@ def test_every_run_takes_exactly_the_step_budget_whatever_the_shots():
     assert [cell.steps for cell in result.cells] == [5, 5]
 
 
+@pytest.mark.slow
 def test_without_steps_a_run_trains_full_epochs():
     config = TransferConfig(epochs=2, batch_size=8, shots_per_class=("all",))
     run = transfer_evaluate("random", synthetic_pair(), config, model_config=TINY).runs[0]
     assert (run.train_size, run.steps) == (24, 6)  # 2 epochs x 3 batches of 8
 
 
+@pytest.mark.slow
 def test_cells_report_the_sample_std_and_t_interval_over_seeds_and_draws():
     config = TransferConfig(steps=1, batch_size=8, seeds=2, draws=2, shots_per_class=(2,))
     result = transfer_evaluate("random", synthetic_pair(), config, model_config=TINY)
@@ -77,10 +83,13 @@ def test_cells_report_the_sample_std_and_t_interval_over_seeds_and_draws():
     assert all(0 <= run.top1 <= run.top5 <= 1 and run.test_size == 16 for run in result.runs)
 
 
+@pytest.mark.slow
 def test_a_run_s_shots_batches_and_head_depend_only_on_its_seed_and_draw():
     labels = torch.tensor(SyntheticTaskDataset("colour", "train", image_size=32, length=24).labels)
     classes = ["a", "b", "c", "d"]
-    assert not torch.equal(select_shots(labels, classes, 2, run_seed(0, 0)), select_shots(labels, classes, 2, run_seed(0, 1)))
+    assert not torch.equal(
+        select_shots(labels, classes, 2, run_seed(0, 0)), select_shots(labels, classes, 2, run_seed(0, 1))
+    )
     config = TransferConfig(steps=2, batch_size=4, draws=2, shots_per_class=(1,), head_init="random")
     first = transfer_evaluate("random", synthetic_pair(), config, model_config=TINY)
     second = transfer_evaluate("random", synthetic_pair(), config, model_config=TINY)
@@ -88,15 +97,24 @@ def test_a_run_s_shots_batches_and_head_depend_only_on_its_seed_and_draw():
     assert first.runs[0].train_loss != first.runs[1].train_loss
 
 
+@pytest.mark.slow
 def test_frozen_batchnorm_keeps_the_start_statistics_while_weights_train():
     images, labels = ColourCast(8, 0).images, torch.tensor(ColourCast(8, 0).labels)
     for policy, keeps in (("frozen", True), ("train", False)):
         torch.manual_seed(0)
         model = AttentionResNet50(TINY, num_classes=3)
         before = model.backbone.bn1.running_mean.clone(), model.backbone.bn1.weight.detach().clone()
-        finetune(model, "default", images, labels, None, TransferConfig(steps=2, batch_size=4, batchnorm=policy,
-                                                                        lr=1e-2), "learned", torch.device("cpu"),
-                 torch.Generator().manual_seed(0))
+        finetune(
+            model,
+            "default",
+            images,
+            labels,
+            None,
+            TransferConfig(steps=2, batch_size=4, batchnorm=policy, lr=1e-2),
+            "learned",
+            torch.device("cpu"),
+            torch.Generator().manual_seed(0),
+        )
         assert torch.equal(model.backbone.bn1.running_mean, before[0]) is keeps
         assert not torch.equal(model.backbone.bn1.weight, before[1])
 
@@ -124,13 +142,19 @@ def test_head_initialisations():
 
 
 def test_cosine_schedule_decays_the_learning_rate_to_zero():
-    assert [learning_rate_factor(step, 4, "cosine") for step in range(5)] == pytest.approx([1, 0.853553, 0.5, 0.146447, 0], abs=1e-6)
+    factors = [learning_rate_factor(step, 4, "cosine") for step in range(5)]
+    assert factors == pytest.approx([1, 0.853553, 0.5, 0.146447, 0], abs=1e-6)
     assert learning_rate_factor(3, 4, "constant") == 1.0
 
 
+@pytest.mark.slow
 def test_finetuning_beats_chance_on_an_easy_task():
-    result = transfer_evaluate("random", (ColourCast(48, 0), ColourCast(30, 1)),
-                               TransferConfig(epochs=3, batch_size=8, lr=1e-3), model_config=TINY)
+    result = transfer_evaluate(
+        "random",
+        (ColourCast(48, 0), ColourCast(30, 1)),
+        TransferConfig(epochs=3, batch_size=8, lr=1e-3),
+        model_config=TINY,
+    )
     assert result.cell("all").top1 > 0.6  # chance is 1/3
 
 
@@ -144,6 +168,7 @@ def test_linear_probe_leaves_the_model_unchanged_and_fits_its_shots():
         assert torch.equal(value, before[name]), name
 
 
+@pytest.mark.slow
 def test_finetune_leaves_the_passed_model_unchanged():
     model = AttentionResNet50(TINY)
     before = {name: value.clone() for name, value in model.state_dict().items()}
@@ -152,20 +177,22 @@ def test_finetune_leaves_the_passed_model_unchanged():
         assert torch.equal(value, before[name]), name
 
 
+@pytest.mark.slow
 def test_controls_run_side_by_side_and_oracle_needs_masks(tmp_path):
     config = TransferConfig(steps=1, batch_size=8, shots_per_class=(1,), attention=("learned", "uniform", "oracle"))
     result = transfer_evaluate("random", synthetic_pair(with_masks=True), config, model_config=TINY)
     assert [cell.attention for cell in result.cells] == ["learned", "uniform", "oracle"]
     make_caltech101(tmp_path, classes=2, per_class=33)
     with pytest.raises(ConfigError, match="oracle attention needs object masks and caltech101 has none"):
-        transfer_evaluate("random", "caltech101", config, model_config=TINY, image_size=32, data_root=tmp_path)
+        transfer_evaluate("random", "caltech101", config.updated(image_size=32), model_config=TINY, data_root=tmp_path)
 
 
 def test_removing_the_object_needs_a_synthetic_target(tmp_path):
     make_caltech101(tmp_path, classes=2, per_class=33)
     with pytest.raises(ConfigError, match="caltech101 is not synthetic"):
-        transfer_evaluate("random", "caltech101", TransferConfig(remove_object=True), model_config=TINY,
-                          data_root=tmp_path)
+        transfer_evaluate(
+            "random", "caltech101", TransferConfig(remove_object=True), model_config=TINY, data_root=tmp_path
+        )
 
 
 def test_select_shots_takes_k_per_class_reproducibly():
@@ -186,10 +213,16 @@ def test_accuracy_metrics_on_known_logits():
     assert metrics["mean_per_class"] == pytest.approx((0.5 + 0.0) / 2)
 
 
+@pytest.mark.slow
 def test_caltech101_protocol_thirty_per_class(tmp_path):
     make_caltech101(tmp_path, classes=2, per_class=33)
-    result = transfer_evaluate("random", "caltech101", TransferConfig(steps=1, batch_size=16),
-                               model_config=TINY, image_size=32, data_root=tmp_path)
+    result = transfer_evaluate(
+        "random",
+        "caltech101",
+        TransferConfig(steps=1, batch_size=16, image_size=32),
+        model_config=TINY,
+        data_root=tmp_path,
+    )
     run = result.runs[0]
     assert (run.train_size, run.test_size) == (60, 6)
     assert result.num_classes == 2
@@ -197,12 +230,29 @@ def test_caltech101_protocol_thirty_per_class(tmp_path):
 
 def _result(start, top1s):
     """A TransferResult whose learned/uniform/oracle runs at 1 shot have the given top-1 per (seed, draw)."""
-    runs = [TransferRun(attention=control, shots=1, seed=0, draw=draw, steps=1, train_top1=1.0, top1=value, top5=1.0,
-                        mean_per_class=value, train_loss=[], train_size=4, test_size=10, seconds=0.0)
-            for control, values in top1s.items() for draw, value in enumerate(values)]
+    runs = [
+        TransferRun(
+            attention=control,
+            shots=1,
+            seed=0,
+            draw=draw,
+            steps=1,
+            train_top1=1.0,
+            top1=value,
+            top5=1.0,
+            mean_per_class=value,
+            train_loss=[],
+            train_size=4,
+            test_size=10,
+            seconds=0.0,
+        )
+        for control, values in top1s.items()
+        for draw, value in enumerate(values)
+    ]
     cells = [summarise_cell(control, 1, [run for run in runs if run.attention == control]) for control in top1s]
-    return TransferResult(start=start, target="t", mode="finetune", num_classes=4, runs=runs, cells=cells,
-                          wall_seconds=0.0)
+    return TransferResult(
+        start=start, target="t", mode="finetune", num_classes=4, runs=runs, cells=cells, wall_seconds=0.0
+    )
 
 
 def test_report_pairs_runs_and_gives_the_oracle_fraction():
@@ -211,29 +261,66 @@ def test_report_pairs_runs_and_gives_the_oracle_fraction():
     report = transfer_report([model, random], ["random"])
     learned = next(c for c in report["comparisons"] if c["attention"] == "learned")
     # Paired differences 0.1 and 0.3: mean 0.2, bootstrap interval [0.1, 0.3] (see test_stats).
-    assert learned == {"start": "model", "baseline": "random", "attention": "learned", "shots": 1, "pairs": 2,
-                       "delta_top1": pytest.approx(0.2), "ci": [pytest.approx(0.1), pytest.approx(0.3)]}
+    assert learned == {
+        "start": "model",
+        "baseline": "random",
+        "attention": "learned",
+        "shots": 1,
+        "pairs": 2,
+        "delta_top1": pytest.approx(0.2),
+        "ci": [pytest.approx(0.1), pytest.approx(0.3)],
+    }
     fraction = next(f for f in report["oracle_fraction"] if f["start"] == "model")
     assert fraction["fraction"] == pytest.approx(0.5) and fraction["ci"] == [pytest.approx(0.5)] * 2
     assert {(c["start"], c["attention"]) for c in report["cells"]} == {
-        (start, control) for start in ("model", "random") for control in ("learned", "uniform", "oracle")}
+        (start, control) for start in ("model", "random") for control in ("learned", "uniform", "oracle")
+    }
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    config = load_config(preset="quickstart", overrides=["model.alignment_size=8", "model.query_size=8",
-                                                         "data.image_size=32", "data.target=synthetic/colour",
-                                                         "transfer.steps=1", "transfer.batch_size=8",
-                                                         "transfer.max_test_images=8"])
+    config = load_config(
+        preset="quickstart",
+        overrides=[
+            "model.alignment_size=8",
+            "model.query_size=8",
+            "data.image_size=32",
+            "data.target=synthetic/colour",
+            "transfer.steps=1",
+            "transfer.batch_size=8",
+            "transfer.max_test_images=8",
+        ],
+    )
     return save_checkpoint(tmp_path / "meta.safetensors", AttentionResNet50(config.model), config, step=3)
 
 
+@pytest.mark.slow
 def test_cli_runs_controls_draws_and_a_paired_baseline(checkpoint, tmp_path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["transfer", "--ckpt", str(checkpoint), "--target", "synthetic/orientation",
-                                       "--shots", "1,2", "--steps", "3", "--seeds", "2", "--draws", "2",
-                                       "--attention", "learned,uniform,oracle", "--baseline", "random",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "transfer",
+            "--ckpt",
+            str(checkpoint),
+            "--target",
+            "synthetic/orientation",
+            "--shots",
+            "1,2",
+            "--steps",
+            "3",
+            "--seeds",
+            "2",
+            "--draws",
+            "2",
+            "--attention",
+            "learned,uniform,oracle",
+            "--baseline",
+            "random",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     document = json.loads((out / "results.json").read_text())
     assert document["target"] == "synthetic/orientation"
@@ -244,22 +331,45 @@ def test_cli_runs_controls_draws_and_a_paired_baseline(checkpoint, tmp_path):
     for run in runs:
         assert {"steps", "train_top1", "top1", "attention", "shots", "seed", "draw"} <= set(run)
     assert len(document["cells"]) == 2 * 3 * 2
-    assert all(set(cell) >= {"start", "attention", "shots", "top1", "top1_std", "top1_ci"} for cell in document["cells"])
+    assert all(
+        set(cell) >= {"start", "attention", "shots", "top1", "top1_std", "top1_ci"} for cell in document["cells"]
+    )
     assert len(document["comparisons"]) == 3 * 2
-    assert all(set(c) >= {"start", "baseline", "attention", "shots", "delta_top1", "ci"} and c["pairs"] == 4
-               for c in document["comparisons"])
+    assert all(
+        set(c) >= {"start", "baseline", "attention", "shots", "delta_top1", "ci"} and c["pairs"] == 4
+        for c in document["comparisons"]
+    )
     assert {(f["start"], f["shots"]) for f in document["oracle_fraction"]} == {
-        (start, shots) for start in ("meta.safetensors", "random") for shots in (1, 2)}
+        (start, shots) for start in ("meta.safetensors", "random") for shots in (1, 2)
+    }
     assert "oracle fraction" in result.output and "vs random" in result.output
     assert any((out / "tb").iterdir())
 
 
 def test_cli_remove_object_control_and_linear_mode(checkpoint, tmp_path):
-    result = CliRunner().invoke(main, ["transfer", "--ckpt", str(checkpoint), "--shots", "2", "--mode", "linear",
-                                       "--remove-object", "--out", str(tmp_path / "o"), "--json"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "transfer",
+            "--ckpt",
+            str(checkpoint),
+            "--shots",
+            "2",
+            "--mode",
+            "linear",
+            "--remove-object",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "o" / "results.json").read_text())["results"]["meta.safetensors"]["config"][
-        "remove_object"] is True
+    assert (
+        json.loads((tmp_path / "o" / "results.json").read_text())["results"]["meta.safetensors"]["config"][
+            "remove_object"
+        ]
+        is True
+    )
 
 
 @pytest.mark.parametrize(
@@ -267,8 +377,21 @@ def test_cli_remove_object_control_and_linear_mode(checkpoint, tmp_path):
     [
         (["--ckpt", "missing.safetensors"], "checkpoint missing.safetensors not found"),
         (["--ckpt", "random", "--target", "caltech101", "--data-root", "nowhere"], "caltech101"),
-        (["--ckpt", "random", "--preset", "quickstart", "--set", "data.image_size=32", "--target",
-          "synthetic/colour", "--shots", "100000"], "shots_per_class 100000 is more than class"),
+        (
+            [
+                "--ckpt",
+                "random",
+                "--preset",
+                "quickstart",
+                "--set",
+                "data.image_size=32",
+                "--target",
+                "synthetic/colour",
+                "--shots",
+                "100000",
+            ],
+            "shots_per_class 100000 is more than class",
+        ),
         (["--ckpt", "random", "--shots", "1,x"], "--shots '1,x'"),
         (["--ckpt", "random", "--steps", "0"], "--steps"),
         (["--ckpt", "random", "--draws", "0"], "--draws"),
@@ -286,13 +409,27 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
 
 
 def test_cli_oracle_on_a_target_without_masks_names_the_fix(fake_data_root, tmp_path):
-    result = CliRunner().invoke(main, ["transfer", "--ckpt", "random", "--target", "caltech101", "--attention",
-                                       "learned,oracle", "--data-root", str(fake_data_root), "--out",
-                                       str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "transfer",
+            "--ckpt",
+            "random",
+            "--target",
+            "caltech101",
+            "--attention",
+            "learned,oracle",
+            "--data-root",
+            str(fake_data_root),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "error: oracle attention needs object masks and caltech101 has none; use a target with masks "
-        "(synthetic/<task>, oxford_pets, cub200) or drop oracle from transfer.attention"]
+        "(synthetic/<task>, oxford_pets, cub200) or drop oracle from transfer.attention"
+    ]
 
 
 def test_cli_refuses_a_checkpoint_of_another_kind(tmp_path):

@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
-from universal_attention import TransferConfig, load_checkpoint, load_config, transfer_evaluate
+from universal_attention import TransferConfig, load_checkpoint, load_config, meta_train, transfer_evaluate
 from universal_attention.linear_probe import _solve, fit_linear_probe
-from universal_attention.meta_train import meta_train
 
 STEPS = 12
 CHANCE = 0.25
@@ -16,29 +15,43 @@ CHANCE = 0.25
 @pytest.fixture(scope="module")
 def meta_trained(tmp_path_factory):
     """A model meta-trained for a few Reptile steps on the synthetic colour task, at 48 px."""
-    config = load_config(preset="quickstart", overrides=[
-        "model.alignment_size=16", "model.query_size=16", "data.image_size=48", "data.sources=[synthetic/colour]",
-        f"train.max_steps={STEPS}", f"train.checkpoint_every={STEPS}", "train.eval_every=0",
-        "train.image_log_every=0", "train.final_comparison=false"])
+    config = load_config(
+        preset="quickstart",
+        overrides=[
+            "model.alignment_size=16",
+            "model.query_size=16",
+            "data.image_size=48",
+            "data.sources=[synthetic/colour]",
+            f"train.max_steps={STEPS}",
+            f"train.checkpoint_every={STEPS}",
+            "train.eval_every=0",
+            "train.image_log_every=0",
+            "train.final_comparison=false",
+        ],
+    )
     run = meta_train(config, tmp_path_factory.mktemp("runs") / "colour", on_message=lambda text: None)
     return load_checkpoint(run.final_checkpoint).model
 
 
+@pytest.mark.slow
 def test_the_linear_probe_reads_a_source_task_of_a_meta_trained_model(meta_trained):
     # Pooled on the target's mask (the oracle control), the features hold the target's colour: a probe that is
     # solved rather than trained for a few steps reads it off. (Finding the target alone is what the
     # meta-training would have to learn, which takes far longer than a test.)
-    config = TransferConfig(mode="linear", shots_per_class=(20,), max_test_images=400, attention=("oracle",))
-    result = transfer_evaluate(meta_trained, "synthetic/colour", config, image_size=48)
+    config = TransferConfig(
+        mode="linear", shots_per_class=(20,), max_test_images=400, attention=("oracle",), image_size=48
+    )
+    result = transfer_evaluate(meta_trained, "synthetic/colour", config)
     assert result.cell(20, "oracle").top1 >= 0.9
 
 
 @pytest.mark.parametrize("start", ["meta-trained", "random"])
+@pytest.mark.slow
 def test_without_its_object_the_target_is_at_chance_for_any_start(meta_trained, start):
-    config = TransferConfig(mode="linear", shots_per_class=(20,), remove_object=True)  # all 1,000 test images
+    # no max_test_images: all 1,000 test images
+    config = TransferConfig(mode="linear", shots_per_class=(20,), remove_object=True, image_size=48)
     model = meta_trained if start == "meta-trained" else "random"
-    top1 = transfer_evaluate(model, "synthetic/orientation", config, model_config=meta_trained.config,
-                             image_size=48).cell(20).top1
+    top1 = transfer_evaluate(model, "synthetic/orientation", config, model_config=meta_trained.config).cell(20).top1
     assert abs(top1 - CHANCE) < 3 * math.sqrt(CHANCE * (1 - CHANCE) / 1000)  # within 3 standard errors
 
 

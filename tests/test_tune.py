@@ -14,25 +14,27 @@ from hyperopt import tpe
 from hyperopt.base import JOB_STATE_DONE, JOB_STATE_ERROR, Domain
 from hyperopt.pyll import stochastic
 
-from universal_attention import load_config
+from universal_attention import load_config, tune
 from universal_attention.cli import main
-from universal_attention.cli.tune_cmd import tune_command
 from universal_attention.errors import ConfigError
-from universal_attention.tune import tune
-from universal_attention.tune_space import (
-    RecordingTrials,
-    doc_from_json,
-    doc_to_json,
-    hyperopt_space,
-    parse_space,
-    search_space,
-)
+from universal_attention.tune_space import hyperopt_space, parse_space, search_space
+from universal_attention.tune_trials import RecordingTrials, doc_from_json, doc_to_json
 
 TINY = [
-    "model.alignment_size=8", "model.query_size=8", "data.image_size=32",
-    "data.sources=[synthetic/colour, synthetic/size]", "sampler.batch_size=4", "reptile.inner_steps=1",
-    "train.max_steps=2", "train.eval_every=0", "train.image_log_every=0", "transfer.steps=1", "transfer.draws=1",
-    "transfer.batch_size=4", "transfer.shots_per_class=[2]", "transfer.max_test_images=8",
+    "model.alignment_size=8",
+    "model.query_size=8",
+    "data.image_size=32",
+    "data.sources=[synthetic/colour, synthetic/size]",
+    "sampler.batch_size=4",
+    "reptile.inner_steps=1",
+    "train.max_steps=2",
+    "train.eval_every=0",
+    "train.image_log_every=0",
+    "transfer.steps=1",
+    "transfer.draws=1",
+    "transfer.batch_size=4",
+    "transfer.shots_per_class=[2]",
+    "transfer.max_test_images=8",
 ]
 SPACE = {
     "model.alignment_size": {"type": "quniform", "low": 4, "high": 16},
@@ -43,8 +45,22 @@ SPACE = {
 
 
 def tune_args(out, space_file, max_evals, *extra):
-    args = ["tune", "--preset", "quickstart", "--space", str(space_file), "--steps-per-trial", "1",
-            "--max-evals", str(max_evals), "--fix", "reptile.inner_steps=2", "--out", str(out), *extra]
+    args = [
+        "tune",
+        "--preset",
+        "quickstart",
+        "--space",
+        str(space_file),
+        "--steps-per-trial",
+        "1",
+        "--max-evals",
+        str(max_evals),
+        "--fix",
+        "reptile.inner_steps=2",
+        "--out",
+        str(out),
+        *extra,
+    ]
     for override in TINY:
         args += ["--set", override]
     return args
@@ -56,17 +72,6 @@ def invoke(args):
 
 def trials_of(out):
     return json.loads((out / "trials.json").read_text())["trials"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tune_on_the_cli():
-    """``uattn tune`` on the command group, for this module only when the package does not register it."""
-    added = "tune" not in main.commands
-    if added:
-        main.add_command(tune_command)
-    yield
-    if added:
-        del main.commands["tune"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -85,7 +90,7 @@ def search(tmp_path_factory):
     space = root / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     out = root / "search"
-    import universal_attention.tune as tune_module
+    import universal_attention.tune_search as tune_module
 
     real_meta_train = tune_module.meta_train
 
@@ -104,6 +109,7 @@ def search(tmp_path_factory):
     return SimpleNamespace(out=out, space=space, first=first.output, second=second.output, after_first=after_first)
 
 
+@pytest.mark.slow
 def test_trials_json_holds_every_trial_with_its_score_and_values(search):
     document = json.loads((search.out / "trials.json").read_text())
     assert document["format"] == "universal-attention-trials"
@@ -121,6 +127,7 @@ def test_trials_json_holds_every_trial_with_its_score_and_values(search):
         assert not (run / "checkpoints").exists()  # deleted once the trial is scored
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(search):
     failed = trials_of(search.out)[1]["result"]
     assert failed["status"] == "fail"
@@ -129,6 +136,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(search):
     assert "trial-001 (2/2): failed: RuntimeError: simulated crash in trial-001" in search.first
 
 
+@pytest.mark.slow
 def test_running_again_adds_only_the_missing_trials(search):
     assert len(search.after_first) == 2
     assert trials_of(search.out)[:2] == search.after_first
@@ -139,6 +147,7 @@ def test_running_again_adds_only_the_missing_trials(search):
     assert sorted(path.name for path in search.out.glob("trial-*")) == ["trial-000", "trial-001", "trial-002"]
 
 
+@pytest.mark.slow
 def test_folders_of_trials_interrupted_before_they_finished_are_removed(search):
     (search.out / "trial-007").mkdir()
     shutil.copy(search.out / "trial-000" / ".uattn-run", search.out / "trial-007")  # a run folder of ours
@@ -159,6 +168,7 @@ def test_a_search_where_every_trial_fails_says_so(tmp_path):
     assert not (tmp_path / "out" / "best.yaml").exists()
 
 
+@pytest.mark.slow
 def test_fixed_keys_keep_their_value_and_sampled_sizes_are_ints(search):
     for name in ("trial-000", "trial-002"):
         config = yaml.safe_load((search.out / name / "config.yaml").read_text())
@@ -167,28 +177,46 @@ def test_fixed_keys_keep_their_value_and_sampled_sizes_are_ints(search):
         assert isinstance(config["model"]["alignment_size"], int) and 4 <= config["model"]["alignment_size"] <= 16
 
 
+@pytest.mark.slow
 def test_table_lists_trials_best_first_and_failures_last(search):
-    ranked = sorted((t for t in trials_of(search.out) if t["result"]["status"] == "ok"),
-                    key=lambda t: (-t["result"]["top1"], t["tid"]))
+    ranked = sorted(
+        (t for t in trials_of(search.out) if t["result"]["status"] == "ok"),
+        key=lambda t: (-t["result"]["top1"], t["tid"]),
+    )
     expected = [t["result"]["trial"] for t in ranked] + ["trial-001"]
     rows = [line.split("│")[1].strip() for line in search.second.splitlines() if line.startswith("│ trial-")]
     assert rows == expected
 
 
+@pytest.mark.slow
 def test_best_yaml_is_a_whole_config_that_meta_train_runs(search, tmp_path):
-    best = min((t for t in trials_of(search.out) if t["result"]["status"] == "ok"),
-               key=lambda t: (-t["result"]["top1"], t["tid"]))
+    best = min(
+        (t for t in trials_of(search.out) if t["result"]["status"] == "ok"),
+        key=lambda t: (-t["result"]["top1"], t["tid"]),
+    )
     config = load_config(config_file=search.out / "best.yaml")
     assert config.model.alignment_size == best["result"]["params"]["model.alignment_size"]
     assert config.reptile.inner_lr == best["result"]["params"]["reptile.inner_lr"]
     assert config.reptile.inner_steps == 2
     assert config.train.max_steps == 2  # the base run length, not the trials' steps
-    result = invoke(["meta-train", "--config", str(search.out / "best.yaml"), "--max-steps", "1",
-                     "--set", "train.final_comparison=false", "--out", str(tmp_path / "best")])
+    result = invoke(
+        [
+            "meta-train",
+            "--config",
+            str(search.out / "best.yaml"),
+            "--max-steps",
+            "1",
+            "--set",
+            "train.final_comparison=false",
+            "--out",
+            str(tmp_path / "best"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "best" / "checkpoints" / "step-000001.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_hparams_view_has_one_run_per_trial(search):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -199,6 +227,7 @@ def test_hparams_view_has_one_run_per_trial(search):
     assert events.PluginTagToContent("hparams")
 
 
+@pytest.mark.slow
 def test_resumed_trials_are_what_the_sampler_learns_from(search):
     entries = trials_of(search.out)
     trials = RecordingTrials()
@@ -213,18 +242,36 @@ def test_resumed_trials_are_what_the_sampler_learns_from(search):
 
 def test_a_trial_whose_spark_task_died_is_recorded_as_failed():
     space = hyperopt_space(parse_space({"reptile.inner_optimizer": {"type": "choice", "options": ["sgd", "adam"]}}))
-    died = {"tid": 4, "state": JOB_STATE_ERROR, "spec": None, "result": {"status": "new"}, "exp_key": None,
-            "owner": None, "version": 0, "book_time": None, "refresh_time": None,
-            "misc": {"tid": 4, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
-                     "idxs": {"reptile.inner_optimizer": [4]}, "vals": {"reptile.inner_optimizer": [np.int64(1)]},
-                     "error": ("<class 'py4j.protocol.Py4JJavaError'>", None)}}
+    died = {
+        "tid": 4,
+        "state": JOB_STATE_ERROR,
+        "spec": None,
+        "result": {"status": "new"},
+        "exp_key": None,
+        "owner": None,
+        "version": 0,
+        "book_time": None,
+        "refresh_time": None,
+        "misc": {
+            "tid": 4,
+            "cmd": ("domain_attachment", "FMinIter_Domain"),
+            "workdir": None,
+            "idxs": {"reptile.inner_optimizer": [4]},
+            "vals": {"reptile.inner_optimizer": [np.int64(1)]},
+            "error": ("<class 'py4j.protocol.Py4JJavaError'>", None),
+        },
+    }
     entry = doc_to_json(died, space)
     assert entry["state"] == JOB_STATE_DONE
-    assert entry["result"] == {"status": "fail", "params": {"reptile.inner_optimizer": "adam"},
-                               "error": "the trial's Spark task failed (Py4JJavaError); see Spark's log above"}
+    assert entry["result"] == {
+        "status": "fail",
+        "params": {"reptile.inner_optimizer": "adam"},
+        "error": "the trial's Spark task failed (Py4JJavaError); see Spark's log above",
+    }
     assert json.loads(json.dumps(entry)) == entry
 
 
+@pytest.mark.slow
 def test_another_search_in_the_same_folder_is_refused(search):
     args = tune_args(search.out, search.space, 3)
     args[args.index("--steps-per-trial") + 1] = "2"
@@ -235,20 +282,31 @@ def test_another_search_in_the_same_folder_is_refused(search):
 
 def test_the_default_space_is_the_originals_with_int_sizes():
     space = search_space(None, {})
-    assert list(space) == ["model.alignment_size", "model.query_size", "reptile.inner_steps", "reptile.inner_lr",
-                           "reptile.outer_lr"]
+    assert list(space) == [
+        "model.alignment_size",
+        "model.query_size",
+        "reptile.inner_steps",
+        "reptile.inner_lr",
+        "reptile.outer_lr",
+    ]
     point = stochastic.sample(hyperopt_space(space), rng=np.random.default_rng(0))
-    assert all(isinstance(point[key], int) for key in ("model.alignment_size", "model.query_size",
-                                                          "reptile.inner_steps"))
+    assert all(
+        isinstance(point[key], int) for key in ("model.alignment_size", "model.query_size", "reptile.inner_steps")
+    )
     assert 4 <= point["model.alignment_size"] <= 1024 and 2 <= point["reptile.inner_steps"] <= 15
     assert 1e-5 <= point["reptile.inner_lr"] <= 1e-1
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--fix", "model.nope=1"], "error: unknown key 'model.nope': model has taps,"),
-    (["--set", "tune.space={reptile.inner_lr: {type: loguniform, low: 0, high: 1}}"],
-     "error: space entry 'reptile.inner_lr': loguniform bounds must be positive"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fix", "model.nope=1"], "error: unknown key 'model.nope': model has taps,"),
+        (
+            ["--set", "tune.space={reptile.inner_lr: {type: loguniform, low: 0, high: 1}}"],
+            "error: space entry 'reptile.inner_lr': loguniform bounds must be positive",
+        ),
+    ],
+)
 def test_bad_keys_and_spaces_are_one_line_errors(tmp_path, extra, message):
     args = ["tune", "--preset", "quickstart", "--out", str(tmp_path / "out"), *extra]
     result = invoke(args)
@@ -268,17 +326,24 @@ def test_atpe_without_its_extra_names_the_extra(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "lightgbm", None)
     config = load_config(preset="quickstart")
     with pytest.raises(ConfigError, match=r'pip install "universal-attention\[atpe\]"'):
-        tune(config, config.tune.model_copy(update={"algo": "atpe"}))
+        tune(config, config.tune.updated(algo="atpe"))
 
 
+@pytest.mark.slow
 def test_parallel_trials_run_at_once_on_spark_and_resume(tmp_path):
     pytest.importorskip("pyspark")
     if shutil.which("java") is None:
         pytest.skip("Spark needs Java")
     space = tmp_path / "space.yaml"
     # a 100000-shot transfer cannot be drawn from the tiny target: those trials fail after meta-training
-    space.write_text(yaml.safe_dump({"model.alignment_size": {"type": "quniform", "low": 4, "high": 16},
-                                     "transfer.shots_per_class": {"type": "choice", "options": [[2], [100000]]}}))
+    space.write_text(
+        yaml.safe_dump(
+            {
+                "model.alignment_size": {"type": "quniform", "low": 4, "high": 16},
+                "transfer.shots_per_class": {"type": "choice", "options": [[2], [100000]]},
+            }
+        )
+    )
     out = tmp_path / "search"
     seed = ["--set", "tune.seed=0"]  # trials 0 and 1 draw 2 shots, trial 2 draws 100000
     serial = invoke(tune_args(out, space, 1, *seed))

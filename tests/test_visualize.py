@@ -3,18 +3,19 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from fake_datasets import write_odd_images
 from universal_attention import AttentionResNet50, ModelConfig, ModelError
 from universal_attention.errors import ImageError
+from universal_attention.loading import random_model
 from universal_attention.visualize import COMBINED, attention_grid, attention_maps, combined_map, grid_tensor, overlay
 from universal_attention.visualize_files import (
     head_class_names,
     load_image_files,
     pick_head,
-    random_model,
     top_predictions,
     visualize_attention,
 )
+
+from fake_datasets import write_odd_images
 
 TINY = ModelConfig(alignment_size=8, query_size=8)
 
@@ -39,9 +40,9 @@ def test_maps_have_the_image_size_and_softmax_maps_sum_to_one(model, images):
 
 
 def test_sigmoid_maps_keep_their_values_in_zero_to_one():
-    model = AttentionResNet50(TINY.model_copy(update={"normalisation": "sigmoid"}))
+    model = AttentionResNet50(TINY.updated(normalisation="sigmoid"))
     for amap in attention_maps(model, torch.zeros(1, 3, 32, 32, dtype=torch.uint8)).values():
-        assert 0 <= float(amap.min()) and float(amap.max()) <= 1
+        assert float(amap.min()) >= 0 and float(amap.max()) <= 1
 
 
 def test_layers_pick_and_order_the_maps_and_combined_sums_to_one(model, images):

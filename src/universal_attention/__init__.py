@@ -1,9 +1,18 @@
-"""universal-attention: can a network learn where to look, and does it help it learn new tasks faster?
+"""The public API of universal-attention: every name a user imports, loaded lightly.
 
-Public API::
+universal-attention asks whether a network can learn where to look, and whether that helps it learn new tasks
+faster. Every entry point the docs use imports from here::
 
-    from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint
+    from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, meta_train, tune
+
+The import is light: hyperopt, tensorboard, scipy and pyspark load only where they are used (``tune`` and
+its result types load hyperopt on first access).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .attention_eval import AttentionReport, evaluate_attention
@@ -19,18 +28,42 @@ from .config import (
     TuneConfig,
     load_config,
 )
-from .errors import CheckpointError, ConfigError, DatasetError, ImageError, ModelError, UattnError
+from .data.registry import get_dataset
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    ImageError,
+    ModelError,
+    TrainingError,
+    UattnError,
+)
+from .meta_training import MetaTrainResult, meta_train
 from .model import AttentionOutput, AttentionResNet50
 from .reptile import Reptile, Task
 from .sampler import TaskSampler
-from .transfer import TransferResult, transfer_evaluate
-from .tune import TrialRecord, TuneResult
+from .transfer import TransferResult, transfer_evaluate, transfer_report
 from .visualize import attention_grid, attention_maps, overlay
 from .visualize_files import Visualization, visualize_attention
 
+if TYPE_CHECKING:
+    from .tune_search import TrialRecord, TuneResult, tune
+
+_LAZY = {"tune": "tune_search", "TuneResult": "tune_search", "TrialRecord": "tune_search"}
+"""Public names whose module imports hyperopt: loaded on first access (PEP 562)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "AttentionReport",
     "AttentionOutput",
+    "AttentionReport",
     "AttentionResNet50",
     "Checkpoint",
     "CheckpointError",
@@ -39,6 +72,7 @@ __all__ = [
     "DatasetError",
     "ExperimentConfig",
     "ImageError",
+    "MetaTrainResult",
     "ModelConfig",
     "ModelError",
     "Reptile",
@@ -47,21 +81,26 @@ __all__ = [
     "Task",
     "TaskSampler",
     "TrainConfig",
-    "TrialRecord",
-    "TuneResult",
-    "TransferResult",
+    "TrainingError",
     "TransferConfig",
+    "TransferResult",
+    "TrialRecord",
     "TuneConfig",
+    "TuneResult",
     "UattnError",
     "Visualization",
     "__version__",
     "attention_grid",
     "attention_maps",
     "evaluate_attention",
+    "get_dataset",
     "load_checkpoint",
     "load_config",
+    "meta_train",
     "overlay",
     "save_checkpoint",
     "transfer_evaluate",
+    "transfer_report",
+    "tune",
     "visualize_attention",
 ]

@@ -77,7 +77,7 @@ def _write_all(name: str, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(descriptor, view):]
+            view = view[os.write(descriptor, view) :]
     finally:
         os.close(descriptor)
 

@@ -34,11 +34,12 @@ class AttentionBlock(nn.Module, ABC):
         self.normalisation = normalisation
 
     @abstractmethod
-    def score(self, features: Tensor, query: Tensor | None) -> Tensor:
+    def score(self, features: Tensor, query: Tensor) -> Tensor:
         """Compatibility scores ``[B, 1, h, w]`` of ``features [B, C, h, w]`` with ``query [B, Q]``."""
 
-    def forward(self, features: Tensor, query: Tensor | None, control: str = "learned",
-                masks: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, features: Tensor, query: Tensor, control: str = "learned", masks: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Return ``(pooled [B, C], attention [B, 1, h, w])``.
 
         ``control`` replaces the learned map (see :mod:`universal_attention.attention_control`); ``oracle``
@@ -61,7 +62,7 @@ class AttentionBlock(nn.Module, ABC):
             pooled = (attention * features.float()).mean(dim=(2, 3))
         return pooled.to(features.dtype), attention
 
-    def attend(self, features: Tensor, query: Tensor | None) -> Tensor:
+    def attend(self, features: Tensor, query: Tensor) -> Tensor:
         """The learned map ``[B, 1, h, w]``: scores normalised over space (softmax) or gated (sigmoid)."""
         scores = self.score(features, query).float()
         if self.normalisation == "softmax":
@@ -79,7 +80,7 @@ class AdditiveAttention(AttentionBlock):
         self.project_query = nn.Linear(query_size, alignment_size)
         self.vector = nn.Conv2d(alignment_size, 1, kernel_size=1, bias=False)
 
-    def score(self, features: Tensor, query: Tensor | None) -> Tensor:
+    def score(self, features: Tensor, query: Tensor) -> Tensor:
         aligned = self.project_features(features) + self.project_query(query)[:, :, None, None]
         return self.vector(torch.tanh(aligned))
 
@@ -92,7 +93,7 @@ class DotAttention(AttentionBlock):
         self.project_features = nn.Conv2d(channels, query_size, kernel_size=1, bias=False)
         self.scale = 1.0 / math.sqrt(query_size)
 
-    def score(self, features: Tensor, query: Tensor | None) -> Tensor:
+    def score(self, features: Tensor, query: Tensor) -> Tensor:
         projected = self.project_features(features)
         return torch.einsum("bchw,bc->bhw", projected, query).unsqueeze(1) * self.scale
 
@@ -105,7 +106,7 @@ class ParametrisedAttention(AttentionBlock):
         self.project_features = nn.Conv2d(channels, query_size, kernel_size=1, bias=False)
         self.vector = nn.Conv2d(query_size, 1, kernel_size=1, bias=False)
 
-    def score(self, features: Tensor, query: Tensor | None) -> Tensor:
+    def score(self, features: Tensor, query: Tensor) -> Tensor:
         return self.vector(self.project_features(features) + query[:, :, None, None])
 
 
@@ -116,7 +117,7 @@ class QueryFreeAttention(AttentionBlock):
         super().__init__(channels, query_size, alignment_size, normalisation)
         self.vector = nn.Conv2d(channels, 1, kernel_size=1)
 
-    def score(self, features: Tensor, query: Tensor | None) -> Tensor:
+    def score(self, features: Tensor, query: Tensor) -> Tensor:
         return self.vector(features)
 
 

@@ -12,6 +12,7 @@ Maps follow the block's normalisation: softmax maps sum to one over space, sigmo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -25,7 +26,7 @@ CONTROLS: tuple[str, ...] = ("learned", "uniform", "oracle", "shuffled")
 NEEDS_MASKS = ("oracle",)
 
 
-def check_controls(controls: tuple[str, ...] | list[str]) -> None:
+def check_controls(controls: Sequence[str]) -> None:
     """Raise :class:`ConfigError` for a name that is not a control."""
     unknown = [name for name in controls if name not in CONTROLS]
     if unknown:
@@ -47,7 +48,7 @@ def oracle_map(masks: Tensor, like: Tensor, normalisation: str) -> Tensor:
     """
     if masks.shape[0] != like.shape[0]:
         raise ConfigError(f"oracle attention needs one mask per image (got {masks.shape[0]} for {like.shape[0]})")
-    cover = F.adaptive_avg_pool2d((masks > 0).float()[:, None].to(like.device), like.shape[-2:])
+    cover = F.adaptive_avg_pool2d((masks > 0).float()[:, None].to(like.device), (like.shape[-2], like.shape[-1]))
     if normalisation != "softmax":
         return cover
     total = cover.sum(dim=(2, 3), keepdim=True)

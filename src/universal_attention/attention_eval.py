@@ -14,7 +14,7 @@ ADE20K's mask is a class map (0 = unlabelled, 1..150 SceneParse150 classes). The
 pixels of "object" classes (not "stuff", see :func:`~universal_attention.data.ade20k.ade20k_classes`), and
 the report adds, per layer, the mass per class (averaged over images showing the class, with its mean
 area and mass / area, ranked) and the split between stuff, object and unlabelled pixels (see
-:mod:`universal_attention.attention_regions`).
+:mod:`universal_attention.ade20k_attention`).
 """
 
 from __future__ import annotations
@@ -29,26 +29,27 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from .attention_regions import (
+from .ade20k_attention import (
     ADE20K_CLASSES,
     REGIONS,
     ClassMass,
     RegionMass,
     class_masses,
-    normalised,
     object_lookup,
     ranked_classes,
     region_masses,
 )
 from .attention_control import check_controls
 from .data.images import resize_mask_to
-from .data.registry import get_dataset
 from .data.preview import mask_outline
+from .data.registry import get_dataset
+from .data.samples import ImageDataset, dataset_name, fixed_subset
+from .devices import resolve_device
 from .errors import ConfigError, DatasetError
-from .visualize import COMBINED, attention_grid, attention_maps, has_attention, require_attention
-from .visualize_files import DEFAULT_IMAGE_SIZE, RANDOM_LABEL, LoadedModel, random_model, resolve_model
+from .loading import RANDOM_LABEL, LoadedModel, image_size_for, random_model, resolve_model
+from .model import AttentionResNet50
+from .visualize import COMBINED, attention_grid, attention_maps, has_attention, normalised, require_attention
 
 __all__ = [
     "ADE20K_CLASSES",
@@ -170,7 +171,7 @@ def frame_mask(height: int, width: int) -> Tensor:
     """``[H, W]`` bool: the outer eighth of the image on every side."""
     rows, columns = max(1, round(height / 8)), max(1, round(width / 8))
     inner = torch.zeros(height, width, dtype=torch.bool)
-    inner[rows:height - rows, columns:width - columns] = True
+    inner[rows : height - rows, columns : width - columns] = True
     return ~inner
 
 
@@ -194,27 +195,16 @@ def mass_in_masks(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
     return share.float(), hit.float()
 
 
-def _dataset_name(dataset: Any) -> str:
-    if hasattr(dataset, "task"):
-        return f"synthetic/{dataset.task}"
-    return str(getattr(dataset, "name", type(dataset).__name__))
-
-
-def _subset(count: int, limit: int | None) -> list[int]:
-    """All indices, or a fixed random subset of ``limit`` (seed 0: the same images for every model)."""
-    if limit is None or limit >= count:
-        return list(range(count))
-    return torch.randperm(count, generator=torch.Generator().manual_seed(0))[:limit].sort().values.tolist()
-
-
 def _batch(dataset: Any, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
     items = [dataset[index] for index in indices]
     if len(items[0]) < 3:
-        raise DatasetError(f"{_dataset_name(dataset)} yields no masks: build it with with_masks=True (datasets with "
-                           "masks: oxford_pets, cub200, ade20k, synthetic/<task>)")
+        raise DatasetError(
+            f"{dataset_name(dataset)} yields no masks: build it with with_masks=True (datasets with "
+            "masks: oxford_pets, cub200, ade20k, synthetic/<task>)"
+        )
     shapes = {tuple(item[0].shape) for item in items}
     if len(shapes) > 1:
-        raise DatasetError(f"{_dataset_name(dataset)} has images of different sizes; build it with image_size=N")
+        raise DatasetError(f"{dataset_name(dataset)} has images of different sizes; build it with image_size=N")
     images = torch.stack([item[0] for item in items])
     masks = torch.stack([resize_mask_to(torch.as_tensor(item[2]), *images.shape[-2:]) for item in items])
     return images, masks
@@ -264,21 +254,28 @@ class _MaskTally:
 
 def _start_report(label: str, tally: _Tally, masks: _MaskTally) -> StartReport:
     area = masks.area / masks.present
-    layers = {name: LayerScores(tally.hits[name] / masks.present, mass / masks.present, mass / masks.present / area,
-                                tally.frame[name] / masks.present)
-              for name, mass in tally.mass.items()}
+    layers = {
+        name: LayerScores(
+            tally.hits[name] / masks.present,
+            mass / masks.present,
+            mass / masks.present / area,
+            tally.frame[name] / masks.present,
+        )
+        for name, mass in tally.mass.items()
+    }
     if not tally.class_mass:
         return StartReport(label, layers)
-    return StartReport(label, layers,
-                       {name: region_masses(mass, masks.class_area, masks.images)
-                        for name, mass in tally.class_mass.items()},
-                       {name: ranked_classes(mass, masks.class_area, masks.class_images)
-                        for name, mass in tally.class_mass.items()})
+    return StartReport(
+        label,
+        layers,
+        {name: region_masses(mass, masks.class_area, masks.images) for name, mass in tally.class_mass.items()},
+        {name: ranked_classes(mass, masks.class_area, masks.class_images) for name, mass in tally.class_mass.items()},
+    )
 
 
 def evaluate_attention(
     model_or_checkpoint: nn.Module | LoadedModel | str | Path,
-    dataset: Dataset | str,
+    dataset: ImageDataset | str,
     *,
     split: str = "test",
     limit: int | None = 256,
@@ -288,14 +285,14 @@ def evaluate_attention(
     baselines: Sequence[str] = BASELINES,
     controls: Sequence[str] = (),
     class_maps: bool | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     on_batch: Callable[[int, int], None] | None = None,
 ) -> AttentionReport:
     """Pointing game and attention mass in object masks, per layer, beside a random init and uniform attention.
 
     Args:
         model_or_checkpoint: a model, a checkpoint file or run folder, ``"random"``, or a
-            :class:`~universal_attention.visualize_files.LoadedModel` (keeps its label).
+            :class:`~universal_attention.loading.LoadedModel` (keeps its label).
         dataset: a dataset built with ``with_masks=True``, or a dataset name (opened with ``split``,
             ``image_size`` and ``data_root``).
         split: split of a named dataset.
@@ -310,12 +307,13 @@ def evaluate_attention(
             ``"shuffled"`` (another image's map: what the maps' statistics alone score). ``"uniform"`` is
             the ``uniform`` baseline.
         class_maps: masks are ADE20K class maps (default: when the dataset is ``ade20k``).
-        device: where to run the models (a model you pass is moved there).
+        device: where to run the models: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:1"``... (a model
+            you pass is moved there).
         on_batch: called with ``(images done, images in all)`` after every batch.
 
     Raises:
         DatasetError: the dataset has no masks, or no evaluated image has object pixels.
-        CheckpointError: the checkpoint cannot be read. ConfigError: an unknown baseline.
+        CheckpointError: the checkpoint cannot be read. ConfigError: an unknown baseline or device.
         ModelError: the model has no attention.
     """
     started = time.perf_counter()
@@ -326,22 +324,24 @@ def evaluate_attention(
     controls = [name for name in controls if name not in ("learned", "uniform")]
     if class_maps and "oracle" in controls:
         raise ConfigError("the oracle control needs 0/1 object masks, not ADE20K class maps")
+    device = resolve_device(device)
     loaded = resolve_model(model_or_checkpoint)
     require_attention(loaded.model)
     if isinstance(dataset, str):
-        size = image_size or (loaded.experiment.data.image_size if loaded.experiment else DEFAULT_IMAGE_SIZE)
-        dataset = get_dataset(dataset, split, root=data_root, image_size=size, with_masks=True)
-    name = _dataset_name(dataset)
+        dataset = get_dataset(
+            dataset, split, root=data_root, image_size=image_size_for(loaded.experiment, image_size), with_masks=True
+        )
+    name = dataset_name(dataset)
     class_maps = name == "ade20k" if class_maps is None else class_maps
     models = {"model": loaded.model.to(device)}
     if "random_init" in baselines and loaded.label != RANDOM_LABEL:
         models["random_init"] = random_model(loaded.model.config).to(device)
     tallies = {key: _Tally() for key in [*models, *controls, *(["uniform"] if "uniform" in baselines else [])]}
     masks_tally = _MaskTally()
-    indices = _subset(len(dataset), limit)
+    indices = fixed_subset(len(dataset), limit).tolist()
     lookup = object_lookup()
     for start in range(0, len(indices), batch_size):
-        images, masks = _batch(dataset, indices[start:start + batch_size])
+        images, masks = _batch(dataset, indices[start : start + batch_size])
         if class_maps and int(masks.max()) >= ADE20K_CLASSES:
             raise DatasetError(f"{name}: class map value {int(masks.max())} is outside 0..150")
         class_ids = masks.long() if class_maps else None
@@ -353,8 +353,13 @@ def evaluate_attention(
             layer_names = list(maps)
             tallies[key].add(maps, objects, class_ids)
         for control in controls:
-            maps = attention_maps(models["model"], images.to(device), layers=[*models["model"].config.taps, COMBINED],
-                                  control=control, masks=masks.to(device))
+            maps = attention_maps(
+                models["model"],
+                images.to(device),
+                layers=[*models["model"].config.taps, COMBINED],
+                control=control,
+                masks=masks.to(device),
+            )
             tallies[control].add(maps, objects, class_ids)
         if "uniform" in tallies:
             uniform = torch.ones(len(images), 1, *images.shape[-2:])
@@ -362,23 +367,37 @@ def evaluate_attention(
         if on_batch:
             on_batch(min(start + batch_size, len(indices)), len(indices))
     if masks_tally.present == 0:
-        raise DatasetError(f"none of the {masks_tally.images} evaluated images of {name} has object pixels in its "
-                           "mask; evaluate more images (--limit)")
-    labels = {"model": loaded.label, "random_init": "random init (seed 0)", "uniform": "uniform attention",
-              "oracle": "oracle attention (the mask)", "shuffled": "the model's maps, shuffled across images"}
+        raise DatasetError(
+            f"none of the {masks_tally.images} evaluated images of {name} has object pixels in its "
+            "mask; evaluate more images (--limit)"
+        )
+    labels = {
+        "model": loaded.label,
+        "random_init": "random init (seed 0)",
+        "uniform": "uniform attention",
+        "oracle": "oracle attention (the mask)",
+        "shuffled": "the model's maps, shuffled across images",
+    }
     starts = {key: _start_report(labels[key], tally, masks_tally) for key, tally in tallies.items()}
-    return AttentionReport(name, getattr(dataset, "split", None), masks_tally.images,
-                           masks_tally.images - masks_tally.present, masks_tally.area / masks_tally.present,
-                           bool(class_maps), starts, time.perf_counter() - started)
+    return AttentionReport(
+        name,
+        getattr(dataset, "split", None),
+        masks_tally.images,
+        masks_tally.images - masks_tally.present,
+        masks_tally.area / masks_tally.present,
+        bool(class_maps),
+        starts,
+        time.perf_counter() - started,
+    )
 
 
 def attention_in_mask(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: ImageDataset,
     *,
     limit: int | None = 64,
     batch_size: int = 32,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
 ) -> AttentionMass:
     """Measure where ``model`` looks on images of ``dataset`` (built with ``with_masks=True``), per tap.
 
@@ -402,17 +421,29 @@ def attention_in_mask(
     )
 
 
-def example_grid(model: nn.Module, dataset: Any, *, count: int = 6, limit: int | None = 256,
-                 class_maps: bool | None = None, device: str | torch.device = "cpu") -> Image.Image:
+def example_grid(
+    model: AttentionResNet50,
+    dataset: ImageDataset,
+    *,
+    count: int = 6,
+    limit: int | None = 256,
+    class_maps: bool | None = None,
+    device: str | torch.device = "auto",
+) -> Image.Image:
     """The first ``count`` images :func:`evaluate_attention` evaluates (same ``limit``), object mask outlined,
     with every tap's and the combined map's overlay."""
-    indices = _subset(len(dataset), limit)[:count]
+    indices = fixed_subset(len(dataset), limit)[:count].tolist()
     images, masks = _batch(dataset, indices)
-    if class_maps if class_maps is not None else _dataset_name(dataset) == "ade20k":
+    if class_maps if class_maps is not None else dataset_name(dataset) == "ade20k":
         masks = object_lookup()[masks.long()]
+    device = resolve_device(device)
     maps = attention_maps(model.to(device), images.to(device), layers=[*model.config.taps, COMBINED])
     outlined = images.clone()
     for image, mask in zip(outlined, masks):
         image[:, mask_outline((mask > 0).to(torch.uint8))] = torch.tensor(OUTLINE, dtype=torch.uint8)[:, None]
-    return attention_grid(outlined, maps, title=f"{_dataset_name(dataset)}: object mask outlined in cyan",
-                          cell_size=max(128, images.shape[-1]))
+    return attention_grid(
+        outlined,
+        maps,
+        title=f"{dataset_name(dataset)}: object mask outlined in cyan",
+        cell_size=max(128, images.shape[-1]),
+    )

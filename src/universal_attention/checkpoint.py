@@ -5,6 +5,9 @@ version, the library version, the resolved ``ModelConfig``, the heads (task -> c
 optionally the whole ``ExperimentConfig`` and JSON ``extra`` data. Extra tensors needed to resume a run
 exactly (optimiser state, RNG states) are stored under the ``state/`` prefix. No pickle anywhere.
 
+Format 2 keys heads and attention blocks with :func:`~universal_attention.model.module_key` (ASCII); files of
+format 1 (0.1) put U+00B7 where a name had a dot, and load with their keys mapped to format 2's.
+
 A file is data, never instructions: every size it claims (heads, layer widths) must match the tensors it
 holds before a model is built, a SHA-256 digest of the tensors (``tensors_sha256``, absent in files written
 before 0.2) is checked on load, and weights must be finite, both when saving and when loading.
@@ -30,9 +33,12 @@ from ._version import __version__
 from .atomic import atomic_write_bytes
 from .config import ExperimentConfig, ModelConfig
 from .errors import CheckpointError, UattnError
+from .model import AttentionResNet50, module_key
 
 FORMAT = "universal-attention-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FORMAT_1_DOT = "\u00b7"  # what format 1 wrote for a dot in a head's or attention block's key
+KEYED_MODULES = ("heads", "attention_blocks")
 STATE_PREFIX = "state/"
 DIGEST = "tensors_sha256"
 _STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
@@ -54,7 +60,7 @@ class Checkpoint:
         verified: whether the file carried a digest of its tensors (files of 0.2 and later) and it matched.
     """
 
-    model: Any
+    model: AttentionResNet50
     config: ModelConfig
     step: int
     metadata: dict[str, Any]
@@ -70,7 +76,7 @@ def tensors_digest(tensors: Mapping[str, Tensor]) -> str:
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()
         digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]  # a buffer, untyped
     return digest.hexdigest()
 
 
@@ -84,7 +90,7 @@ def nonfinite_tensor(tensors: Mapping[str, Tensor]) -> str | None:
 
 def save_checkpoint(
     path: str | Path,
-    model: Any,
+    model: AttentionResNet50,
     config: ExperimentConfig | None = None,
     *,
     step: int = 0,
@@ -108,20 +114,24 @@ def save_checkpoint(
         CheckpointError: ``model`` is not an AttentionResNet50 or ``config`` is not an ExperimentConfig
             (nothing is written then: loading could not rebuild the model from such a file).
     """
-    from .model import AttentionResNet50
-
     if not isinstance(model, AttentionResNet50):
-        raise CheckpointError(f"save_checkpoint needs an AttentionResNet50, got {type(model).__name__}; save other "
-                              "modules with safetensors.torch.save_file")
+        raise CheckpointError(
+            f"save_checkpoint needs an AttentionResNet50, got {type(model).__name__}; save other "
+            "modules with safetensors.torch.save_file"
+        )
     if config is not None and not isinstance(config, ExperimentConfig):
-        raise CheckpointError(f"save_checkpoint(config=...) takes the run's ExperimentConfig or None, got "
-                              f"{type(config).__name__}; the model's own ModelConfig is saved from model.config")
+        raise CheckpointError(
+            f"save_checkpoint(config=...) takes the run's ExperimentConfig or None, got "
+            f"{type(config).__name__}; the model's own ModelConfig is saved from model.config"
+        )
     path = Path(path)
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     bad = nonfinite_tensor(tensors)
     if bad is not None:
-        raise CheckpointError(f"not saving {path}: the model's {bad} holds non-finite values (NaN or infinity), "
-                              "and a checkpoint must be one a run can continue from")
+        raise CheckpointError(
+            f"not saving {path}: the model's {bad} holds non-finite values (NaN or infinity), "
+            "and a checkpoint must be one a run can continue from"
+        )
     for name, value in (state or {}).items():
         tensors[STATE_PREFIX + name] = value.detach().cpu().contiguous()
     metadata = {
@@ -150,8 +160,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
             raise CheckpointError(f"no checkpoint in {folder}: expected step-NNNNNN.safetensors files there")
         return candidates[0]
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} not found; give a .safetensors file written by uattn meta-train "
-                              "or save_checkpoint, or a run folder")
+        raise CheckpointError(
+            f"checkpoint {path} not found; give a .safetensors file written by uattn meta-train "
+            "or save_checkpoint, or a run folder"
+        )
     return path
 
 
@@ -167,8 +179,9 @@ def step_checkpoints(folder: Path) -> list[Path]:
 def _whole_number(metadata: Mapping[str, str], key: str, path: Path) -> int:
     text = metadata.get(key, "0")
     if not _WHOLE_NUMBER.fullmatch(text):
-        raise CheckpointError(f"{path} has damaged metadata: {key} is {text[:40]!r}, not a whole number; use an "
-                              "earlier checkpoint")
+        raise CheckpointError(
+            f"{path} has damaged metadata: {key} is {text[:40]!r}, not a whole number; use an earlier checkpoint"
+        )
     return int(text)
 
 
@@ -179,15 +192,21 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors checkpoint (truncated or another format: "
-                              f"{error}); expected a file written by uattn meta-train or save_checkpoint") from None
+        raise CheckpointError(
+            f"{path} is not a readable safetensors checkpoint (truncated or another format: "
+            f"{error}); expected a file written by uattn meta-train or save_checkpoint"
+        ) from None
     if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a safetensors file but not a universal-attention checkpoint (no "
-                              f"'{FORMAT}' format in its metadata); a plain ResNet50 state dict goes in "
-                              "model.backbone_weights instead")
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a universal-attention checkpoint (no "
+            f"'{FORMAT}' format in its metadata); a plain ResNet50 state dict goes in "
+            "model.backbone_weights instead"
+        )
     if _whole_number(metadata, "format_version", path) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {metadata['format_version']}, newer than this library "
-                              f"reads ({FORMAT_VERSION}); upgrade universal-attention")
+        raise CheckpointError(
+            f"{path} has checkpoint format {metadata['format_version']}, newer than this library "
+            f"reads ({FORMAT_VERSION}); upgrade universal-attention"
+        )
     return metadata
 
 
@@ -198,8 +217,9 @@ def experiment_of(metadata: Mapping[str, str], path: Path) -> ExperimentConfig |
     try:
         return ExperimentConfig.model_validate_json(metadata["experiment_config"])
     except ValidationError as error:
-        raise CheckpointError(f"{path} has a damaged run config in its metadata ({_first_problem(error)}); use an "
-                              "earlier checkpoint") from None
+        raise CheckpointError(
+            f"{path} has a damaged run config in its metadata ({_first_problem(error)}); use an earlier checkpoint"
+        ) from None
 
 
 def _first_problem(error: ValidationError) -> str:
@@ -209,10 +229,13 @@ def _first_problem(error: ValidationError) -> str:
 
 def _heads(text: str, path: Path) -> dict[str, int]:
     heads = json.loads(text)
-    if not isinstance(heads, dict) or not all(isinstance(task, str) and type(classes) is int and classes >= 1
-                                              for task, classes in heads.items()):
-        raise CheckpointError(f"{path} has damaged metadata: heads must map task names to class counts of at "
-                              "least 1; use an earlier checkpoint")
+    if not isinstance(heads, dict) or not all(
+        isinstance(task, str) and type(classes) is int and classes >= 1 for task, classes in heads.items()
+    ):
+        raise CheckpointError(
+            f"{path} has damaged metadata: heads must map task names to class counts of at "
+            "least 1; use an earlier checkpoint"
+        )
     return heads
 
 
@@ -223,20 +246,30 @@ def _parse_metadata(metadata: Mapping[str, str], path: Path) -> tuple[ModelConfi
         heads = _heads(metadata["heads"], path)
         extra = json.loads(metadata.get("extra", "{}"))
     except ValidationError as error:
-        raise CheckpointError(f"{path} has damaged metadata (model_config {_first_problem(error)}); it cannot "
-                              "rebuild a model") from None
+        raise CheckpointError(
+            f"{path} has damaged metadata (model_config {_first_problem(error)}); it cannot rebuild a model"
+        ) from None
     except (KeyError, ValueError) as error:
-        raise CheckpointError(f"{path} has damaged metadata ({type(error).__name__}: {error}); it cannot rebuild "
-                              "a model") from None
+        raise CheckpointError(
+            f"{path} has damaged metadata ({type(error).__name__}: {error}); it cannot rebuild a model"
+        ) from None
     if not isinstance(extra, dict):
         raise CheckpointError(f"{path} has damaged metadata: extra is not a JSON object")
     return model_config, heads, extra
 
 
-def _build(config: ModelConfig, heads: Mapping[str, int]) -> Any:
-    from .model import AttentionResNet50
+def format_1_key(name: str) -> str:
+    """A state-dict key of a format-1 file as format 2 writes it: the head or attention-block part (U+00B7 for a
+    dot) re-keyed with :func:`~universal_attention.model.module_key`; every other key is the same."""
+    section, _, rest = name.partition(".")
+    if section not in KEYED_MODULES:
+        return name
+    key, _, tail = rest.partition(".")
+    return f"{section}.{module_key(key.replace(FORMAT_1_DOT, '.'))}.{tail}"
 
-    model = AttentionResNet50(config.model_copy(update={"backbone_weights": "none"}))
+
+def _build(config: ModelConfig, heads: Mapping[str, int]) -> AttentionResNet50:
+    model = AttentionResNet50(config.updated(backbone_weights="none"))
     for task, classes in heads.items():
         model.add_head(task, classes)
     return model
@@ -253,9 +286,11 @@ def _check_shapes(path: Path, config: ModelConfig, heads: Mapping[str, int], sha
         raise CheckpointError(f"{path} describes a model this library cannot build: {error}") from None
     for name in sorted(expected.keys() | shapes.keys()):
         if expected.get(name) != shapes.get(name):
-            raise CheckpointError(f"{path} does not match its own model config: {name} is "
-                                  f"{shapes.get(name, 'missing')} in the file but {expected.get(name, 'absent')} "
-                                  "in the model it describes; use an earlier checkpoint")
+            raise CheckpointError(
+                f"{path} does not match its own model config: {name} is "
+                f"{shapes.get(name, 'missing')} in the file but {expected.get(name, 'absent')} "
+                "in the model it describes; use an earlier checkpoint"
+            )
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -270,29 +305,49 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     step = _whole_number(metadata, "step", path)
     model_config, heads, extra = _parse_metadata(metadata, path)
     experiment = experiment_of(metadata, path)
+    current_key = format_1_key if _whole_number(metadata, "format_version", path) < 2 else str
     try:
         with safe_open(str(path), framework="pt") as handle:
             names = list(handle.keys())
-            _check_shapes(path, model_config, heads, {name: handle.get_slice(name).get_shape() for name in names
-                                                      if not name.startswith(STATE_PREFIX)})
+            _check_shapes(
+                path,
+                model_config,
+                heads,
+                {
+                    current_key(name): handle.get_slice(name).get_shape()
+                    for name in names
+                    if not name.startswith(STATE_PREFIX)
+                },
+            )
             tensors = {name: handle.get_tensor(name) for name in names}
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path} is truncated or corrupt ({error}); use an earlier checkpoint") from None
     if DIGEST in metadata and tensors_digest(tensors) != metadata[DIGEST]:
-        raise CheckpointError(f"{path} failed its content check: its tensors' SHA-256 differs from the one stored "
-                              "when it was written, so the file is damaged; use an earlier checkpoint")
-    state = {name[len(STATE_PREFIX):]: value for name, value in tensors.items() if name.startswith(STATE_PREFIX)}
-    weights = {name: value for name, value in tensors.items() if not name.startswith(STATE_PREFIX)}
+        raise CheckpointError(
+            f"{path} failed its content check: its tensors' SHA-256 differs from the one stored "
+            "when it was written, so the file is damaged; use an earlier checkpoint"
+        )
+    state = {name[len(STATE_PREFIX) :]: value for name, value in tensors.items() if name.startswith(STATE_PREFIX)}
+    weights = {current_key(name): value for name, value in tensors.items() if not name.startswith(STATE_PREFIX)}
     bad = nonfinite_tensor(weights)
     if bad is not None:
-        raise CheckpointError(f"{path} holds non-finite weights ({bad} has NaN or infinite values); use an earlier "
-                              "checkpoint")
+        raise CheckpointError(
+            f"{path} holds non-finite weights ({bad} has NaN or infinite values); use an earlier checkpoint"
+        )
     model = _build(model_config, heads)
     model.load_state_dict(weights, strict=True)
     model.config = model_config
     extra["library_version"] = metadata.get("library_version")
-    return Checkpoint(model=model, config=model_config, step=step, metadata=extra, experiment=experiment,
-                      state=state, path=path, verified=DIGEST in metadata)
+    return Checkpoint(
+        model=model,
+        config=model_config,
+        step=step,
+        metadata=extra,
+        experiment=experiment,
+        state=state,
+        path=path,
+        verified=DIGEST in metadata,
+    )
 
 
 def checkpoint_name(step: int) -> str:

@@ -25,8 +25,28 @@ _EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", re.ASCII)
 
 
+_Self = TypeVar("_Self", bound="_Config")
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    def updated(self: _Self, **changes: Any) -> _Self:
+        """A copy with ``changes`` applied, validated like any config (pydantic's ``model_copy(update=...)``
+        checks nothing, so it could make a config that no file could hold).
+
+        Raises:
+            ConfigError: a changed field is unknown or its value is not allowed, in one line.
+        """
+        try:
+            return self.model_validate({**dict(self), **changes})
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
+            raise ConfigError(
+                f"{type(self).__name__}.{where}: {first['msg'].removeprefix('Value error, ')} "
+                f"(got {first.get('input')!r})"
+            ) from None
 
 
 _Section = TypeVar("_Section", bound=_Config)
@@ -150,7 +170,7 @@ class TransferConfig(_Config):
 
 
 class TuneConfig(_Config):
-    """Hyperparameter search with hyperopt (see :func:`universal_attention.tune.tune`).
+    """Hyperparameter search with hyperopt (see :func:`universal_attention.tune`).
 
     ``space`` maps dotted keys to distributions (None: the original's five parameters); ``fix`` holds
     dotted keys kept at one value. ``algo="atpe"`` (the original's) needs the ``atpe`` extra. ``parallel``
@@ -208,8 +228,9 @@ class ExperimentConfig(_Config):
     def _plain_name(cls, value: str) -> str:
         # the name becomes runs/<name> and runs/tune-<name>: a path in it would aim writes anywhere
         if not _FOLDER_NAME.fullmatch(value):
-            raise ValueError("must be a plain folder name: letters, digits, '.', '_' and '-', starting with a "
-                             "letter or digit")
+            raise ValueError(
+                "must be a plain folder name: letters, digits, '.', '_' and '-', starting with a letter or digit"
+            )
         return value
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,10 +263,22 @@ PRESETS: dict[str, dict[str, Any]] = {
             "outer_lr": 1.0,
             "anneal": True,
         },
-        "transfer": {"lr": 3e-4, "head_lr": 1e-3, "steps": 40, "batch_size": 16, "shots_per_class": [80],
-                     "draws": 2, "max_test_images": 500},
-        "train": {"max_steps": 200, "checkpoint_every": 50, "eval_every": 100, "image_log_every": 50,
-                  "eval_test_images": 200},
+        "transfer": {
+            "lr": 3e-4,
+            "head_lr": 1e-3,
+            "steps": 40,
+            "batch_size": 16,
+            "shots_per_class": [80],
+            "draws": 2,
+            "max_test_images": 500,
+        },
+        "train": {
+            "max_steps": 200,
+            "checkpoint_every": 50,
+            "eval_every": 100,
+            "image_log_every": 50,
+            "eval_test_images": 200,
+        },
     },
 }
 
@@ -270,7 +303,7 @@ def _sections(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
     return out
 
 
-def check_dotted_key(key: str, model: type[BaseModel] = None) -> None:  # type: ignore[assignment]
+def check_dotted_key(key: str, model: type[BaseModel] | None = None) -> None:
     """Raise :class:`ConfigError` unless ``key`` (e.g. ``reptile.inner_steps``) names a config field."""
     model = model or ExperimentConfig
     parts = key.split(".")
@@ -319,7 +352,7 @@ def _describe(error: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         parent = ".".join(str(p) for p in first["loc"][:-1])
-        section = ExperimentConfig
+        section: type[BaseModel] = ExperimentConfig
         for part in parent.split(".") if parent else []:
             section = _sections(section).get(part) or section
         return f"unknown key '{location}': {parent or 'the config'} has {', '.join(section.model_fields)}"
@@ -357,12 +390,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         tree = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                          f"{str(error).splitlines()[0]}") from None
+        raise ConfigError(
+            f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
     if tree is None:
         return {}
     if not isinstance(tree, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections (model, data, ...), not {type(tree).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of sections (model, data, ...), not {type(tree).__name__}"
+        )
     return tree
 
 

@@ -17,6 +17,8 @@ import torch.distributed as dist
 from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from .devices import resolve_device
+
 TIMEOUT = timedelta(minutes=30)
 """How long a process waits for the others in any collective before it fails instead of hanging: longer than
 the main process's periodic target check, during which the others wait at the next all-reduce."""
@@ -29,7 +31,7 @@ class DistributedInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = torch.device("cpu")  # noqa: RUF009  # a device is immutable
 
     @property
     def is_main(self) -> bool:
@@ -46,19 +48,27 @@ def init_distributed(device: str = "auto") -> DistributedInfo:
     """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); a single process otherwise.
 
     Args:
-        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; each CUDA rank uses ``cuda:<LOCAL_RANK>``.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda`` (see
+            :func:`~universal_attention.devices.resolve_device`); each CUDA rank uses ``cuda:<LOCAL_RANK>``.
+
+    Raises:
+        ConfigError: ``device`` is not a device.
     """
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    resolved = resolve_device(device)
     if not launched_by_torchrun():
-        return DistributedInfo(device=torch.device("cuda" if use_cuda else "cpu") if device == "auto"
-                               else torch.device(device))
+        return DistributedInfo(device=resolved)
+    use_cuda = resolved.type == "cuda"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=TIMEOUT)
-    return DistributedInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
-                           device=torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
+    return DistributedInfo(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=local_rank,
+        device=torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"),
+    )
 
 
 def is_distributed() -> bool:

@@ -1,4 +1,4 @@
-"""Errors the library raises on bad input.
+"""Every error type the library raises on bad input.
 
 Every message is one line that names the thing that is wrong and what would fix it; the CLI prints
 it in red and exits with code 2 (tracebacks only with ``uattn --debug``).
@@ -27,3 +27,7 @@ class ModelError(UattnError):
 
 class ImageError(UattnError):
     """An image file given by the user is missing or cannot be decoded."""
+
+
+class TrainingError(UattnError):
+    """Meta-training cannot go on (a non-finite loss or non-finite weights); names the resume that works."""

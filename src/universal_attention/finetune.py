@@ -8,6 +8,7 @@ step). Without ``steps`` a run trains ``epochs`` passes instead (full-dataset tr
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TransferConfig
-from .model import AttentionResNet50, head_key
+from .model import AttentionResNet50, module_key
 
 PROTOTYPE_SCALE = 10.0
 """Logit scale of prototype heads: logits are ``PROTOTYPE_SCALE`` times the cosine between an image's
@@ -39,7 +40,7 @@ def batch_indices(count: int, batch_size: int, generator: torch.Generator) -> It
     while True:
         order = torch.randperm(count, generator=generator)
         for start in range(0, count - size + 1, size):
-            yield order[start:start + size]
+            yield order[start : start + size]
 
 
 def learning_rate_factor(step: int, steps: int, schedule: str) -> float:
@@ -61,8 +62,9 @@ def set_batchnorm(model: nn.Module, policy: str) -> None:
 
 
 @torch.no_grad()
-def init_head(head: nn.Linear, kind: str, generator: torch.Generator, features: Tensor | None = None,
-              labels: Tensor | None = None) -> None:
+def init_head(
+    head: nn.Linear, kind: str, generator: torch.Generator, features: Tensor | None = None, labels: Tensor | None = None
+) -> None:
     """Set a new head's weights: ``zeros``, ``random`` (torch's default uniform range, from ``generator``) or
     ``prototypes`` (each class's weights are its normalised mean normalised feature; ``features`` and
     ``labels`` of the training shots needed)."""
@@ -87,24 +89,36 @@ def loss_curve(losses: list[float]) -> list[float]:
     """The mean loss of each of (at most) :data:`LOSS_POINTS` equal parts of a run."""
     parts = min(LOSS_POINTS, len(losses))
     bounds = [round(len(losses) * part / parts) for part in range(parts + 1)]
-    return [sum(losses[a:b]) / (b - a) for a, b in zip(bounds, bounds[1:])]
+    return [sum(losses[a:b]) / (b - a) for a, b in itertools.pairwise(bounds)]
 
 
-def finetune(model: AttentionResNet50, head: str, images: Tensor, labels: Tensor, masks: Tensor | None,
-             config: TransferConfig, control: str, device: torch.device, generator: torch.Generator) -> list[float]:
+def finetune(
+    model: AttentionResNet50,
+    head: str,
+    images: Tensor,
+    labels: Tensor,
+    masks: Tensor | None,
+    config: TransferConfig,
+    control: str,
+    device: torch.device,
+    generator: torch.Generator,
+) -> list[float]:
     """Train every parameter (trunk at ``lr``, the new ``head`` at ``head_lr``) for :func:`total_steps` steps.
 
     Returns the loss of every step.
     """
-    head_parameters = list(model.heads[head_key(head)].parameters())
+    head_parameters = list(model.heads[module_key(head)].parameters())
     head_ids = {id(p) for p in head_parameters}
-    optimizer = torch.optim.Adam([
-        {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": config.lr},
-        {"params": head_parameters, "lr": config.head_lr or config.lr},
-    ])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": config.lr},
+            {"params": head_parameters, "lr": config.head_lr or config.lr},
+        ]
+    )
     steps = total_steps(len(labels), config)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: learning_rate_factor(step, steps, config.schedule))
+        optimizer, lambda step: learning_rate_factor(step, steps, config.schedule)
+    )
     set_batchnorm(model, config.batchnorm)
     losses = []
     for _, batch in zip(range(steps), batch_indices(len(labels), config.batch_size, generator)):

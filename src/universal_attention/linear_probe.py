@@ -50,8 +50,9 @@ class LinearProbe:
         return (standard @ self.weight.T + self.bias).float()
 
 
-def _solve(features: Tensor, labels: Tensor, num_classes: int, l2: float,
-           start: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, int]:
+def _solve(
+    features: Tensor, labels: Tensor, num_classes: int, l2: float, start: tuple[Tensor, Tensor] | None = None
+) -> tuple[Tensor, Tensor, int]:
     """Minimise mean cross-entropy + l2/2 |W|^2 over ``features`` (float64); ``start`` is a ``(weight, bias)``
     pair from a previous solve to continue from. Returns ``(weight, bias, iterations)``.
 
@@ -63,14 +64,22 @@ def _solve(features: Tensor, labels: Tensor, num_classes: int, l2: float,
     return _solve_lbfgs(features, labels, num_classes, l2, start)
 
 
-def _solve_lbfgs(features: Tensor, labels: Tensor, num_classes: int, l2: float,
-                 start: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, int]:
+def _solve_lbfgs(
+    features: Tensor, labels: Tensor, num_classes: int, l2: float, start: tuple[Tensor, Tensor] | None
+) -> tuple[Tensor, Tensor, int]:
     weight = torch.zeros(num_classes, features.shape[1], dtype=torch.float64) if start is None else start[0].clone()
     bias = torch.zeros(num_classes, dtype=torch.float64) if start is None else start[1].clone()
     weight.requires_grad_(True)
     bias.requires_grad_(True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=LBFGS_ITERATIONS, tolerance_grad=LBFGS_TOLERANCE,
-                                  tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1,
+        max_iter=LBFGS_ITERATIONS,
+        tolerance_grad=LBFGS_TOLERANCE,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> Tensor:
         optimizer.zero_grad()
@@ -82,8 +91,9 @@ def _solve_lbfgs(features: Tensor, labels: Tensor, num_classes: int, l2: float,
     return weight.detach(), bias.detach(), int(optimizer.state[weight].get("n_iter", 0))
 
 
-def _solve_newton(features: Tensor, labels: Tensor, num_classes: int, l2: float,
-                  start: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, int]:
+def _solve_newton(
+    features: Tensor, labels: Tensor, num_classes: int, l2: float, start: tuple[Tensor, Tensor] | None
+) -> tuple[Tensor, Tensor, int]:
     """Newton steps with a backtracking (Armijo) line search on the convex, smooth objective."""
     count, width = features.shape
     design = torch.cat([features, torch.ones(count, 1, dtype=torch.float64)], dim=1)  # the bias as a last column
@@ -100,7 +110,7 @@ def _solve_newton(features: Tensor, labels: Tensor, num_classes: int, l2: float,
 
     iterations = 0
     loss = objective(theta)
-    for iterations in range(1, NEWTON_ITERATIONS + 1):
+    for iterations in range(1, NEWTON_ITERATIONS + 1):  # noqa: B007  # the count is read after the loop
         probabilities = torch.softmax(design @ theta.T, dim=1)
         gradient = (probabilities - targets).T @ design / count + penalty * theta
         if float(gradient.abs().max()) < TOLERANCE:
@@ -163,10 +173,11 @@ def choose_l2(features: Tensor, labels: Tensor, num_classes: int) -> float:
         mean, std = _standardisation(features[kept])
         coordinates, basis = _span((features[kept] - mean) / std)
         held_coordinates = ((features[held] - mean) / std) @ basis.T
-        solution = None
+        solution: tuple[Tensor, Tensor] | None = None
         for l2 in sorted(L2_GRID, reverse=True):
-            *solution, _ = _solve(coordinates, labels[kept], num_classes, l2, solution)
-            logits = held_coordinates @ solution[0].T + solution[1]
+            weight, bias, _ = _solve(coordinates, labels[kept], num_classes, l2, solution)
+            solution = (weight, bias)
+            logits = held_coordinates @ weight.T + bias
             losses[l2] += float(F.cross_entropy(logits, labels[held], reduction="sum"))
     return min(L2_GRID, key=lambda l2: (losses[l2], -l2))  # ties: the stronger regularisation
 

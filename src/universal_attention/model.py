@@ -7,7 +7,8 @@ either ``uint8`` in 0..255 or floating point in 0..1; the model scales and appli
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
+from urllib.parse import quote
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +49,12 @@ def tap_names(backbone: torchvision.models.ResNet) -> list[str]:
     return names
 
 
-def head_key(task: str) -> str:
-    """Key of a task's head in ``model.heads`` (module names cannot contain dots)."""
-    return task.replace(".", "\u00b7")
+def module_key(name: str) -> str:
+    """The ``nn.ModuleDict`` key of a task's head (``model.heads``) or a tap's attention block
+    (``model.attention_blocks``): ``name`` percent-encoded, dots included (``"layer2.2"`` -> ``"layer2%2E2"``), since a
+    module name cannot hold a dot; ``/`` and ``:`` stay, so ``"synthetic/colour"`` is its own key. Injective, and
+    every state-dict key stays ASCII."""
+    return quote(name, safe="/:").replace(".", "%2E")
 
 
 class AttentionResNet50(nn.Module):
@@ -67,6 +71,9 @@ class AttentionResNet50(nn.Module):
         (torch.Size([2, 10]), ['layer1.1', 'layer2.2', 'layer3.4', 'layer4'])
     """
 
+    mean: Tensor  # ImageNet mean and std, [1, 3, 1, 1] buffers (not saved)
+    std: Tensor
+
     def __init__(self, config: ModelConfig | None = None, num_classes: int | None = None) -> None:
         super().__init__()
         self.config = config or ModelConfig()
@@ -75,7 +82,7 @@ class AttentionResNet50(nn.Module):
         self._load_backbone_weights(self.config.backbone_weights)
         if self.config.padding != "zeros":
             for module in self.backbone.modules():
-                if isinstance(module, nn.Conv2d) and any(pad > 0 for pad in module.padding):
+                if isinstance(module, nn.Conv2d) and isinstance(module.padding, tuple) and any(module.padding):
                     module.padding_mode = self.config.padding
         allowed = tap_names(self.backbone)
         unknown = [tap for tap in self.config.taps if tap not in allowed]
@@ -88,7 +95,7 @@ class AttentionResNet50(nn.Module):
             self.query = nn.Linear(self._channels("layer4"), self.config.query_size)
             self.attention_blocks = nn.ModuleDict(
                 {
-                    head_key(tap): build_attention_block(
+                    module_key(tap): build_attention_block(
                         self.config.compatibility,
                         channels,
                         self.config.query_size,
@@ -116,23 +123,25 @@ class AttentionResNet50(nn.Module):
         state = {key: value for key, value in state.items() if not key.startswith("fc.")}
         missing, _ = self.backbone.load_state_dict(state, strict=False)
         if missing:
-            raise ModelError(f"backbone weights {source} miss {len(missing)} ResNet50 keys (e.g. {missing[0]}); "
-                             "expected a torchvision resnet50 state dict")
+            raise ModelError(
+                f"backbone weights {source} miss {len(missing)} ResNet50 keys (e.g. {missing[0]}); "
+                "expected a torchvision resnet50 state dict"
+            )
 
     def _channels(self, tap: str) -> int:
         module = self.backbone.get_submodule(tap)
         last_block = module[-1] if isinstance(module, nn.Sequential) else module
-        return last_block.bn3.num_features
+        return cast(nn.BatchNorm2d, last_block.get_submodule("bn3")).num_features
 
     def add_head(self, task: str, num_classes: int) -> nn.Linear:
         """Add (or replace) the linear head of ``task`` with ``num_classes`` outputs and return it."""
         if num_classes < 1:
             raise ModelError(f"head '{task}' needs at least 1 class, got {num_classes}")
-        head = nn.Linear(self.feature_size, num_classes)
         reference = next(self.backbone.parameters())
-        self.heads[head_key(task)] = head.to(device=reference.device, dtype=reference.dtype)
+        head = nn.Linear(self.feature_size, num_classes).to(device=reference.device, dtype=reference.dtype)
+        self.heads[module_key(task)] = head
         self.head_classes[task] = num_classes
-        return self.heads[head_key(task)]
+        return head
 
     def has_head(self, task: str) -> bool:
         """Whether ``task`` has a head."""
@@ -159,8 +168,9 @@ class AttentionResNet50(nn.Module):
                 taps[stage] = x
         return taps, x
 
-    def forward(self, images: Tensor, task: str | None = None, *, control: str = "learned",
-                masks: Tensor | None = None) -> AttentionOutput:
+    def forward(
+        self, images: Tensor, task: str | None = None, *, control: str = "learned", masks: Tensor | None = None
+    ) -> AttentionOutput:
         """Run the network; ``task`` picks the head (``None``: the default head, if any).
 
         ``control`` (``learned``, ``uniform``, ``oracle``, ``shuffled``; see
@@ -170,8 +180,9 @@ class AttentionResNet50(nn.Module):
         if control != "learned":
             check_controls([control])
             if not self.config.attention:
-                raise ModelError(f"attention control '{control}' needs a model with attention (its config has "
-                                 "attention: false)")
+                raise ModelError(
+                    f"attention control '{control}' needs a model with attention (its config has attention: false)"
+                )
         images = self.normalise(images)
         use_cuda_settings = images.is_cuda
         if use_cuda_settings and self.config.channels_last:
@@ -183,7 +194,7 @@ class AttentionResNet50(nn.Module):
                 query = self.query(F.adaptive_avg_pool2d(final, 1).flatten(1))
                 pooled = []
                 for tap, features in taps.items():
-                    block: AttentionBlock = self.attention_blocks[head_key(tap)]
+                    block = cast(AttentionBlock, self.attention_blocks[module_key(tap)])
                     vector, attention[tap] = block(features, query, control, masks)
                     pooled.append(vector)
                 features = torch.cat(pooled, dim=1)
@@ -199,7 +210,7 @@ class AttentionResNet50(nn.Module):
     def _head_logits(self, features: Tensor, task: str | None) -> Tensor | None:
         name = DEFAULT_HEAD if task is None else task
         if name in self.head_classes:
-            return self.heads[head_key(name)](features)
+            return self.heads[module_key(name)](features)
         if task is None:
             return None
         known = ", ".join(self.head_classes) or "none"
@@ -224,8 +235,9 @@ def _file_state_dict(path: Path) -> dict[str, Tensor]:
     from safetensors.torch import load_file
 
     if not path.is_file():
-        raise ModelError(f"backbone weights file {path} not found; give a .safetensors ResNet50 state dict, "
-                         "'imagenet' or 'none'")
+        raise ModelError(
+            f"backbone weights file {path} not found; give a .safetensors ResNet50 state dict, 'imagenet' or 'none'"
+        )
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as error:

@@ -16,9 +16,11 @@ from torch import Tensor
 
 from .errors import ModelError
 
-SAFE_ALTERNATIVE = ("or set model.backbone_weights to a local .safetensors ResNet50 state dict (made on a machine "
-                    "with network access: safetensors.torch.save_file(torchvision.models.resnet50(weights="
-                    "'IMAGENET1K_V2').state_dict(), 'resnet50.safetensors'))")
+SAFE_ALTERNATIVE = (
+    "or set model.backbone_weights to a local .safetensors ResNet50 state dict (made on a machine "
+    "with network access: safetensors.torch.save_file(torchvision.models.resnet50(weights="
+    "'IMAGENET1K_V2').state_dict(), 'resnet50.safetensors'))"
+)
 
 
 def imagenet_state_dict() -> dict[str, Tensor]:
@@ -45,20 +47,25 @@ def hub_state_dict(url: str) -> dict[str, Tensor]:
         try:
             torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=False)
         except Exception as error:  # offline: URLError, OSError; a bad download: RuntimeError
-            raise ModelError(f"could not download ImageNet weights from {url} ({type(error).__name__}); connect "
-                             f"to the network {SAFE_ALTERNATIVE}") from None
+            raise ModelError(
+                f"could not download ImageNet weights from {url} ({type(error).__name__}); connect "
+                f"to the network {SAFE_ALTERNATIVE}"
+            ) from None
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     if not digest.hexdigest().startswith(prefix):
-        raise ModelError(f"{path} is not the file torchvision publishes (its SHA-256 does not start with {prefix}); "
-                         f"delete it so that it is downloaded again, {SAFE_ALTERNATIVE}")
+        raise ModelError(
+            f"{path} is not the file torchvision publishes (its SHA-256 does not start with {prefix}); "
+            f"delete it so that it is downloaded again, {SAFE_ALTERNATIVE}"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # an unpickling error: the file holds more than tensors
-        raise ModelError(f"{path} holds more than a state dict of tensors ({type(error).__name__}); delete it "
-                         f"{SAFE_ALTERNATIVE}") from None
+        raise ModelError(
+            f"{path} holds more than a state dict of tensors ({type(error).__name__}); delete it {SAFE_ALTERNATIVE}"
+        ) from None
     if not isinstance(state, dict):
         raise ModelError(f"{path} is not a state dict; delete it {SAFE_ALTERNATIVE}")
     return state

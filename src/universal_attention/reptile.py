@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +100,7 @@ class Reptile:
         self.is_task_parameter = is_task_parameter
         named = [(name, p) for name, p in model.named_parameters() if not is_task_parameter(name)]
         self.meta_names = [name for name, _ in named]
-        self.shared = [p for _, p in named]
+        self.shared: list[Tensor] = [p for _, p in named]
         self.meta = [p.detach().clone() for p in self.shared]
         self.buffers = [b for _, b in model.named_buffers() if b.is_floating_point()]
         self.meta_buffers = [b.detach().clone() for b in self.buffers]
@@ -116,16 +117,16 @@ class Reptile:
 
     def outer_step_size(self) -> float:
         """The outer step size (SGD) or learning rate (Adam) of the next meta-step."""
-        if not self.config.anneal:
+        if not self.config.anneal or not self.total_steps:  # anneal always comes with total_steps (see __init__)
             return self.config.outer_lr
         return self.config.outer_lr * max(0.0, 1.0 - self.step / self.total_steps)
 
     def _ensure_head(self, task: Task) -> None:
-        has_head = getattr(self.model, "has_head", None)
-        if has_head is not None and not has_head(task.name):
+        model: Any = self.model  # heads are built by models that have them (has_head, add_head: AttentionResNet50)
+        if hasattr(model, "has_head") and not model.has_head(task.name):
             if task.num_classes is None:
                 raise ConfigError(f"task '{task.name}' is new and has no num_classes to build its head")
-            self.model.add_head(task.name, task.num_classes)
+            model.add_head(task.name, task.num_classes)
 
     def _new_inner_optimizer(self, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
         if self.config.inner_optimizer == "adam":
@@ -219,7 +220,7 @@ class Reptile:
             if not single:  # one task needs no sum: its adapted weights are the model's own
                 self._accumulate(adapted_sum, [p.detach() for p in self.shared])
                 self._accumulate(buffer_sum, self.buffers)
-        count = len(tasks)
+        count: float = len(tasks)
         if distributed:
             with torch.no_grad():
                 all_reduce_sum_(adapted_sum + buffer_sum)
@@ -263,16 +264,20 @@ class Reptile:
         return metrics
 
     def _task_parameters(self, clone: bool = False) -> dict[str, Tensor]:
-        return {name: (p.detach().clone() if clone else p) for name, p in self.model.named_parameters()
-                if self.is_task_parameter(name)}
+        return {
+            name: (p.detach().clone() if clone else p)
+            for name, p in self.model.named_parameters()
+            if self.is_task_parameter(name)
+        }
 
     @torch.no_grad()
     def _sync_task_parameters(self, before: dict[str, Tensor]) -> None:
         """Make every process's heads equal: each adapted head becomes the mean of its adaptations."""
         current = self._task_parameters()
         if all_reduce_count(len(current)) != len(current) * torch.distributed.get_world_size():
-            raise ConfigError("processes hold different task heads; create every task's head before the first "
-                              "distributed meta-step")
+            raise ConfigError(
+                "processes hold different task heads; create every task's head before the first distributed meta-step"
+            )
         names = sorted(current)
         touched = [float(not torch.equal(current[name], before[name])) for name in names]
         values = [current[name].detach() * flag for name, flag in zip(names, touched)]
@@ -340,12 +345,14 @@ class Reptile:
             _load_optimizer_state(self._task_optimizer(), list(self.model.parameters()), state, "inner")
 
 
-def _load_optimizer_state(optimizer: torch.optim.Optimizer, parameters: Sequence[Tensor],
-                          state: dict[str, Tensor], prefix: str) -> None:
+def _load_optimizer_state(
+    optimizer: torch.optim.Optimizer, parameters: Sequence[Tensor], state: dict[str, Tensor], prefix: str
+) -> None:
     """Put ``<prefix>.<parameter index>.<key>`` tensors back as ``optimizer``'s per-parameter state."""
     optimizer.state.clear()
     for index, parameter in enumerate(parameters):
         entries = {key.split(".", 2)[2]: value for key, value in state.items() if key.startswith(f"{prefix}.{index}.")}
         if entries:
-            optimizer.state[parameter] = {key: value.to(parameter.device) if key != "step" else value.clone()
-                                          for key, value in entries.items()}
+            optimizer.state[parameter] = {
+                key: value.to(parameter.device) if key != "step" else value.clone() for key, value in entries.items()
+            }

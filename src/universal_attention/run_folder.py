@@ -94,11 +94,16 @@ def claim_folder(folder: str | Path, kind: str, *, adopt: bool = False) -> Folde
     if not os.path.lexists(marker):
         found = _entries_of_ours(folder)
         if found and not adopt:
-            raise ConfigError(f"{folder} holds {found[0]} but no {MARKER} marker, so uattn did not make it and "
-                              "nothing there is replaced or deleted; choose another --out")
+            raise ConfigError(
+                f"{folder} holds {found[0]} but no {MARKER} marker, so uattn did not make it and "
+                "nothing there is replaced or deleted; choose another --out"
+            )
         make_folder(folder)
-        stamp = {"kind": kind, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                 "library_version": __version__}
+        stamp = {
+            "kind": kind,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "library_version": __version__,
+        }
         create_exclusive(marker, (json.dumps(stamp, indent=2) + "\n").encode())
     try:
         descriptor = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW)
@@ -108,13 +113,16 @@ def claim_folder(folder: str | Path, kind: str, *, adopt: bool = False) -> Folde
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
-        raise ConfigError(f"{folder} is in use by another uattn process (it holds the lock on {MARKER}); wait for it "
-                          "to finish or choose another --out") from None
+        raise ConfigError(
+            f"{folder} is in use by another uattn process (it holds the lock on {MARKER}); wait for it "
+            "to finish or choose another --out"
+        ) from None
     found_kind = _read_kind(marker)
     if found_kind != kind:
         os.close(descriptor)
-        raise ConfigError(f"{folder} is a {found_kind} folder of `{KINDS[found_kind]}`, not a {kind} folder; choose "
-                          "another --out")
+        raise ConfigError(
+            f"{folder} is a {found_kind} folder of `{KINDS[found_kind]}`, not a {kind} folder; choose another --out"
+        )
     for subfolder in (folder, folder / "checkpoints"):
         remove_temporaries(subfolder)
     return FolderClaim(folder, kind, descriptor)
@@ -149,8 +157,10 @@ def prepare_run_folder(out_dir: Path, overwrite: bool) -> None:
         raise ConfigError(f"{out_dir} has no {MARKER} marker; nothing there is replaced")
     if (out_dir / "config.yaml").exists() or (out_dir / "checkpoints").exists():
         if not overwrite:
-            raise ConfigError(f"run folder {out_dir} already holds a run; continue it with --resume, choose another "
-                              "--out, or pass --overwrite to replace it")
+            raise ConfigError(
+                f"run folder {out_dir} already holds a run; continue it with --resume, choose another "
+                "--out, or pass --overwrite to replace it"
+            )
         for name in RUN_ENTRIES:
             path = out_dir / name
             if path.is_dir() and not path.is_symlink():
@@ -188,8 +198,10 @@ def resume_changes(out_dir: Path, config: ExperimentConfig) -> dict[str, tuple[A
     changed = differing_keys(saved, config)
     refused = [key for key in changed if key not in RESUME_OVERRIDES]
     if refused:
-        raise ConfigError(f"cannot resume {out_dir}: the config differs in {', '.join(refused)}; resume with the run's "
-                          f"own config (only {' and '.join(RESUME_OVERRIDES)} may change) or start a new run")
+        raise ConfigError(
+            f"cannot resume {out_dir}: the config differs in {', '.join(refused)}; resume with the run's "
+            f"own config (only {' and '.join(RESUME_OVERRIDES)} may change) or start a new run"
+        )
     saved_values, new_values = _flatten(saved.to_dict()), _flatten(config.to_dict())
     return {key: (saved_values[key], new_values[key]) for key in changed}
 

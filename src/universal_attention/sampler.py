@@ -12,26 +12,34 @@ a sampler that was never interrupted.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TypedDict
 
 import torch
 from torch import Tensor
 
 from .config import SamplerConfig
 from .data.augment import augment_batch
+from .data.samples import ImageDataset, dataset_labels, read_samples
 from .errors import DatasetError
 from .reptile import Task
 
 Batch = tuple[Tensor, Tensor]
 
 
+class SamplerState(TypedDict):
+    """What an exact resume needs: the generator's state (uint8 tensor) and the number of tasks drawn so far."""
+
+    generator: Tensor
+    tasks_sampled: int
+
+
 class _Source:
     """One dataset with its labels as a tensor and fast batch reading."""
 
-    def __init__(self, name: str, dataset: Any) -> None:
+    def __init__(self, name: str, dataset: ImageDataset) -> None:
         self.name = name
         self.dataset = dataset
-        self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64)
+        self.labels = dataset_labels(dataset)
         self.num_classes = len(dataset.classes)
 
     def __len__(self) -> int:
@@ -39,16 +47,7 @@ class _Source:
 
     def images(self, indices: Tensor) -> Tensor:
         """uint8 [len(indices), 3, S, S]: sliced from ``.images`` when the dataset has it (a cache)."""
-        cached = getattr(self.dataset, "images", None)
-        if isinstance(cached, Tensor):
-            return cached[indices]
-        items = [self.dataset[i][0] for i in indices.tolist()]
-        try:
-            return torch.stack(items)
-        except RuntimeError as error:
-            raise DatasetError(
-                f"dataset '{self.name}' has images of different sizes; load it with an image_size ({error})"
-            ) from None
+        return read_samples(self.dataset, indices, name=self.name)[0]
 
     def eligible_classes(self, needed: int) -> list[Tensor]:
         """Index tensors of the classes that have at least ``needed`` images."""
@@ -87,8 +86,14 @@ class TaskSampler:
             enough images) than a task needs.
     """
 
-    def __init__(self, datasets: Mapping[str, Any], config: SamplerConfig, *, augment: bool = False,
-                 shuffle_labels: bool = False) -> None:
+    def __init__(
+        self,
+        datasets: Mapping[str, ImageDataset],
+        config: SamplerConfig,
+        *,
+        augment: bool = False,
+        shuffle_labels: bool = False,
+    ) -> None:
         if not datasets:
             raise DatasetError("the task sampler needs at least one dataset; none were given")
         self.config = config
@@ -179,9 +184,7 @@ class TaskSampler:
             query=(source.images(torch.cat(query)), query_labels),
         )
 
-    def _batches(
-        self, total: int, read: Callable[[Tensor], Batch], generator: torch.Generator
-    ) -> Iterator[Batch]:
+    def _batches(self, total: int, read: Callable[[Tensor], Batch], generator: torch.Generator) -> Iterator[Batch]:
         """Endless batches of ``read(indices)`` over ``range(total)``: one shuffled pass after another (the
         last partial batch of a pass is dropped); a set no bigger than a batch is yielded whole each time."""
         size = min(self.config.batch_size, total)
@@ -193,11 +196,11 @@ class TaskSampler:
                     images = augment_batch(images, generator)
                 yield images, labels
 
-    def state_dict(self) -> dict[str, Tensor | int]:
+    def state_dict(self) -> SamplerState:
         """The sampler's position: generator state (uint8 tensor) and the number of tasks sampled so far."""
         return {"generator": self._generator.get_state(), "tasks_sampled": self._tasks_sampled}
 
-    def load_state_dict(self, state: Mapping[str, Tensor | int]) -> None:
+    def load_state_dict(self, state: SamplerState) -> None:
         """Continue exactly where the sampler that produced ``state`` (via :meth:`state_dict`) stopped."""
         self._generator.set_state(state["generator"])
         self._tasks_sampled = int(state["tasks_sampled"])

@@ -56,13 +56,19 @@ def _percentiles(values: torch.Tensor, confidence: float) -> tuple[float, float]
         return math.nan, math.nan
     ordered = values.nan_to_num(nan=math.inf).sort().values
     tail = (1 - confidence) / 2
-    low = ordered[int(math.floor(tail * (len(ordered) - 1)))]
-    high = ordered[int(math.ceil((1 - tail) * (len(ordered) - 1)))]
+    low = ordered[math.floor(tail * (len(ordered) - 1))]
+    high = ordered[math.ceil((1 - tail) * (len(ordered) - 1))]
     return float(low), float(high)
 
 
-def paired_bootstrap(first: Sequence[float], second: Sequence[float], *, confidence: float = CONFIDENCE,
-                     resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, tuple[float, float]]:
+def paired_bootstrap(
+    first: Sequence[float],
+    second: Sequence[float],
+    *,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float]]:
     """Mean of ``first[i] - second[i]`` and its percentile bootstrap interval (pairs resampled together).
 
     Raises:
@@ -75,9 +81,14 @@ def paired_bootstrap(first: Sequence[float], second: Sequence[float], *, confide
     return float(differences.mean()), _percentiles(means, confidence)
 
 
-def ratio_bootstrap(numerator: tuple[Sequence[float], Sequence[float]],
-                    denominator: tuple[Sequence[float], Sequence[float]], *, confidence: float = CONFIDENCE,
-                    resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, tuple[float, float]]:
+def ratio_bootstrap(
+    numerator: tuple[Sequence[float], Sequence[float]],
+    denominator: tuple[Sequence[float], Sequence[float]],
+    *,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float]]:
     """``mean(a - b) / mean(c - d)`` over paired runs, with a percentile bootstrap interval.
 
     ``numerator = (a, b)`` and ``denominator = (c, d)`` hold one value per pair (all four the same length).

@@ -21,17 +21,19 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from .config import ModelConfig, TransferConfig
+from .checkpoint import load_checkpoint
+from .config import ExperimentConfig, ModelConfig, TransferConfig
+from .data.samples import ImageDataset, dataset_labels, fixed_subset, read_samples
+from .devices import resolve_device
 from .errors import ConfigError, DatasetError
 from .finetune import finetune, init_head, loss_curve
 from .linear_probe import fit_linear_probe
+from .loading import image_size_for, random_model
 from .model import AttentionResNet50
 from .stats import mean_ci, paired_bootstrap, ratio_bootstrap
 
 TARGET_HEAD = "transfer-target"
-START_POINTS = ("random", "imagenet")
 EVAL_BATCH = 64
 
 
@@ -107,8 +109,9 @@ class TransferResult:
 
     def paired_top1(self, shots: int | str, attention: str) -> dict[tuple[int, int], float]:
         """Top-1 of every run of a cell, keyed by (seed, draw)."""
-        return {(run.seed, run.draw): run.top1 for run in self.runs
-                if run.shots == shots and run.attention == attention}
+        return {
+            (run.seed, run.draw): run.top1 for run in self.runs if run.shots == shots and run.attention == attention
+        }
 
 
 class Items(NamedTuple):
@@ -119,32 +122,26 @@ class Items(NamedTuple):
     masks: Tensor | None
 
 
-def dataset_labels(dataset: Dataset) -> Tensor:
-    """Every label of a dataset, from ``dataset.labels`` when it has them (no image decoding)."""
-    if hasattr(dataset, "labels"):
-        return torch.as_tensor(list(dataset.labels), dtype=torch.int64)
-    return torch.tensor([int(dataset[index][1]) for index in range(len(dataset))], dtype=torch.int64)
-
-
-def load_items(dataset: Dataset, indices: Tensor, with_masks: bool) -> Items:
+def load_items(dataset: ImageDataset, indices: Tensor, with_masks: bool) -> Items:
     """The samples at ``indices`` as stacked tensors (a dataset's images share one size)."""
-    labels = dataset_labels(dataset)[indices]
-    if hasattr(dataset, "images") and (not with_masks or getattr(dataset, "masks", None) is not None):
-        return Items(dataset.images[indices], labels, dataset.masks[indices] if with_masks else None)
-    items = [dataset[int(index)] for index in indices]
-    masks = torch.stack([torch.as_tensor(item[2]) for item in items]) if with_masks else None
-    return Items(torch.stack([item[0] for item in items]), labels, masks)
+    images, masks = read_samples(dataset, indices, with_masks=with_masks)
+    return Items(images, dataset_labels(dataset)[indices], masks)
 
 
-def test_indices(count: int, limit: int | None) -> Tensor:
-    """All test indices, or a fixed random subset of ``limit`` of them (seed 0, the same for every start)."""
-    if limit is None or limit >= count:
-        return torch.arange(count)
-    return torch.randperm(count, generator=torch.Generator().manual_seed(0))[:limit].sort().values
+def protocol_for(config: ExperimentConfig) -> TransferConfig:
+    """A run's transfer protocol at the run's image size (``data.image_size``) unless ``transfer.image_size`` sets
+    one: what to pass to :func:`transfer_evaluate` with a model of that run."""
+    return config.transfer.updated(image_size=config.transfer.image_size or config.data.image_size)
 
 
-def resolve_target(target: str | tuple[Dataset, Dataset], image_size: int, data_root: str | Path | None = None,
-                   *, with_masks: bool = False, remove_object: bool = False) -> tuple[Dataset, Dataset, str]:
+def resolve_target(
+    target: str | tuple[ImageDataset, ImageDataset],
+    image_size: int,
+    data_root: str | Path | None = None,
+    *,
+    with_masks: bool = False,
+    remove_object: bool = False,
+) -> tuple[ImageDataset, ImageDataset, str]:
     """``(train, test, name)`` for a dataset name or an explicit ``(train, test)`` pair.
 
     Raises:
@@ -159,51 +156,68 @@ def resolve_target(target: str | tuple[Dataset, Dataset], image_size: int, data_
     from .data.registry import SYNTHETIC_PREFIX, get_dataset, masks_available
 
     if with_masks and not masks_available(target, data_root):
-        raise ConfigError(f"oracle attention needs object masks and {target} has none; use a target with masks "
-                          "(synthetic/<task>, oxford_pets, cub200) or drop oracle from transfer.attention")
+        raise ConfigError(
+            f"oracle attention needs object masks and {target} has none; use a target with masks "
+            "(synthetic/<task>, oxford_pets, cub200) or drop oracle from transfer.attention"
+        )
     if remove_object:
         if not target.startswith(SYNTHETIC_PREFIX):
-            raise ConfigError(f"transfer.remove_object draws a synthetic target without its object; {target} is "
-                              "not synthetic")
+            raise ConfigError(
+                f"transfer.remove_object draws a synthetic target without its object; {target} is not synthetic"
+            )
         from .data.synthetic import SyntheticTaskDataset
 
-        task = target[len(SYNTHETIC_PREFIX):]
-        return tuple(SyntheticTaskDataset(task, split, image_size=image_size, with_masks=with_masks,
-                                          with_object=False) for split in ("train", "test")) + (target,)
+        train, test = (
+            SyntheticTaskDataset(
+                target[len(SYNTHETIC_PREFIX) :], split, image_size=image_size, with_masks=with_masks, with_object=False
+            )
+            for split in ("train", "test")
+        )
+        return train, test, target
     train = get_dataset(target, "train", root=data_root, image_size=image_size, with_masks=with_masks)
     test = get_dataset(target, "test", root=data_root, image_size=image_size, with_masks=with_masks)
     return train, test, target
 
 
-def resolve_start(model_or_checkpoint: AttentionResNet50 | str | Path, model_config: ModelConfig | None,
-                  seed: int = 0) -> tuple[AttentionResNet50, str]:
-    """The start model (never the caller's object) and its label; ``"random"`` is initialised from ``seed``."""
+class Start(NamedTuple):
+    """A start point: the model (never the caller's object), its label, and its run config (checkpoints saved
+    with one)."""
+
+    model: AttentionResNet50
+    label: str
+    experiment: ExperimentConfig | None
+
+
+def resolve_start(
+    model_or_checkpoint: AttentionResNet50 | str | Path, model_config: ModelConfig | None, seed: int = 0
+) -> Start:
+    """The start point to transfer; ``"random"`` is initialised from ``seed``."""
     if isinstance(model_or_checkpoint, AttentionResNet50):
-        return copy.deepcopy(model_or_checkpoint), "model"
+        return Start(copy.deepcopy(model_or_checkpoint), "model", None)
     name = str(model_or_checkpoint)
-    if name in START_POINTS:
-        from .visualize_files import random_model
-
-        config = (model_config or ModelConfig()).model_copy(
-            update={"backbone_weights": "imagenet" if name == "imagenet" else "none"}
+    if name == "random":
+        return Start(random_model(model_config or ModelConfig(), seed), name, None)
+    if name == "imagenet":
+        return Start(
+            AttentionResNet50((model_config or ModelConfig()).updated(backbone_weights="imagenet")), name, None
         )
-        return (random_model(config, seed) if name == "random" else AttentionResNet50(config)), name
-    from .checkpoint import load_checkpoint
-
-    return load_checkpoint(name).model, Path(name).name
+    checkpoint = load_checkpoint(name)
+    return Start(checkpoint.model, Path(name).name, checkpoint.experiment)
 
 
 def select_shots(labels: Tensor, classes: Sequence[str], shots: int | str, seed: int) -> Tensor:
     """Indices of ``shots`` images per class (all when ``"all"``), chosen with ``seed``."""
-    if shots == "all":
+    if isinstance(shots, str):  # "all", the one word a config allows
         return torch.arange(len(labels))
     generator = torch.Generator().manual_seed(seed)
     chosen = []
     for label, name in enumerate(classes):
         members = torch.nonzero(labels == label).flatten()
         if len(members) < shots:
-            raise DatasetError(f"shots_per_class {shots} is more than class '{name}' has ({len(members)} training "
-                               f"images); use at most {int(min((labels == c).sum() for c in range(len(classes))))}")
+            raise DatasetError(
+                f"shots_per_class {shots} is more than class '{name}' has ({len(members)} training "
+                f"images); use at most {int(min((labels == c).sum() for c in range(len(classes))))}"
+            )
         chosen.append(members[torch.randperm(len(members), generator=generator)[:shots]])
     return torch.cat(chosen).sort().values
 
@@ -213,21 +227,16 @@ def run_seed(seed: int, draw: int) -> int:
     return seed * 1000 + draw
 
 
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 @torch.no_grad()
-def predict(model: AttentionResNet50, items: Items, control: str, device: torch.device,
-            head: str | None = TARGET_HEAD) -> Tensor:
+def predict(
+    model: AttentionResNet50, items: Items, control: str, device: torch.device, head: str | None = TARGET_HEAD
+) -> Tensor:
     """Logits (or, with ``head=None``, features) for every image, in eval mode, with attention ``control``."""
     model.eval()
     outputs = []
     for start in range(0, len(items.labels), EVAL_BATCH):
-        masks = None if items.masks is None else items.masks[start:start + EVAL_BATCH].to(device)
-        out = model(items.images[start:start + EVAL_BATCH].to(device), head, control=control, masks=masks)
+        masks = None if items.masks is None else items.masks[start : start + EVAL_BATCH].to(device)
+        out = model(items.images[start : start + EVAL_BATCH].to(device), head, control=control, masks=masks)
         outputs.append((out.features if head is None else out.logits).float().cpu())
     return torch.cat(outputs)
 
@@ -251,13 +260,19 @@ RunCallback = Callable[[str, TransferRun], None]
 class _Protocol:
     """One start point on one target: the fixed test set, features for probes, and one run at a time."""
 
-    def __init__(self, start: AttentionResNet50, train_set: Dataset, test_set: Dataset, config: TransferConfig,
-                 device: torch.device) -> None:
+    def __init__(
+        self,
+        start: AttentionResNet50,
+        train_set: ImageDataset,
+        test_set: ImageDataset,
+        config: TransferConfig,
+        device: torch.device,
+    ) -> None:
         self.start, self.train_set, self.config, self.device = start, train_set, config, device
         self.with_masks = "oracle" in config.attention
         self.classes = list(train_set.classes)
         self.train_labels = dataset_labels(train_set)
-        self.test = load_items(test_set, test_indices(len(test_set), config.max_test_images), self.with_masks)
+        self.test = load_items(test_set, fixed_subset(len(test_set), config.max_test_images), self.with_masks)
         self._test_features: dict[str, Tensor] = {}
         self._train_items: dict[int, tuple[Tensor, Tensor | None]] = {}
 
@@ -282,21 +297,32 @@ class _Protocol:
             steps, losses, train_logits, test_logits = self._finetune(train, control, generator)
         final = accuracy_metrics(test_logits, self.test.labels, len(self.classes))
         train_top1 = accuracy_metrics(train_logits, train.labels, len(self.classes))["top1"]
-        return TransferRun(attention=control, shots=shots, seed=seed, draw=draw, steps=steps, train_top1=train_top1,
-                           train_loss=losses, train_size=len(subset), test_size=len(self.test.labels),
-                           seconds=time.perf_counter() - begin, **final)
+        return TransferRun(
+            attention=control,
+            shots=shots,
+            seed=seed,
+            draw=draw,
+            steps=steps,
+            train_top1=train_top1,
+            train_loss=losses,
+            train_size=len(subset),
+            test_size=len(self.test.labels),
+            seconds=time.perf_counter() - begin,
+            **final,
+        )
 
-    def _finetune(self, train: Items, control: str, generator: torch.Generator) -> tuple[
-        int, list[float], Tensor, Tensor
-    ]:
+    def _finetune(
+        self, train: Items, control: str, generator: torch.Generator
+    ) -> tuple[int, list[float], Tensor, Tensor]:
         model = copy.deepcopy(self.start)
         head = model.add_head(TARGET_HEAD, len(self.classes))
         features = None
         if self.config.head_init == "prototypes":
             features = predict(model, train, control, self.device, head=None)
         init_head(head, self.config.head_init, generator, features, train.labels)
-        losses = finetune(model, TARGET_HEAD, train.images, train.labels, train.masks, self.config, control,
-                          self.device, generator)
+        losses = finetune(
+            model, TARGET_HEAD, train.images, train.labels, train.masks, self.config, control, self.device, generator
+        )
         train_logits = predict(model, train, control, self.device)
         return len(losses), loss_curve(losses), train_logits, predict(model, self.test, control, self.device)
 
@@ -310,17 +336,20 @@ class _Protocol:
 
 def transfer_evaluate(
     model_or_checkpoint: AttentionResNet50 | str | Path,
-    target: str | tuple[Dataset, Dataset],
-    config: TransferConfig | None = None,
+    target: str | tuple[ImageDataset, ImageDataset],
+    config: TransferConfig,
     *,
     model_config: ModelConfig | None = None,
-    image_size: int = 128,
     data_root: str | Path | None = None,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     label: str | None = None,
     on_run: RunCallback | None = None,
 ) -> TransferResult:
     """Transfer a start point to a target task and measure how well it learns it.
+
+    Images are prepared at ``config.image_size``, else at the image size of the checkpoint's run
+    (``data.image_size`` of the config saved with it), else at 128 (:func:`protocol_for` gives a run's protocol
+    at the run's size, for a model of that run held in memory).
 
     Args:
         model_or_checkpoint: an :class:`AttentionResNet50` (copied, never changed), a checkpoint path,
@@ -328,9 +357,8 @@ def transfer_evaluate(
             trunk).
         target: a dataset name (``"caltech101"``, ``"synthetic/orientation"``, ``"folder:<path>"``) or a
             ``(train, test)`` pair of datasets (with masks as third item when ``oracle`` is asked for).
-        config: the protocol: mode, budget, BatchNorm policy, head init, shots, seeds, draws, controls.
+        config: the protocol: mode, budget, BatchNorm policy, head init, shots, seeds, draws, controls, image size.
         model_config: the architecture for ``"random"``/``"imagenet"`` starts (default ``ModelConfig()``).
-        image_size: image size when the config gives none.
         data_root: where real datasets live (see ``universal_attention.data``).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         label: the start point's name in the result (default: the checkpoint's file name, ``"random"``,
@@ -343,19 +371,24 @@ def transfer_evaluate(
 
     Raises:
         ConfigError: a control the model or target cannot serve (oracle without masks, any control on a
-            model without attention). DatasetError: more shots than a class has.
+            model without attention), or a device that is not one. DatasetError: more shots than a class has.
     """
-    config = config or TransferConfig()
     begin = time.perf_counter()
-    start_model, start_label = resolve_start(model_or_checkpoint, model_config, config.seed)
-    start_label = label or start_label
+    run_device = resolve_device(device)
+    start = resolve_start(model_or_checkpoint, model_config, config.seed)
+    start_model, start_label = start.model, label or start.label
     if not start_model.config.attention and config.attention != ("learned",):
-        raise ConfigError("transfer.attention controls need a model with attention (this one has attention: false); "
-                          "use attention: [learned]")
-    size = config.image_size or image_size
-    train_set, test_set, target_name = resolve_target(target, size, data_root, with_masks="oracle" in config.attention,
-                                                      remove_object=config.remove_object)
-    run_device = _pick_device(device)
+        raise ConfigError(
+            "transfer.attention controls need a model with attention (this one has attention: false); "
+            "use attention: [learned]"
+        )
+    train_set, test_set, target_name = resolve_target(
+        target,
+        image_size_for(start.experiment, config.image_size),
+        data_root,
+        with_masks="oracle" in config.attention,
+        remove_object=config.remove_object,
+    )
     start_model.to_device(run_device)
     protocol = _Protocol(start_model, train_set, test_set, config, run_device)
     runs = []
@@ -366,11 +399,21 @@ def transfer_evaluate(
                     runs.append(protocol.run(control, shots, seed, draw))
                     if on_run is not None:
                         on_run(start_label, runs[-1])
-    cells = [summarise_cell(control, shots, [run for run in runs if run.attention == control and run.shots == shots])
-             for control in config.attention for shots in config.shots_per_class]
-    return TransferResult(start=start_label, target=target_name, mode=config.mode, num_classes=len(protocol.classes),
-                          runs=runs, cells=cells, wall_seconds=time.perf_counter() - begin,
-                          config=config.model_dump(mode="json"))
+    cells = [
+        summarise_cell(control, shots, [run for run in runs if run.attention == control and run.shots == shots])
+        for control in config.attention
+        for shots in config.shots_per_class
+    ]
+    return TransferResult(
+        start=start_label,
+        target=target_name,
+        mode=config.mode,
+        num_classes=len(protocol.classes),
+        runs=runs,
+        cells=cells,
+        wall_seconds=time.perf_counter() - begin,
+        config=config.model_dump(mode="json"),
+    )
 
 
 def merge_results(results: Sequence[TransferResult]) -> TransferResult:
@@ -381,11 +424,20 @@ def merge_results(results: Sequence[TransferResult]) -> TransferResult:
         raise ConfigError("merge_results needs results of one start point, target and mode")
     runs = [run for result in results for run in result.runs]
     settings = list(dict.fromkeys((run.attention, run.shots) for run in runs))
-    cells = [summarise_cell(control, shots, [r for r in runs if (r.attention, r.shots) == (control, shots)])
-             for control, shots in settings]
-    return TransferResult(start=first.start, target=first.target, mode=first.mode, num_classes=first.num_classes,
-                          runs=runs, cells=cells, wall_seconds=sum(r.wall_seconds for r in results),
-                          config=first.config)
+    cells = [
+        summarise_cell(control, shots, [r for r in runs if (r.attention, r.shots) == (control, shots)])
+        for control, shots in settings
+    ]
+    return TransferResult(
+        start=first.start,
+        target=first.target,
+        mode=first.mode,
+        num_classes=first.num_classes,
+        runs=runs,
+        cells=cells,
+        wall_seconds=sum(r.wall_seconds for r in results),
+        config=first.config,
+    )
 
 
 def summarise_cell(control: str, shots: int | str, runs: list[TransferRun]) -> TransferCell:
@@ -393,13 +445,25 @@ def summarise_cell(control: str, shots: int | str, runs: list[TransferRun]) -> T
     top1, top1_std, top1_ci = mean_ci([run.top1 for run in runs])
     top5, top5_std, _ = mean_ci([run.top5 for run in runs])
     per_class, per_class_std, _ = mean_ci([run.mean_per_class for run in runs])
-    return TransferCell(attention=control, shots=shots, runs=len(runs), top1=top1, top1_std=top1_std,
-                        top1_ci=top1_ci, top5=top5, top5_std=top5_std, mean_per_class=per_class,
-                        mean_per_class_std=per_class_std, train_top1=mean_ci([r.train_top1 for r in runs])[0],
-                        steps=max(run.steps for run in runs))
+    return TransferCell(
+        attention=control,
+        shots=shots,
+        runs=len(runs),
+        top1=top1,
+        top1_std=top1_std,
+        top1_ci=top1_ci,
+        top5=top5,
+        top5_std=top5_std,
+        mean_per_class=per_class,
+        mean_per_class_std=per_class_std,
+        train_top1=mean_ci([r.train_top1 for r in runs])[0],
+        steps=max(run.steps for run in runs),
+    )
 
 
-def _paired(first: dict[tuple[int, int], float], second: dict[tuple[int, int], float]) -> tuple[list[float], list[float]]:
+def _paired(
+    first: dict[tuple[int, int], float], second: dict[tuple[int, int], float]
+) -> tuple[list[float], list[float]]:
     keys = sorted(first.keys() & second.keys())
     return [first[key] for key in keys], [second[key] for key in keys]
 
@@ -414,13 +478,24 @@ def paired_comparisons(results: Sequence[TransferResult], baselines: Sequence[st
             if baseline == result.start or baseline not in by_start:
                 continue
             for cell in result.cells:
-                mine, theirs = _paired(result.paired_top1(cell.shots, cell.attention),
-                                       by_start[baseline].paired_top1(cell.shots, cell.attention))
+                mine, theirs = _paired(
+                    result.paired_top1(cell.shots, cell.attention),
+                    by_start[baseline].paired_top1(cell.shots, cell.attention),
+                )
                 if not mine:
                     continue
                 delta, interval = paired_bootstrap(mine, theirs)
-                comparisons.append({"start": result.start, "baseline": baseline, "attention": cell.attention,
-                                    "shots": cell.shots, "pairs": len(mine), "delta_top1": delta, "ci": list(interval)})
+                comparisons.append(
+                    {
+                        "start": result.start,
+                        "baseline": baseline,
+                        "attention": cell.attention,
+                        "shots": cell.shots,
+                        "pairs": len(mine),
+                        "delta_top1": delta,
+                        "ci": list(interval),
+                    }
+                )
     return comparisons
 
 
@@ -437,8 +512,15 @@ def oracle_fractions(result: TransferResult) -> list[dict[str, Any]]:
         keys = sorted(learned.keys() & uniform.keys() & oracle.keys())
         values = [[table[key] for key in keys] for table in (learned, uniform, oracle)]
         fraction, interval = ratio_bootstrap((values[0], values[1]), (values[2], values[1]))
-        fractions.append({"start": result.start, "shots": shots, "fraction": fraction, "ci": list(interval),
-                          "oracle_gain": sum(values[2]) / len(keys) - sum(values[1]) / len(keys)})
+        fractions.append(
+            {
+                "start": result.start,
+                "shots": shots,
+                "fraction": fraction,
+                "ci": list(interval),
+                "oracle_gain": sum(values[2]) / len(keys) - sum(values[1]) / len(keys),
+            }
+        )
     return fractions
 
 

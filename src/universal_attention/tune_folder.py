@@ -1,5 +1,7 @@
-"""A search folder's own files: ``trials.json`` (read back and checked) and the ``trial-NNN`` folders (made one by
-one, and tidied when the search runs again).
+"""A search folder's own files: ``trials.json`` and the ``trial-NNN`` folders.
+
+``trials.json`` is read back and checked; the trial folders are made one by one, and tidied when the search runs
+again.
 
 Everything read here comes from a file, so it is checked before it is used: every key a trial entry needs,
 and a ``trial`` field that must name a ``trial-NNN`` folder directly inside the search folder.
@@ -18,7 +20,7 @@ from .atomic import fsync_folder
 from .config import validate_config
 from .errors import ConfigError
 from .run_folder import MARKER, differing_keys
-from .tune_space import doc_from_json
+from .tune_trials import doc_from_json
 
 TRIALS_FORMAT = "universal-attention-trials"
 TRIALS_VERSION = 1
@@ -98,8 +100,13 @@ def load_trials(path: Path, search: Mapping[str, Any]) -> list[dict[str, Any]]:
             problem = "no list of trials"
         else:
             problem = _search_problem(saved.get("search")) or next(
-                (f"trial entry {index}: {found}" for index, entry in enumerate(saved["trials"])
-                 if (found := _entry_problem(entry))), None)
+                (
+                    f"trial entry {index}: {found}"
+                    for index, entry in enumerate(saved["trials"])
+                    if (found := _entry_problem(entry))
+                ),
+                None,
+            )
     if problem is not None:
         raise ConfigError(f"{path} is not a readable trials file ({problem}); move it away or choose another --out")
     old, entries = saved["search"], saved["trials"]
@@ -126,8 +133,10 @@ def remove_unrecorded(out: Path, entries: list[dict[str, Any]], on_message: Call
         if path.name in owned or not TRIAL_NAME.fullmatch(path.name) or path.is_symlink() or not path.is_dir():
             continue
         if (path / "results.json").exists():
-            on_message(f"kept {path.name}: it finished but trials.json does not list it (the search stopped while "
-                       "recording it); its trial runs again")
+            on_message(
+                f"kept {path.name}: it finished but trials.json does not list it (the search stopped while "
+                "recording it); its trial runs again"
+            )
         elif not any(path.iterdir()):
             path.rmdir()
         elif not (path / MARKER).is_file():

@@ -1,4 +1,4 @@
-"""The hyperopt side of :func:`~universal_attention.tune.tune`: search spaces and trial documents.
+"""Search spaces of :func:`~universal_attention.tune`: dotted config keys mapped to hyperopt distributions.
 
 A space maps any dotted key of :class:`~universal_attention.config.ExperimentConfig` to a distribution,
 the same in Python and in a ``--space`` YAML file::
@@ -9,24 +9,17 @@ the same in Python and in a ``--space`` YAML file::
 
 Bounds are in the parameter's own units (a loguniform's bounds are not logarithms). ``quniform`` and
 ``qloguniform`` round to multiples of ``q`` (default 1); with a whole-number ``q`` they give ints.
-
-Trial documents (hyperopt's record of a trial: sampled values, result, state) are converted to and from
-plain JSON here, which is how ``trials.json`` stores them and how a search resumes.
 """
 
 from __future__ import annotations
 
-import copy
-import datetime
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import yaml
-from hyperopt import Trials, hp, space_eval
-from hyperopt.base import JOB_STATE_DONE, JOB_STATE_ERROR, STATUS_FAIL, STATUS_OK
+from hyperopt import hp
 from hyperopt.pyll import Apply, scope
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
@@ -103,8 +96,10 @@ def parse_space(space: Mapping[str, Any]) -> dict[str, Distribution]:
         ConfigError: an unknown key or a malformed distribution, in one line.
     """
     if not isinstance(space, Mapping) or not space:
-        raise ConfigError("a search space must map dotted config keys to distributions, e.g. "
-                          "reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}")
+        raise ConfigError(
+            "a search space must map dotted config keys to distributions, e.g. "
+            "reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}"
+        )
     parsed: dict[str, Distribution] = {}
     for key, fields in space.items():
         check_dotted_key(str(key))
@@ -118,8 +113,9 @@ def parse_space(space: Mapping[str, Any]) -> dict[str, Distribution]:
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
-            raise ConfigError(f"space entry '{key}': {where + ': ' if where else ''}"
-                              f"{first['msg'].removeprefix('Value error, ')}") from None
+            raise ConfigError(
+                f"space entry '{key}': {where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
+            ) from None
     return parsed
 
 
@@ -156,71 +152,8 @@ def read_space_file(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise ConfigError(f"space file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(tree, dict):
-        raise ConfigError(f"space file {path} must map dotted config keys to distributions, e.g. "
-                          "reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}")
+        raise ConfigError(
+            f"space file {path} must map dotted config keys to distributions, e.g. "
+            "reptile.inner_lr: {type: loguniform, low: 1.0e-5, high: 1.0e-1}"
+        )
     return tree
-
-
-def plain(value: Any) -> Any:
-    """numpy scalars -> Python values, recursively (JSON and YAML take only these)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    return value
-
-
-class Recorder:
-    """Mixin for hyperopt's Trials: ``refresh()`` (run after every trial) reports newly finished trials."""
-
-    on_finished: Callable[[list[dict[str, Any]], list[int]], None] | None = None
-    recorded: frozenset[int] = frozenset()
-
-    def refresh(self) -> None:
-        super().refresh()  # type: ignore[misc]
-        if self.on_finished is None:
-            return
-        # a Spark task thread sets the state before the result: wait for both
-        finished = [doc for doc in self._dynamic_trials  # type: ignore[attr-defined]
-                    if doc["state"] == JOB_STATE_ERROR
-                    or (doc["state"] == JOB_STATE_DONE and doc["result"]["status"] in (STATUS_OK, STATUS_FAIL))]
-        tids = frozenset(doc["tid"] for doc in finished)
-        if tids != self.recorded:
-            new = sorted(tids - self.recorded)
-            self.recorded = tids
-            self.on_finished(finished, new)
-
-
-class RecordingTrials(Recorder, Trials):
-    """Serial trials that report every finished one."""
-
-
-def doc_to_json(doc: Mapping[str, Any], space: Mapping[str, Any]) -> dict[str, Any]:
-    """A finished hyperopt trial document as JSON; a Spark-level error becomes a failed result."""
-    misc = doc["misc"]
-    vals = {key: plain(list(values)) for key, values in misc["vals"].items()}
-    result = plain(dict(doc["result"]))
-    if doc["state"] == JOB_STATE_ERROR:  # the Spark task itself failed, e.g. its Python worker died
-        kind, trace = (list(misc.get("error") or ()) + ["", None])[:2]
-        lines = (trace or "").strip().splitlines()
-        name = str(kind).split("'")[1].rsplit(".", 1)[-1] if "'" in str(kind) else str(kind)
-        point = {key: values[0] for key, values in vals.items() if values}
-        result = {"status": STATUS_FAIL, "params": plain(space_eval(space, point)),
-                  "error": lines[-1] if lines else f"the trial's Spark task failed ({name}); see Spark's log above"}
-    stamp = {key: doc[key].isoformat() if isinstance(doc.get(key), datetime.datetime) else None
-             for key in ("book_time", "refresh_time")}
-    return {"tid": doc["tid"], "state": JOB_STATE_DONE, "spec": None, "result": result,
-            "misc": {"tid": doc["tid"], "cmd": list(misc.get("cmd") or ()), "workdir": None,
-                     "idxs": {key: [doc["tid"]] if values else [] for key, values in vals.items()}, "vals": vals},
-            "exp_key": None, "owner": None, "version": doc.get("version", 0), **stamp}
-
-
-def doc_from_json(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`doc_to_json`: a document hyperopt's Trials accepts."""
-    doc = copy.deepcopy(dict(entry))
-    doc["misc"]["cmd"] = tuple(doc["misc"]["cmd"])
-    for key in ("book_time", "refresh_time"):
-        doc[key] = datetime.datetime.fromisoformat(doc[key]) if doc[key] else None
-    return doc

@@ -24,8 +24,16 @@ _LINE = 15  # pixel height of one line of text at _FONT_SIZE
 
 # Anchor colours of a perceptually ordered map (dark blue -> magenta -> orange -> pale yellow).
 _COLORMAP_ANCHORS = np.array(
-    [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21], [250, 193, 39],
-     [252, 255, 164]],
+    [
+        [0, 0, 4],
+        [40, 11, 84],
+        [101, 21, 110],
+        [159, 42, 99],
+        [212, 72, 66],
+        [245, 125, 21],
+        [250, 193, 39],
+        [252, 255, 164],
+    ],
     dtype=np.float32,
 )
 
@@ -42,8 +50,10 @@ def require_attention(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _run(model: nn.Module, images: Tensor, task: str | None, control: str = "learned",
-         masks: Tensor | None = None) -> AttentionOutput:
+def eval_forward(
+    model: nn.Module, images: Tensor, task: str | None, control: str = "learned", masks: Tensor | None = None
+) -> AttentionOutput:
+    """One forward pass in eval mode without gradients; the model's train/eval mode is restored after."""
     was_training = model.training
     model.eval()
     try:
@@ -54,8 +64,15 @@ def _run(model: nn.Module, images: Tensor, task: str | None, control: str = "lea
         model.train(was_training)
 
 
-def _upsample(attention: dict[str, Tensor], size: Sequence[int], softmax: bool,
-              layers: Sequence[str] | None) -> dict[str, Tensor]:
+def upsample_maps(
+    attention: dict[str, Tensor], size: Sequence[int], softmax: bool, layers: Sequence[str] | None
+) -> dict[str, Tensor]:
+    """Tap maps upsampled (bilinear) to ``size`` on CPU, softmax maps renormalised to sum to one, in the order of
+    ``layers`` (default: every tap), ``"combined"`` among them if asked.
+
+    Raises:
+        ModelError: a name in ``layers`` is neither a tap nor ``"combined"``.
+    """
     wanted = list(attention) if layers is None else list(dict.fromkeys(layers))
     allowed = [*attention, COMBINED]
     unknown = [name for name in wanted if name not in allowed]
@@ -72,9 +89,15 @@ def _upsample(attention: dict[str, Tensor], size: Sequence[int], softmax: bool,
     return {name: maps[name] for name in wanted}
 
 
-def attention_maps(model: nn.Module, images: Tensor, task: str | None = None, *,
-                   layers: Sequence[str] | None = None, control: str = "learned",
-                   masks: Tensor | None = None) -> dict[str, Tensor]:
+def attention_maps(
+    model: nn.Module,
+    images: Tensor,
+    task: str | None = None,
+    *,
+    layers: Sequence[str] | None = None,
+    control: str = "learned",
+    masks: Tensor | None = None,
+) -> dict[str, Tensor]:
     """Attention of every tap layer, upsampled (bilinear) to the image size: ``{tap: [B, 1, H, W]}``.
 
     Softmax maps are renormalised to sum to one over ``H, W``; sigmoid maps keep their 0..1 values. A model
@@ -92,9 +115,15 @@ def attention_maps(model: nn.Module, images: Tensor, task: str | None = None, *,
         ModelError: a name in ``layers`` is not a tap of the model.
     """
     has_head = getattr(model, "has_head", lambda name: False)
-    output = _run(model, images, task if task is None or has_head(task) else None, control, masks)
+    output = eval_forward(model, images, task if task is None or has_head(task) else None, control, masks)
     softmax = getattr(getattr(model, "config", None), "normalisation", "softmax") == "softmax"
-    return _upsample(output.attention, images.shape[-2:], softmax, layers)
+    return upsample_maps(output.attention, images.shape[-2:], softmax, layers)
+
+
+def normalised(maps: Tensor) -> Tensor:
+    """``[B, 1, H, W]`` maps as ``[B, H * W]`` float64 rows, each scaled to sum to one."""
+    flat = maps.flatten(1).double()
+    return flat / flat.sum(1, keepdim=True).clamp_min(1e-12)
 
 
 def combined_map(maps: dict[str, Tensor]) -> Tensor:
@@ -133,8 +162,7 @@ def overlay(image: Tensor | Image.Image, attention_map: Tensor, alpha: float = 0
     picture = image.convert("RGB") if isinstance(image, Image.Image) else to_pil(image)
     amap = attention_map.detach().float().reshape(-1, *attention_map.shape[-2:])[:1]
     if tuple(amap.shape[-2:]) != (picture.height, picture.width):
-        amap = F.interpolate(amap[None], size=(picture.height, picture.width), mode="bilinear",
-                             align_corners=False)[0]
+        amap = F.interpolate(amap[None], size=(picture.height, picture.width), mode="bilinear", align_corners=False)[0]
     values = amap[0].cpu().numpy()
     values = values / max(float(values.max()), 1e-12)
     heat = Image.fromarray(colorize(values), mode="RGB")
@@ -148,7 +176,7 @@ def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, width: float, font: ImageFont.ImageFont) -> str:
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: float, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> str:
     """``text`` cut (with an ellipsis) to at most ``width`` pixels."""
     if draw.textlength(text, font=font) <= width:
         return text
@@ -189,8 +217,9 @@ def attention_grid(
     if title:
         draw.text((3, 1), _fit(draw, title, grid.width - 6, font), fill="black", font=font)
     for column, name in enumerate(["image", *maps]):
-        draw.text((column * cell_width + 3, top - _LINE - 1), _fit(draw, name, cell_width - 6, font), fill="black",
-                  font=font)
+        draw.text(
+            (column * cell_width + 3, top - _LINE - 1), _fit(draw, name, cell_width - 6, font), fill="black", font=font
+        )
     for row in range(count):
         picture = to_pil(images[row])
         if picture.size != (cell_width, cell_height):
@@ -199,8 +228,12 @@ def attention_grid(
         for column, amap in enumerate(maps.values(), start=1):
             grid.paste(overlay(picture, amap[row], alpha), (column * cell_width, top))
         for number, line in enumerate(caption_lines[row]):
-            draw.text((3, top + cell_height + 2 + number * _LINE), _fit(draw, line, grid.width - 6, font),
-                      fill="black", font=font)
+            draw.text(
+                (3, top + cell_height + 2 + number * _LINE),
+                _fit(draw, line, grid.width - 6, font),
+                fill="black",
+                font=font,
+            )
         top += row_heights[row]
     return grid
 

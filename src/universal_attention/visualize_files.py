@@ -7,7 +7,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -15,52 +14,16 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from .atomic import atomic_write_bytes
-from .checkpoint import load_checkpoint
-from .config import ExperimentConfig, ModelConfig
 from .data.images import read_image, resize_and_crop
 from .data.synthetic import TASK_CLASSES
+from .devices import resolve_device
 from .errors import ImageError, ModelError
+from .loading import LoadedModel, image_size_for, resolve_model
 from .model import DEFAULT_HEAD, AttentionResNet50
-from .visualize import _run, _upsample, attention_grid, require_attention
+from .visualize import attention_grid, eval_forward, require_attention, upsample_maps
 
-RANDOM = "random"
-RANDOM_LABEL = "random init (untrained)"
-DEFAULT_IMAGE_SIZE = 128
 MIN_CELL = 160  # pictures in visualize_attention's grid are shown at least this wide
 DISPLAY_SIZE = 384  # default side of the pictures of image files (never more than the photo has)
-
-
-class LoadedModel(NamedTuple):
-    """A model to look at, with a label for titles and the run config it was saved with (if any)."""
-
-    model: AttentionResNet50
-    label: str
-    experiment: ExperimentConfig | None
-
-
-def resolve_model(model_or_checkpoint: nn.Module | LoadedModel | str | Path,
-                  model_config: ModelConfig | None = None) -> LoadedModel:
-    """An :class:`AttentionResNet50` from a model, a checkpoint file or run folder, or ``"random"``.
-
-    ``"random"`` builds a fresh model from ``model_config`` (default: ``ModelConfig()``) with seed 0, so
-    the same call gives the same untrained weights every time. A model you pass is used as it is.
-    """
-    if isinstance(model_or_checkpoint, LoadedModel):
-        return model_or_checkpoint
-    if isinstance(model_or_checkpoint, nn.Module):
-        return LoadedModel(model_or_checkpoint, "model", None)
-    if str(model_or_checkpoint) == RANDOM:
-        return LoadedModel(random_model(model_config or ModelConfig()), RANDOM_LABEL, None)
-    checkpoint = load_checkpoint(model_or_checkpoint)
-    label = f"{checkpoint.path.name if checkpoint.path else model_or_checkpoint} (step {checkpoint.step})"
-    return LoadedModel(checkpoint.model, label, checkpoint.experiment)
-
-
-def random_model(config: ModelConfig, seed: int = 0) -> AttentionResNet50:
-    """A freshly initialised model, seeded without touching the global random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return AttentionResNet50(config.model_copy(update={"backbone_weights": "none"}))
 
 
 @dataclass
@@ -90,8 +53,9 @@ def display_side(originals: Sequence[Tensor], size: int) -> int:
     return max(MIN_CELL, min(size, native))
 
 
-def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images: int = 16,
-                     display_size: int = DISPLAY_SIZE) -> LoadedImages:
+def load_image_files(
+    paths: Sequence[str | Path], image_size: int, *, max_images: int = 16, display_size: int = DISPLAY_SIZE
+) -> LoadedImages:
     """Decode image files of any size and mode (grayscale, RGBA, 16-bit, CMYK, ...) to square RGB.
 
     A folder stands for every file in it (sorted; files that are not images are skipped and listed).
@@ -101,7 +65,10 @@ def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images
     Raises:
         ImageError: a path does not exist, a named file cannot be decoded, or nothing could be read.
     """
-    images, names, notes, skipped = [], [], [], []
+    images: list[Tensor] = []
+    names: list[str] = []
+    notes: list[str] = []
+    skipped: list[str] = []
     for path in map(Path, paths):
         if not path.exists():
             raise ImageError(f"image {path} not found")
@@ -114,8 +81,9 @@ def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images
             image, note = read_image(file, draft_size=display_size)
             if image is None:
                 if not in_folder:
-                    raise ImageError(f"{file} cannot be read as an image ({note}); give a JPEG, PNG or other "
-                                     "image Pillow can decode")
+                    raise ImageError(
+                        f"{file} cannot be read as an image ({note}); give a JPEG, PNG or other image Pillow can decode"
+                    )
                 skipped.append(f"{file.name}: {note}")
                 continue
             images.append(image)
@@ -124,8 +92,13 @@ def load_image_files(paths: Sequence[str | Path], image_size: int, *, max_images
     if not images:
         raise ImageError(f"no readable image in {', '.join(map(str, paths))} ({len(skipped)} files skipped)")
     side = display_side(images, display_size)
-    return LoadedImages(torch.stack([resize_and_crop(image, image_size) for image in images]), names, notes, skipped,
-                        torch.stack([resize_and_crop(image, side) for image in images]))
+    return LoadedImages(
+        torch.stack([resize_and_crop(image, image_size) for image in images]),
+        names,
+        notes,
+        skipped,
+        torch.stack([resize_and_crop(image, side) for image in images]),
+    )
 
 
 def pick_head(model: AttentionResNet50, task: str | None) -> str | None:
@@ -154,8 +127,10 @@ def top_predictions(logits: Tensor, names: Sequence[str], k: int = 3) -> list[li
     """Per row of ``[B, classes]`` logits: the ``k`` most probable ``(class name, probability)``."""
     probabilities = logits.float().softmax(dim=1)
     values, indices = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
-    return [[(names[i], float(p)) for p, i in zip(row_values, row_indices.tolist())]
-            for row_values, row_indices in zip(values, indices)]
+    return [
+        [(names[i], float(p)) for p, i in zip(row_values, row_indices.tolist())]
+        for row_values, row_indices in zip(values, indices)
+    ]
 
 
 @dataclass
@@ -217,7 +192,7 @@ def visualize_attention(
     display_size: int = DISPLAY_SIZE,
     alpha: float = 0.5,
     max_images: int = 16,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
 ) -> Visualization:
     """Attention overlays of image files (or a ``[B, 3, H, W]`` tensor) in one labelled picture.
 
@@ -232,32 +207,54 @@ def visualize_attention(
             pixels at this size (at most the photo's own), and every map is upsampled onto it.
         alpha: weight of the maps in the overlays.
         max_images: at most this many images from the files given.
-        device: where to run the model (a model you pass is moved there).
+        device: where to run the model: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:1"``... (a model
+            you pass is moved there).
 
     Raises:
         ImageError: a file is missing or unreadable. ModelError: unknown layer or task, or no attention.
+        ConfigError: ``device`` is not a device.
     """
     loaded = resolve_model(model_or_checkpoint)
     require_attention(loaded.model)
-    model = loaded.model.to(device)
+    run_device = resolve_device(device)
+    model = loaded.model.to(run_device)
     if isinstance(images, Tensor):
         batch = LoadedImages(images, [f"image {i}" for i in range(len(images))], [""] * len(images), [], images)
     else:
-        size = image_size or (loaded.experiment.data.image_size if loaded.experiment else DEFAULT_IMAGE_SIZE)
-        batch = load_image_files(images, size, max_images=max_images, display_size=display_size)
+        batch = load_image_files(
+            images, image_size_for(loaded.experiment, image_size), max_images=max_images, display_size=display_size
+        )
     head = pick_head(model, task)
-    output = _run(model, batch.images.to(device), head)
+    output = eval_forward(model, batch.images.to(run_device), head)
     softmax = model.config.normalisation == "softmax"
-    maps = _upsample(output.attention, batch.display.shape[-2:], softmax, layers)
+    maps = upsample_maps(output.attention, batch.display.shape[-2:], softmax, layers)
     predictions = None
     captions = [f"{name} ({note})" if note else name for name, note in zip(batch.names, batch.notes)]
-    if head is not None:
+    if head is not None and output.logits is not None:
         names = head_class_names(head, model.head_classes[head])
         predictions = top_predictions(output.logits.cpu(), names)
-        captions = [caption + f"\n{head}: " + " · ".join(f"{label} {p:.2f}" for label, p in top)
-                    for caption, top in zip(captions, predictions)]
-    picture = attention_grid(batch.display, maps, captions=captions, alpha=alpha, title=f"attention of {loaded.label}",
-                             cell_size=max(MIN_CELL, batch.display.shape[-1]))
+        captions = [
+            caption + f"\n{head}: " + " · ".join(f"{label} {p:.2f}" for label, p in top)
+            for caption, top in zip(captions, predictions)
+        ]
+    picture = attention_grid(
+        batch.display,
+        maps,
+        captions=captions,
+        alpha=alpha,
+        title=f"attention of {loaded.label}",
+        cell_size=max(MIN_CELL, batch.display.shape[-1]),
+    )
     native = {name: amap.cpu() for name, amap in output.attention.items()}
-    return Visualization(picture, batch.display, maps, native, batch.names, list(model.head_classes), head, predictions,
-                         loaded.label, batch.skipped)
+    return Visualization(
+        picture,
+        batch.display,
+        maps,
+        native,
+        batch.names,
+        list(model.head_classes),
+        head,
+        predictions,
+        loaded.label,
+        batch.skipped,
+    )

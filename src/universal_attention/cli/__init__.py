@@ -16,7 +16,7 @@ error_console = make_console(stderr=True)
 class UattnGroup(click.Group):
     """A click group that turns library errors and bad options into one red line and exit code 2."""
 
-    def invoke(self, ctx: click.Context):  # noqa: D102
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (UattnError, click.UsageError) as error:

@@ -6,31 +6,28 @@ import io
 from pathlib import Path
 
 import click
-import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from ..ade20k_attention import REGIONS
 from ..atomic import atomic_write_bytes, make_folder
 from ..attention_eval import BASELINES, AttentionReport, evaluate_attention, example_grid
-from ..attention_regions import REGIONS
 from ..data.registry import get_dataset
+from ..devices import resolve_device
 from ..errors import ConfigError
+from ..loading import DEFAULT_IMAGE_SIZE, RANDOM, image_size_for, resolve_model
 from ..visualize import COMBINED
-from ..visualize_files import DEFAULT_IMAGE_SIZE, DISPLAY_SIZE, RANDOM, resolve_model, visualize_attention
+from ..visualize_files import DISPLAY_SIZE, visualize_attention
 from .output import echo_json, json_option, make_console
 
 TOP_CLASSES = 10
-START_NAMES = {"model": "model", "random_init": "random init", "uniform": "uniform", "oracle": "oracle",
-               "shuffled": "shuffled"}
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+START_NAMES = {
+    "model": "model",
+    "random_init": "random init",
+    "uniform": "uniform",
+    "oracle": "oracle",
+    "shuffled": "shuffled",
+}
 
 
 def _layers(values: tuple[str, ...]) -> list[str] | None:
@@ -41,45 +38,107 @@ def _layers(values: tuple[str, ...]) -> list[str] | None:
 
 @click.command("visualize")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--ckpt", "checkpoint", default=RANDOM, show_default=True,
-              help="Checkpoint file or run folder; 'random' for a fresh, untrained model.")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("attention.png"),
-              show_default=True, help="The PNG to write.")
-@click.option("--layers", multiple=True, metavar="NAMES",
-              help="Tap layers to show, comma separated or repeated; 'combined' is the mean map (default: every tap).")
+@click.option(
+    "--ckpt",
+    "checkpoint",
+    default=RANDOM,
+    show_default=True,
+    help="Checkpoint file or run folder; 'random' for a fresh, untrained model.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("attention.png"),
+    show_default=True,
+    help="The PNG to write.",
+)
+@click.option(
+    "--layers",
+    multiple=True,
+    metavar="NAMES",
+    help="Tap layers to show, comma separated or repeated; 'combined' is the mean map (default: every tap).",
+)
 @click.option("--task", help="Head whose top-3 predictions are shown (default: 'default' or the only head).")
-@click.option("--image-size", type=click.IntRange(16, 1024),
-              help=f"Square side images are resized and cropped to (default: the checkpoint's, else "
-                   f"{DEFAULT_IMAGE_SIZE}).")
-@click.option("--size", "display_size", type=click.IntRange(16, 4096), default=DISPLAY_SIZE, show_default=True,
-              help="Side of each picture in pixels: the crop the model sees, drawn from the photo's own pixels "
-                   "(never larger than the photo), with every map upsampled onto it.")
-@click.option("--save-maps", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the raw maps to this .safetensors file.")
-@click.option("--max-images", type=click.IntRange(min=1), default=16, show_default=True,
-              help="At most this many images (folders can hold many).")
+@click.option(
+    "--image-size",
+    type=click.IntRange(16, 1024),
+    help=f"Square side images are resized and cropped to (default: the checkpoint's, else {DEFAULT_IMAGE_SIZE}).",
+)
+@click.option(
+    "--size",
+    "display_size",
+    type=click.IntRange(16, 4096),
+    default=DISPLAY_SIZE,
+    show_default=True,
+    help="Side of each picture in pixels: the crop the model sees, drawn from the photo's own pixels "
+    "(never larger than the photo), with every map upsampled onto it.",
+)
+@click.option(
+    "--save-maps",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the raw maps to this .safetensors file.",
+)
+@click.option(
+    "--max-images",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="At most this many images (folders can hold many).",
+)
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of the maps.")
-@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-def visualize(images: tuple[Path, ...], checkpoint: str, out: Path, layers: tuple[str, ...], task: str | None,
-              image_size: int | None, display_size: int, save_maps: Path | None, max_images: int, alpha: float,
-              device: str) -> None:
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+def visualize(
+    images: tuple[Path, ...],
+    checkpoint: str,
+    out: Path,
+    layers: tuple[str, ...],
+    task: str | None,
+    image_size: int | None,
+    display_size: int,
+    save_maps: Path | None,
+    max_images: int,
+    alpha: float,
+    device: str,
+) -> None:
     """Overlay a model's attention on IMAGES (files or folders) in one PNG: per image, the original and one
     overlay per tap layer, with the top predictions when the model has a head for the task."""
     console = make_console()
-    result = visualize_attention(checkpoint, images, layers=_layers(layers), task=task, image_size=image_size,
-                                 display_size=display_size, alpha=alpha, max_images=max_images, device=_device(device))
+    result = visualize_attention(
+        checkpoint,
+        images,
+        layers=_layers(layers),
+        task=task,
+        image_size=image_size,
+        display_size=display_size,
+        alpha=alpha,
+        max_images=max_images,
+        device=device,
+    )
     result.save(out)
-    console.print(f"wrote {out}: {len(result.names)} image(s) x {len(result.maps)} layer(s) "
-                  f"({', '.join(result.maps)}), attention of {result.model_label}", highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {out}: {len(result.names)} image(s) x {len(result.maps)} layer(s) "
+        f"({', '.join(result.maps)}), attention of {result.model_label}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if checkpoint == RANDOM:
-        console.print("[yellow]the model is untrained[/yellow] (--ckpt random): its attention shows the "
-                      "architecture, not anything learned", highlight=False, soft_wrap=True)
+        console.print(
+            "[yellow]the model is untrained[/yellow] (--ckpt random): its attention shows the "
+            "architecture, not anything learned",
+            highlight=False,
+            soft_wrap=True,
+        )
     for name, top in zip(result.names, result.predictions or []):
-        console.print(f"  {name}: " + ", ".join(f"{label} {p:.2f}" for label, p in top), highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"  {name}: " + ", ".join(f"{label} {p:.2f}" for label, p in top), highlight=False, soft_wrap=True
+        )
     if result.head is None and result.heads:
-        console.print(f"no predictions: the model has several heads ({', '.join(result.heads)}); pick one with "
-                      "--task", highlight=False, soft_wrap=True)
+        console.print(
+            f"no predictions: the model has several heads ({', '.join(result.heads)}); pick one with --task",
+            highlight=False,
+            soft_wrap=True,
+        )
     for line in result.skipped:
         console.print(f"[yellow]skipped[/yellow] {line}", highlight=False, soft_wrap=True)
     if save_maps:
@@ -95,9 +154,15 @@ def layers_table(report: AttentionReport) -> Table:
     for layer in report.starts["model"].layers:
         for number, (key, start) in enumerate(report.starts.items()):
             scores = start.layers[layer]
-            table.add_row(layer if number == 0 else "", START_NAMES[key], f"{scores.pointing_game:.3f}",
-                          f"{scores.mass_in_mask:.3f}", f"{scores.relative_to_area:.2f}", f"{scores.frame_share:.2f}",
-                          end_section=number == len(report.starts) - 1)
+            table.add_row(
+                layer if number == 0 else "",
+                START_NAMES[key],
+                f"{scores.pointing_game:.3f}",
+                f"{scores.mass_in_mask:.3f}",
+                f"{scores.relative_to_area:.2f}",
+                f"{scores.frame_share:.2f}",
+                end_section=number == len(report.starts) - 1,
+            )
     return table
 
 
@@ -110,8 +175,14 @@ def regions_table(report: AttentionReport) -> Table:
         for number, (key, start) in enumerate(report.starts.items()):
             entry = (start.regions or {})[COMBINED][region]
             ratio = "-" if entry.relative is None else f"{entry.relative:.2f}"
-            table.add_row(region if number == 0 else "", START_NAMES[key], f"{entry.mass:.3f}", f"{entry.area:.3f}",
-                          ratio, end_section=number == len(report.starts) - 1)
+            table.add_row(
+                region if number == 0 else "",
+                START_NAMES[key],
+                f"{entry.mass:.3f}",
+                f"{entry.area:.3f}",
+                ratio,
+                end_section=number == len(report.starts) - 1,
+            )
     return table
 
 
@@ -119,13 +190,21 @@ def classes_table(report: AttentionReport) -> Table:
     """ADE20K: the model's classes ranked by mass / area (combined map), top and bottom."""
     ranked = (report.starts["model"].classes or {})[COMBINED]
     shown = ranked if len(ranked) <= 2 * TOP_CLASSES else ranked[:TOP_CLASSES] + ranked[-TOP_CLASSES:]
-    table = Table(title=f"classes ranked by mass / area (combined map, {len(ranked)} classes seen)",
-                  title_justify="left")
+    table = Table(
+        title=f"classes ranked by mass / area (combined map, {len(ranked)} classes seen)", title_justify="left"
+    )
     for column in ("rank", "class", "kind", "images", "area", "mass", "mass / area"):
         table.add_column(column, justify="left" if column in ("class", "kind") else "right", no_wrap=True)
     for entry in shown:
-        table.add_row(str(ranked.index(entry) + 1), entry.name, "stuff" if entry.stuff else "object", str(entry.images),
-                      f"{entry.area:.3f}", f"{entry.mass:.3f}", f"{entry.relative:.2f}")
+        table.add_row(
+            str(ranked.index(entry) + 1),
+            entry.name,
+            "stuff" if entry.stuff else "object",
+            str(entry.images),
+            f"{entry.area:.3f}",
+            f"{entry.mass:.3f}",
+            f"{entry.relative:.2f}",
+        )
     return table
 
 
@@ -133,47 +212,95 @@ def classes_table(report: AttentionReport) -> Table:
 @click.option("--ckpt", "checkpoint", required=True, help="Checkpoint file or run folder; 'random' for a fresh model.")
 @click.option("--dataset", help="Dataset with masks (default: the checkpoint's data.target).")
 @click.option("--split", default="test", show_default=True, help="Split to evaluate.")
-@click.option("--limit", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Evaluate a fixed random subset of this many images.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Images per forward pass.")
-@click.option("--image-size", type=click.IntRange(16, 1024),
-              help=f"Square image side (default: the checkpoint's, else {DEFAULT_IMAGE_SIZE}).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Evaluate a fixed random subset of this many images.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Images per forward pass."
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(16, 1024),
+    help=f"Square image side (default: the checkpoint's, else {DEFAULT_IMAGE_SIZE}).",
+)
 @click.option("--no-baselines", is_flag=True, help="Skip the random-init and uniform baselines.")
-@click.option("--attention", "controls", metavar="NAMES", default="",
-              help="Also score the model under these attention controls, comma separated: oracle (the mask as "
-                   "the map: the ceiling at each tap's resolution), shuffled (another image's map).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/attention"),
-              show_default=True, help="Where attention_report.json and attention_examples.png go.")
+@click.option(
+    "--attention",
+    "controls",
+    metavar="NAMES",
+    default="",
+    help="Also score the model under these attention controls, comma separated: oracle (the mask as "
+    "the map: the ceiling at each tap's resolution), shuffled (another image's map).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/attention"),
+    show_default=True,
+    help="Where attention_report.json and attention_examples.png go.",
+)
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @json_option
-def evaluate_attention_command(checkpoint: str, dataset: str | None, split: str, limit: int, batch_size: int,
-                               image_size: int | None, no_baselines: bool, controls: str, out_dir: Path,
-                               data_root: str | None, device: str, as_json: bool) -> None:
+def evaluate_attention_command(
+    checkpoint: str,
+    dataset: str | None,
+    split: str,
+    limit: int,
+    batch_size: int,
+    image_size: int | None,
+    no_baselines: bool,
+    controls: str,
+    out_dir: Path,
+    data_root: str | None,
+    device: str,
+    as_json: bool,
+) -> None:
     """Pointing game and attention mass in object masks, per tap layer, beside a random init and uniform
     attention; ADE20K adds attention per class and the stuff / object split."""
     console = make_console(stderr=as_json)
+    run_device = resolve_device(device)
     loaded = resolve_model(checkpoint)
-    data = loaded.experiment.data if loaded.experiment else None
-    if dataset is None and data is None:
+    if dataset is not None:
+        name = dataset
+    elif loaded.experiment is not None:
+        name = loaded.experiment.data.target
+    else:
         raise ConfigError("give --dataset: the checkpoint has no run config naming a target dataset")
-    name = dataset or data.target
-    size = image_size or (data.image_size if data else DEFAULT_IMAGE_SIZE)
-    root = data_root  # never the checkpoint's: a file does not choose where this machine reads
-    masked = get_dataset(name, split, root=root, image_size=size, with_masks=True)
-    run_device = _device(device)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
-                  transient=True, disable=not console.is_terminal) as progress:
+    # data_root is never the checkpoint's: a file does not choose where this machine reads
+    masked = get_dataset(
+        name, split, root=data_root, image_size=image_size_for(loaded.experiment, image_size), with_masks=True
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
         bar = progress.add_task(f"attention on {name}", total=min(limit, len(masked)))
-        report = evaluate_attention(loaded, masked, limit=limit, batch_size=batch_size,
-                                    baselines=() if no_baselines else BASELINES,
-                                    controls=[name.strip() for name in controls.split(",") if name.strip()],
-                                    device=run_device,
-                                    on_batch=lambda done, total: progress.update(bar, completed=done))
-    console.print(f"model: {report.starts['model'].label}; {report.images} {name} {split} images, mean object "
-                  f"area {report.mask_area:.3f}" + (f", {report.empty_masks} without objects" if report.empty_masks
-                                                    else ""), highlight=False, soft_wrap=True)
+        report = evaluate_attention(
+            loaded,
+            masked,
+            limit=limit,
+            batch_size=batch_size,
+            baselines=() if no_baselines else BASELINES,
+            controls=[name.strip() for name in controls.split(",") if name.strip()],
+            device=run_device,
+            on_batch=lambda done, total: progress.update(bar, completed=done),
+        )
+    console.print(
+        f"model: {report.starts['model'].label}; {report.images} {name} {split} images, mean object "
+        f"area {report.mask_area:.3f}" + (f", {report.empty_masks} without objects" if report.empty_masks else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
     if not as_json:
         console.print(layers_table(report))
         if report.class_maps:
@@ -184,7 +311,10 @@ def evaluate_attention_command(checkpoint: str, dataset: str | None, split: str,
     buffer = io.BytesIO()
     example_grid(loaded.model, masked, limit=limit, device=run_device).save(buffer, format="PNG")
     atomic_write_bytes(out_dir / "attention_examples.png", buffer.getvalue())
-    console.print(f"report: {out_dir / 'attention_report.json'}  examples: {out_dir / 'attention_examples.png'}",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"report: {out_dir / 'attention_report.json'}  examples: {out_dir / 'attention_examples.png'}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if as_json:
         echo_json(report.to_dict())

@@ -1,4 +1,4 @@
-"""``uattn config show`` and ``uattn info``."""
+"""``uattn config show`` and ``uattn info``: print a resolved config, and what a checkpoint holds."""
 
 from __future__ import annotations
 
@@ -26,8 +26,11 @@ def show(preset: str | None, config_file: str | None, overrides: tuple[str, ...]
 
 @click.command("info")
 @click.argument("checkpoint", type=click.Path())
-@click.option("--verify", is_flag=True,
-              help="Also say whether the file's tensors matched the SHA-256 stored in it (every load checks it).")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Also say whether the file's tensors matched the SHA-256 stored in it (every load checks it).",
+)
 @json_option
 def info(checkpoint: str, verify: bool, as_json: bool) -> None:
     """Print what CHECKPOINT holds: model config, heads, step and parameter count.
@@ -37,26 +40,36 @@ def info(checkpoint: str, verify: bool, as_json: bool) -> None:
     """
     loaded = load_checkpoint(checkpoint)
     if as_json:
-        echo_json({
-            **({"verified": loaded.verified} if verify else {}),
-            "path": str(loaded.path), "step": loaded.step, "parameters": parameter_count(loaded.model),
-            "library_version": loaded.metadata.get("library_version"), "heads": loaded.model.head_classes,
-            "model": loaded.config.model_dump(mode="json"),
-            "experiment": None if loaded.experiment is None else loaded.experiment.to_dict(),
-            "extra": {key: value for key, value in loaded.metadata.items() if key != "library_version"},
-        })
+        echo_json(
+            {
+                **({"verified": loaded.verified} if verify else {}),
+                "path": str(loaded.path),
+                "step": loaded.step,
+                "parameters": parameter_count(loaded.model),
+                "library_version": loaded.metadata.get("library_version"),
+                "heads": loaded.model.head_classes,
+                "model": loaded.config.model_dump(mode="json"),
+                "experiment": None if loaded.experiment is None else loaded.experiment.to_dict(),
+                "extra": {key: value for key, value in loaded.metadata.items() if key != "library_version"},
+            }
+        )
         return
     console = make_console()
     table = Table(title=str(loaded.path), show_header=False)
     table.add_row("step", str(loaded.step))
     if verify:
         tensors = len(loaded.model.state_dict()) + len(loaded.state)
-        table.add_row("content", f"SHA-256 of its {tensors} tensors matches" if loaded.verified
-                      else "no digest to check: written before checkpoints stored one")
+        table.add_row(
+            "content",
+            f"SHA-256 of its {tensors} tensors matches"
+            if loaded.verified
+            else "no digest to check: written before checkpoints stored one",
+        )
     table.add_row("parameters", f"{parameter_count(loaded.model):,}")
     table.add_row("library version", str(loaded.metadata.get("library_version")))
-    table.add_row("heads", ", ".join(f"{task} ({classes})" for task, classes in loaded.model.head_classes.items())
-                  or "none")
+    table.add_row(
+        "heads", ", ".join(f"{task} ({classes})" for task, classes in loaded.model.head_classes.items()) or "none"
+    )
     for key, value in loaded.config.model_dump(mode="json").items():
         table.add_row(f"model.{key}", json.dumps(value))
     if loaded.experiment is not None:

@@ -12,10 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..atomic import atomic_write_bytes
-from ..data.base import VerifyReport
-from ..data.cache import build_cache, cache_key
+from ..data.base import ImageListDataset, VerifyReport
+from ..data.cache import CachedDataset, build_cache, cache_key
 from ..data.preview import sample_grid, sample_rows
 from ..data.registry import describe_datasets, get_dataset, masks_available, resolve_data_root, splits
+from ..data.samples import ImageDataset
 from ..errors import DatasetError
 from .output import echo_json, json_option, make_console
 
@@ -95,15 +96,20 @@ def verify(name: str, data_root: Path | None, split: str | None) -> None:
     root = resolve_data_root(data_root)
     for current in [split] if split else splits(name):
         dataset = get_dataset(name, current, root=root, with_masks=masks_available(name, root))
-        if not hasattr(dataset, "verify"):
+        if not isinstance(dataset, ImageListDataset):  # synthetic tasks read no files
             console.print(f"{name} ({current}): generated on the fly, nothing to verify")
             continue
-        with _progress(console) as progress:
-            task = progress.add_task(f"{name} {current}", total=len(dataset))
-            report = dataset.verify(lambda done: progress.update(task, completed=done))
+        report = _verify_with_progress(console, dataset, f"{name} {current}")
         _print_report(console, report, dataset.root)
         if len(report.unreadable) >= report.total:
             raise DatasetError(f"{name} ({current}): none of its {report.total} files is readable")
+
+
+def _verify_with_progress(console: Console, dataset: ImageListDataset, label: str) -> VerifyReport:
+    """``dataset.verify()`` under a progress bar named ``label``."""
+    with _progress(console) as progress:
+        task = progress.add_task(label, total=len(dataset))
+        return dataset.verify(lambda done: progress.update(task, completed=done))
 
 
 @data.command("show")
@@ -113,14 +119,15 @@ def verify(name: str, data_root: Path | None, split: str | None) -> None:
 @click.option("--split", default="train", show_default=True, help="Split to sample.")
 @data_root_option
 @click.option("--image-size", default=128, show_default=True, help="Side of each thumbnail in pixels.")
-def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root: Path | None,
-         image_size: int) -> None:
+def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root: Path | None, image_size: int) -> None:
     """Write a grid of samples of NAMES with class names (and mask outlines where they have masks): one
     dataset fills a square grid, several make one row each."""
     console = make_console()
     root = resolve_data_root(data_root)
-    datasets = {name: get_dataset(name, split, root=root, image_size=image_size,
-                                  with_masks=masks_available(name, root)) for name in names}
+    datasets = {
+        name: get_dataset(name, split, root=root, image_size=image_size, with_masks=masks_available(name, root))
+        for name in names
+    }
     if len(datasets) == 1:
         sheet = sample_grid(next(iter(datasets.values())), count, tile=image_size)
     else:
@@ -146,17 +153,26 @@ def prepare(name: str, image_size: int, split: str | None, data_root: Path | Non
     root = resolve_data_root(data_root)
     for current in [split] if split else splits(name):
         dataset = get_dataset(name, current, root=root, image_size=image_size, with_masks=masks)
-        read: list[int] = []
-        with _progress(console) as progress:
-            task = progress.add_task(f"{name} {current}", total=len(dataset))
-
-            def advance(done: int, total: int) -> None:
-                read.append(done)
-                progress.update(task, completed=done, total=total)
-
-            key = cache_key(name, current, image_size, masks)
-            cached = build_cache(dataset, root / ".cache", key, image_size, progress=advance)
-            progress.update(task, completed=len(dataset))
-        state = "built" if read else "up to date"
+        cached, built = _cache_with_progress(
+            console, dataset, root, cache_key(name, current, image_size, masks), image_size, f"{name} {current}"
+        )
+        state = "built" if built else "up to date"
         note = f", {cached.skipped} unreadable files skipped" if cached.skipped else ""
         console.print(f"{name} ({current}): {len(cached)} images at {image_size} px, {state}: {cached.path}{note}")
+
+
+def _cache_with_progress(
+    console: Console, dataset: ImageDataset, root: Path, key: str, image_size: int, label: str
+) -> tuple[CachedDataset, bool]:
+    """``build_cache`` under a progress bar named ``label``; also whether anything was read (built, not reused)."""
+    read: list[int] = []
+    with _progress(console) as progress:
+        task = progress.add_task(label, total=len(dataset))
+
+        def advance(done: int, total: int) -> None:
+            read.append(done)
+            progress.update(task, completed=done, total=total)
+
+        cached = build_cache(dataset, root / ".cache", key, image_size, progress=advance)
+        progress.update(task, completed=len(dataset))
+    return cached, bool(read)

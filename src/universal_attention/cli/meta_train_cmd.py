@@ -11,10 +11,9 @@ from rich.table import Table
 
 from .. import distributed
 from ..errors import ConfigError
-from ..meta_train import meta_train
+from ..meta_training import meta_train
 from .options import config_options, resolve_config
 from .output import make_console
-
 
 START_LABELS = {"meta_trained": "meta-trained", "random_init": "random init", "joint": "joint training"}
 
@@ -34,38 +33,56 @@ def comparison_table(comparison: dict) -> Table:
             continue
         entry = comparison[key]
         low, high = entry.get("top1_ci", [float("nan")] * 2)
-        cells = [label, f"{entry['top1']:.3f} ± {entry['top1_std']:.3f}",
-                 "-" if low != low else f"[{low:.3f}, {high:.3f}]"]
+        cells = [
+            label,
+            f"{entry['top1']:.3f} ± {entry['top1_std']:.3f}",
+            "-" if low != low else f"[{low:.3f}, {high:.3f}]",
+        ]
         cells += [f"{entry['attention']['relative_to_area'][tap]:.2f}" for tap in taps]
         table.add_row(*cells)
     notes = []
     for delta in comparison.get("comparisons", []):
         low, high = delta["ci"]
-        notes.append(f"meta-trained - {START_LABELS[delta['baseline']]}, paired over {delta['pairs']} runs: "
-                     f"{delta['delta_top1']:+.3f} (95% CI [{low:.3f}, {high:.3f}])")
+        notes.append(
+            f"meta-trained - {START_LABELS[delta['baseline']]}, paired over {delta['pairs']} runs: "
+            f"{delta['delta_top1']:+.3f} (95% CI [{low:.3f}, {high:.3f}])"
+        )
     if taps:
         area = comparison["meta_trained"]["attention"]["mask_area"]
-        notes.append(f"mass/area: attention inside the objects' masks over their share of the image ({area:.3f}); "
-                     "uniform attention scores 1")
+        notes.append(
+            f"mass/area: attention inside the objects' masks over their share of the image ({area:.3f}); "
+            "uniform attention scores 1"
+        )
     table.caption = "\n".join(notes) or None
     return table
 
 
 @click.command("meta-train")
 @config_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False),
-              help="Run folder (default: runs/<config name>).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/<config name>).")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Meta-steps to run (train.max_steps).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
 @click.option("--device", help="auto, cpu, cuda, cuda:1 ... (train.device).")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in the run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest readable checkpoint.")
-@click.option("--compare", metavar="NAMES",
-              help="Baselines beside the meta-trained model at the end, comma separated: random (an untrained "
-                   "init), joint (the same run with reptile.algorithm=joint) (train.compare; default random).")
-def meta_train_command(preset: str | None, config_file: str | None, overrides: tuple[str, ...], out_dir: str | None,
-                       max_steps: int | None, data_root: str | None, device: str | None, overwrite: bool,
-                       resume: bool, compare: str | None) -> None:
+@click.option(
+    "--compare",
+    metavar="NAMES",
+    help="Baselines beside the meta-trained model at the end, comma separated: random (an untrained "
+    "init), joint (the same run with reptile.algorithm=joint) (train.compare; default random).",
+)
+def meta_train_command(
+    preset: str | None,
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    out_dir: str | None,
+    max_steps: int | None,
+    data_root: str | None,
+    device: str | None,
+    overwrite: bool,
+    resume: bool,
+    compare: str | None,
+) -> None:
     """Meta-train an attention ResNet50 with Reptile, then compare its transfer with a random init.
 
     Under torchrun (torchrun --nproc_per_node N -m universal_attention.cli meta-train ...) every process
@@ -82,7 +99,7 @@ def meta_train_command(preset: str | None, config_file: str | None, overrides: t
         extra.append(f"train.compare=[{compare}]")
     if resume and out_dir is None:
         raise ConfigError("--resume needs --out: the run folder to continue")
-    if resume and preset is None and config_file is None:
+    if resume and out_dir is not None and preset is None and config_file is None:
         config_file = str(Path(out_dir) / "config.yaml")
         if not Path(config_file).is_file():
             raise ConfigError(f"cannot resume {out_dir}: no config.yaml there (is it a run folder?)")
@@ -90,11 +107,16 @@ def meta_train_command(preset: str | None, config_file: str | None, overrides: t
     out = out_dir or f"runs/{config.name}"
     main_process = int(os.environ.get("RANK", "0")) == 0
     console = make_console(quiet=not main_process)
-    columns = (TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("step"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task("", total=config.train.max_steps)
-        target = {"top1": None}
+        target: dict[str, float | None] = {"top1": None}
 
         def on_step(step: int, metrics: dict[str, float]) -> None:
             if "target_top1" in metrics:
@@ -104,17 +126,31 @@ def meta_train_command(preset: str | None, config_file: str | None, overrides: t
                 shown += f"  target top-1 {target['top1']:.3f}"
             progress.update(bar, completed=step, description=shown)
 
-        result = meta_train(config, out, overwrite=overwrite, resume=resume, on_step=on_step,
-                            on_message=lambda text: progress.console.print(text, highlight=False, soft_wrap=True))
+        result = meta_train(
+            config,
+            out,
+            overwrite=overwrite,
+            resume=resume,
+            on_step=on_step,
+            on_message=lambda text: progress.console.print(text, highlight=False, soft_wrap=True),
+        )
     distributed.destroy()
     if result.interrupted or not result.comparison:
         return
     console.print(comparison_table(result.comparison))
     stages = result.comparison.get("stage_seconds", {})
     if stages:
-        console.print("stage seconds: " + ", ".join(f"{name} {value:.0f}" for name, value in stages.items())
-                      + f" (total {sum(stages.values()):.0f})", soft_wrap=True)
-    console.print(f"run folder: {result.out_dir}  ({result.steps} steps, {result.seconds:.0f} s, "
-                  f"{result.images_per_second:.0f} img/s meta-training)", soft_wrap=True)
-    console.print(f"final checkpoint: {result.final_checkpoint}  results: {result.out_dir / 'results.json'}",
-                  soft_wrap=True)
+        console.print(
+            "stage seconds: "
+            + ", ".join(f"{name} {value:.0f}" for name, value in stages.items())
+            + f" (total {sum(stages.values()):.0f})",
+            soft_wrap=True,
+        )
+    console.print(
+        f"run folder: {result.out_dir}  ({result.steps} steps, {result.seconds:.0f} s, "
+        f"{result.images_per_second:.0f} img/s meta-training)",
+        soft_wrap=True,
+    )
+    console.print(
+        f"final checkpoint: {result.final_checkpoint}  results: {result.out_dir / 'results.json'}", soft_wrap=True
+    )

@@ -1,4 +1,4 @@
-"""Options shared by several commands."""
+"""The config options every run command shares: ``--preset``, ``--config`` and ``--set``, resolved into one config."""
 
 from __future__ import annotations
 
@@ -12,17 +12,30 @@ from ..config import PRESETS, ExperimentConfig, load_config
 
 def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--preset``, ``--config`` and ``--set`` to a command."""
-    command = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                           help="Dotted override, e.g. --set reptile.inner_steps=8 (repeatable).")(command)
-    command = click.option("--config", "config_file", type=click.Path(dir_okay=False),
-                           help="YAML or JSON file holding an ExperimentConfig (or part of one).")(command)
-    command = click.option("--preset", type=click.Choice(sorted(PRESETS)),
-                           help="Named preset the config file and overrides apply on top of.")(command)
+    command = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Dotted override, e.g. --set reptile.inner_steps=8 (repeatable).",
+    )(command)
+    command = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        help="YAML or JSON file holding an ExperimentConfig (or part of one).",
+    )(command)
+    command = click.option(
+        "--preset",
+        type=click.Choice(sorted(PRESETS)),
+        help="Named preset the config file and overrides apply on top of.",
+    )(command)
     return command
 
 
-def resolve_config(preset: str | None, config_file: str | None, overrides: tuple[str, ...],
-                   default_preset: str | None = None) -> ExperimentConfig:
+def resolve_config(
+    preset: str | None, config_file: str | None, overrides: tuple[str, ...], default_preset: str | None = None
+) -> ExperimentConfig:
     """The ExperimentConfig the shared options describe."""
     if preset is None and config_file is None:
         preset = default_preset

@@ -28,5 +28,6 @@ def echo_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2))
 
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print the result as JSON on stdout (messages go to stderr).")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (messages go to stderr)."
+)

@@ -44,8 +44,11 @@ def _option_row(option: click.Option) -> str:
     notes = []
     if isinstance(option.type, (click.IntRange, click.FloatRange)):
         low, high = option.type.min, option.type.max
-        notes.append(" and ".join(filter(None, [f">= {low}" if low is not None else "",
-                                                f"<= {high}" if high is not None else ""])))
+        notes.append(
+            " and ".join(
+                filter(None, [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""])
+            )
+        )
     if option.show_default and option.default is not None and not option.is_flag:
         notes.append(f"default: {option.default}")
     if option.required:
@@ -78,9 +81,13 @@ def _walk(command: click.Command, path: str) -> list[str]:
 
 def cli_reference() -> str:
     """Markdown for every ``uattn`` command and option."""
-    header = ["# Command line reference", "",
-              "Generated from the commands themselves (`python -m universal_attention.cli.reference`); "
-              "a test checks that this file is current.", ""]
+    header = [
+        "# Command line reference",
+        "",
+        "Generated from the commands themselves (`python -m universal_attention.cli.reference`); "
+        "a test checks that this file is current.",
+        "",
+    ]
     return "\n".join(header + _walk(main, "uattn")).rstrip() + "\n"
 
 

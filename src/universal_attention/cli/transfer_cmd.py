@@ -7,14 +7,13 @@ import json
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from torch.utils.tensorboard import SummaryWriter
 
 from ..atomic import atomic_write_bytes, make_folder
 from ..attention_control import check_controls
 from ..checkpoint import experiment_of, read_metadata, resolve_checkpoint
 from ..config import ExperimentConfig, TransferConfig, load_config, validate_section
 from ..errors import ConfigError, ModelError
-from ..transfer import TransferResult, TransferRun, transfer_evaluate, transfer_report
+from ..transfer import TransferResult, TransferRun, protocol_for, transfer_evaluate, transfer_report
 from .options import config_options
 from .output import echo_json, json_option, make_console
 
@@ -32,8 +31,9 @@ def parse_shots(text: str) -> list[int | str]:
     return shots
 
 
-def experiment_for(checkpoint: str, preset: str | None, config_file: str | None,
-                   overrides: tuple[str, ...]) -> ExperimentConfig:
+def experiment_for(
+    checkpoint: str, preset: str | None, config_file: str | None, overrides: tuple[str, ...]
+) -> ExperimentConfig:
     """The run config: the checkpoint's own unless --preset/--config is given, then --set overrides.
 
     A checkpoint is data, not instructions: its ``data.data_root`` (a path on the machine that trained it) is
@@ -43,7 +43,7 @@ def experiment_for(checkpoint: str, preset: str | None, config_file: str | None,
         path = resolve_checkpoint(checkpoint)
         saved = experiment_of(read_metadata(path), path)
         if saved is not None:
-            base = saved.model_copy(update={"data": saved.data.model_copy(update={"data_root": None})})
+            base = saved.updated(data=saved.data.updated(data_root=None))
             return load_config(overrides=overrides, base=base)
     return load_config(preset=preset, config_file=config_file, overrides=overrides)
 
@@ -56,17 +56,35 @@ def results_table(report: dict) -> Table:
     """Rows: start point x attention x shots; top-1 (mean ± sample std, 95 % CI), train top-1, the paired
     difference to the baseline, runs and steps."""
     table = Table(title=f"transfer to {report['target']} ({report['mode']})")
-    for column in ("start", "attention", "shots", "top-1", "95% CI", "train top-1", "Δ vs baseline (95% CI)",
-                   "runs", "steps"):
+    for column in (
+        "start",
+        "attention",
+        "shots",
+        "top-1",
+        "95% CI",
+        "train top-1",
+        "Δ vs baseline (95% CI)",
+        "runs",
+        "steps",
+    ):
         table.add_column(column, justify="left" if column in ("start", "attention") else "right", no_wrap=True)
     deltas = {(c["start"], c["attention"], c["shots"]): c for c in report["comparisons"]}
     for cell in report["cells"]:
         delta = deltas.get((cell["start"], cell["attention"], cell["shots"]))
-        shown = "-" if delta is None else (f"{delta['delta_top1']:+.3f} {_interval(*delta['ci'])} "
-                                           f"vs {delta['baseline']}")
-        table.add_row(cell["start"], cell["attention"], str(cell["shots"]),
-                      f"{cell['top1']:.3f} ± {cell['top1_std']:.3f}", _interval(*cell["top1_ci"]),
-                      f"{cell['train_top1']:.3f}", shown, str(cell["runs"]), str(cell["steps"]))
+        shown = (
+            "-" if delta is None else (f"{delta['delta_top1']:+.3f} {_interval(*delta['ci'])} vs {delta['baseline']}")
+        )
+        table.add_row(
+            cell["start"],
+            cell["attention"],
+            str(cell["shots"]),
+            f"{cell['top1']:.3f} ± {cell['top1_std']:.3f}",
+            _interval(*cell["top1_ci"]),
+            f"{cell['train_top1']:.3f}",
+            shown,
+            str(cell["runs"]),
+            str(cell["steps"]),
+        )
     return table
 
 
@@ -76,8 +94,13 @@ def fractions_table(report: dict) -> Table:
     for column in ("start", "shots", "oracle gain", "fraction", "95% CI"):
         table.add_column(column, justify="left" if column == "start" else "right", no_wrap=True)
     for entry in report["oracle_fraction"]:
-        table.add_row(entry["start"], str(entry["shots"]), f"{entry['oracle_gain']:+.3f}",
-                      f"{entry['fraction']:.2f}", _interval(*entry["ci"]))
+        table.add_row(
+            entry["start"],
+            str(entry["shots"]),
+            f"{entry['oracle_gain']:+.3f}",
+            f"{entry['fraction']:.2f}",
+            _interval(*entry["ci"]),
+        )
     return table
 
 
@@ -89,49 +112,109 @@ def parse_controls(text: str) -> tuple[str, ...]:
 
 
 @click.command("transfer")
-@click.option("--ckpt", "checkpoint", required=True,
-              help="Checkpoint file or run folder to start from; 'random' for a fresh model.")
+@click.option(
+    "--ckpt",
+    "checkpoint",
+    required=True,
+    help="Checkpoint file or run folder to start from; 'random' for a fresh model.",
+)
 @click.option("--target", help="Target dataset name (default: the run config's data.target).")
-@click.option("--mode", type=click.Choice(["finetune", "linear"]),
-              help="finetune everything, or a linear probe (logistic regression solved on frozen features).")
+@click.option(
+    "--mode",
+    type=click.Choice(["finetune", "linear"]),
+    help="finetune everything, or a linear probe (logistic regression solved on frozen features).",
+)
 @click.option("--shots", help="Images per class, comma separated, e.g. 1,5,all.")
-@click.option("--steps", type=click.IntRange(min=1),
-              help="Optimiser steps of every run, whatever the shots (transfer.steps; default: epochs).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    help="Optimiser steps of every run, whatever the shots (transfer.steps; default: epochs).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs per run when no --steps is set.")
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per cell (transfer.seeds).")
 @click.option("--draws", type=click.IntRange(min=1, max=1000), help="Shot draws per seed (transfer.draws).")
-@click.option("--batchnorm", type=click.Choice(["train", "frozen"]),
-              help="BatchNorm while finetuning: train-mode batch statistics, or the start model's (frozen).")
+@click.option(
+    "--batchnorm",
+    type=click.Choice(["train", "frozen"]),
+    help="BatchNorm while finetuning: train-mode batch statistics, or the start model's (frozen).",
+)
 @click.option("--head-init", type=click.Choice(["zeros", "random", "prototypes"]), help="The new head's weights.")
-@click.option("--attention", "controls", metavar="NAMES",
-              help="Attention controls side by side, comma separated: learned, uniform, oracle, shuffled.")
-@click.option("--remove-object", is_flag=True, default=None,
-              help="Draw the synthetic target without its object (a control: every start must score chance).")
-@click.option("--baseline", "baselines", multiple=True, type=click.Choice(["random", "imagenet"]),
-              help="Also transfer from this start point, run for run (repeatable); paired differences reported.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/transfer", show_default=True,
-              help="Where results.json and TensorBoard logs go.")
+@click.option(
+    "--attention",
+    "controls",
+    metavar="NAMES",
+    help="Attention controls side by side, comma separated: learned, uniform, oracle, shuffled.",
+)
+@click.option(
+    "--remove-object",
+    is_flag=True,
+    default=None,
+    help="Draw the synthetic target without its object (a control: every start must score chance).",
+)
+@click.option(
+    "--baseline",
+    "baselines",
+    multiple=True,
+    type=click.Choice(["random", "imagenet"]),
+    help="Also transfer from this start point, run for run (repeatable); paired differences reported.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="runs/transfer",
+    show_default=True,
+    help="Where results.json and TensorBoard logs go.",
+)
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @config_options
 @json_option
-def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str | None, steps: int | None,
-             epochs: int | None, seeds: int | None, draws: int | None, batchnorm: str | None, head_init: str | None,
-             controls: str | None, remove_object: bool | None, baselines: tuple[str, ...], out_dir: str,
-             data_root: str | None, device: str, preset: str | None, config_file: str | None,
-             overrides: tuple[str, ...], as_json: bool) -> None:
+def transfer(
+    checkpoint: str,
+    target: str | None,
+    mode: str | None,
+    shots: str | None,
+    steps: int | None,
+    epochs: int | None,
+    seeds: int | None,
+    draws: int | None,
+    batchnorm: str | None,
+    head_init: str | None,
+    controls: str | None,
+    remove_object: bool | None,
+    baselines: tuple[str, ...],
+    out_dir: str,
+    data_root: str | None,
+    device: str,
+    preset: str | None,
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Transfer CHECKPOINT to a target task and compare it with baselines side by side.
 
     Every start point runs the same protocol, run for run: each (attention, shots, seed, draw) gets the same
     shot draw, batch order and new-head initialisation, so differences to a --baseline are paired.
     """
+    from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is slow to import
+
     console = make_console(stderr=as_json)
     experiment = experiment_for(checkpoint, preset, config_file, overrides)
-    updates = {"mode": mode, "seeds": seeds, "draws": draws, "epochs": epochs, "steps": steps, "batchnorm": batchnorm,
-               "head_init": head_init, "remove_object": remove_object,
-               "attention": parse_controls(controls) if controls else None,
-               "shots_per_class": tuple(parse_shots(shots)) if shots else None}
-    tree = experiment.transfer.model_dump() | {key: value for key, value in updates.items() if value is not None}
+    updates = {
+        "mode": mode,
+        "seeds": seeds,
+        "draws": draws,
+        "epochs": epochs,
+        "steps": steps,
+        "batchnorm": batchnorm,
+        "head_init": head_init,
+        "remove_object": remove_object,
+        "attention": parse_controls(controls) if controls else None,
+        "shots_per_class": tuple(parse_shots(shots)) if shots else None,
+    }
+    # every start point transfers at the run's image size (protocol_for), baselines as the checkpoint
+    tree = protocol_for(experiment).model_dump() | {key: value for key, value in updates.items() if value is not None}
     config = validate_section(TransferConfig, tree, "transfer")
     target = target or experiment.data.target
     data_root = data_root or experiment.data.data_root
@@ -140,9 +223,17 @@ def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str |
     results: list[TransferResult] = []
     report = transfer_report(results)
     per_start = len(config.attention) * len(config.shots_per_class) * config.seeds * config.draws
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), console=console, transient=True) as progress, \
-            SummaryWriter(str(out / "tb")) as writer:
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+        SummaryWriter(str(out / "tb")) as writer,
+    ):
         bar = progress.add_task("transfer", total=len(starts) * per_start)
 
         def on_run(start: str, run: TransferRun) -> None:
@@ -154,13 +245,21 @@ def transfer(checkpoint: str, target: str | None, mode: str | None, shots: str |
 
         for start in starts:
             try:
-                result = transfer_evaluate(start, target, config, model_config=experiment.model,
-                                           image_size=experiment.data.image_size, data_root=data_root,
-                                           device=device, on_run=on_run)
+                result = transfer_evaluate(
+                    start,
+                    target,
+                    config,
+                    model_config=experiment.model,
+                    data_root=data_root,
+                    device=device,
+                    on_run=on_run,
+                )
             except ModelError as error:
                 if start != "imagenet" or start == checkpoint:
                     raise
-                console.print(f"[yellow]skipped the imagenet baseline:[/yellow] {error}", highlight=False, soft_wrap=True)
+                console.print(
+                    f"[yellow]skipped the imagenet baseline:[/yellow] {error}", highlight=False, soft_wrap=True
+                )
                 continue
             results.append(result)
             report = transfer_report(results, baselines)

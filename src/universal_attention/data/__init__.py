@@ -5,5 +5,6 @@
 """
 
 from .registry import DatasetInfo, dataset_names, describe_datasets, get_dataset, resolve_data_root
+from .samples import ImageDataset
 
-__all__ = ["DatasetInfo", "dataset_names", "describe_datasets", "get_dataset", "resolve_data_root"]
+__all__ = ["DatasetInfo", "ImageDataset", "dataset_names", "describe_datasets", "get_dataset", "resolve_data_root"]

@@ -25,9 +25,9 @@ from torch.utils.data import Dataset
 
 from ..errors import DatasetError
 from .images import load_label_map, read_image, resize_and_crop, resize_and_crop_mask, resize_mask_to
+from .samples import Sample
 
 MaskFn = Callable[[np.ndarray], np.ndarray]
-Sample = tuple[torch.Tensor, int] | tuple[torch.Tensor, int, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,10 @@ def listed_path(folder: Path, entry: str, where: str) -> Path:
     """
     relative = PurePosixPath(entry)
     if not entry or relative.is_absolute() or ".." in relative.parts:
-        raise DatasetError(f"{where} ({entry!r}) is a path outside {folder}; the official index lists paths inside "
-                           "it, so this file was edited or is not the official one")
+        raise DatasetError(
+            f"{where} ({entry!r}) is a path outside {folder}; the official index lists paths inside "
+            "it, so this file was edited or is not the official one"
+        )
     return folder / relative
 
 
@@ -121,8 +123,10 @@ class ImageListDataset(Dataset):
         for file, label in zip(files, labels):
             if not 0 <= label < len(classes):
                 sources = ", ".join(path.name for path in index_files) or "the class folders"
-                raise DatasetError(f"{name} ({split}): {file} has label {label}, outside 0..{len(classes) - 1} for "
-                                   f"its {len(classes)} classes; check {sources}")
+                raise DatasetError(
+                    f"{name} ({split}): {file} has label {label}, outside 0..{len(classes) - 1} for "
+                    f"its {len(classes)} classes; check {sources}"
+                )
         self.name = name
         self.split = split
         self.files = list(files)

@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..atomic import atomic_write_with, make_folder, remove_temporaries
 from ..errors import DatasetError
@@ -221,7 +221,7 @@ def _problem(tensors: dict[str, Tensor], metadata: dict[str, str], image_size: i
         return f"metadata ({error})"
     if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes) or skipped < 0:
         return "metadata"
-    if count and not (0 <= int(labels.min()) and int(labels.max()) < len(classes)):
+    if count and not (int(labels.min()) >= 0 and int(labels.max()) < len(classes)):
         return "labels outside the classes"
     return None
 
@@ -255,7 +255,7 @@ def _open(path: Path) -> CachedDataset:
     )
 
 
-class _Resized:
+class _Resized(Dataset):
     """Items of ``dataset`` at ``size`` x ``size``, each with the number of files skipped while reading it.
 
     Counting per item makes skips visible even when items are read in DataLoader worker processes.

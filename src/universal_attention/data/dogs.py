@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.io import loadmat
 
 from ..errors import DatasetError
 from .base import ImageListDataset, listed_path
@@ -22,6 +21,8 @@ def load_stanford_dogs(base: Path, split: str, *, image_size: int | None = None)
         split: ``"train"`` or ``"test"``.
         image_size: side of the square output, or ``None``.
     """
+    from scipy.io import loadmat  # imported here: scipy is slow to import and only this dataset needs it
+
     index = base / f"{split}_list.mat"
     try:
         lists = loadmat(index, squeeze_me=True)

@@ -29,8 +29,17 @@ MAX_PIXELS = 89_478_485
 """Images with more pixels are unreadable here (Pillow's own bomb warning limit, about 90 MP): decoding one would
 take gigabytes; a JPEG counts at its draft size."""
 # Everything Pillow's decoders raise on a broken or hostile file.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError,
-                  NotImplementedError, OverflowError, MemoryError)
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,
+    NotImplementedError,
+    OverflowError,
+    MemoryError,
+)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _TRUNCATED_LOCK = threading.Lock()
 

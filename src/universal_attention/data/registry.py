@@ -21,6 +21,7 @@ from .cub import INDEX_FILES as CUB_INDEX_FILES
 from .cub import load_cub200
 from .dogs import load_stanford_dogs
 from .folder import folder_splits, load_beans, load_folder
+from .samples import ImageDataset
 from .torchvision_sets import load_caltech101, load_flowers102, load_imagenette, load_oxford_pets
 
 ROOT_HINT = "or pass --data-root / set UATTN_DATA_ROOT"
@@ -221,9 +222,7 @@ def _located(name: str, split: str, root: str | Path | None) -> tuple[_Spec, str
     for relative in spec.required[canonical]:
         if not (base / relative).exists():
             missing = f" (missing {base / relative})" if base.is_dir() else ""
-            raise DatasetError(
-                f"{name} not found: expected {base}/{spec.layout}{missing}; {spec.archive}, {ROOT_HINT}"
-            )
+            raise DatasetError(f"{name} not found: expected {base}/{spec.layout}{missing}; {spec.archive}, {ROOT_HINT}")
     return spec, canonical, base
 
 
@@ -252,7 +251,7 @@ def get_dataset(
     root: str | Path | None = None,
     image_size: int | None = None,
     with_masks: bool = False,
-) -> Any:
+) -> ImageDataset:
     """Open a dataset by name; see the module docstring for names, roots and splits.
 
     Args:
@@ -265,7 +264,8 @@ def get_dataset(
         with_masks: also return a mask per image (oxford_pets, cub200, ade20k, synthetic/<task>).
 
     Returns:
-        A dataset whose items are ``(image uint8 [3, H, W], label)``, or ``(image, label, mask)``.
+        A dataset (:class:`~universal_attention.data.samples.ImageDataset`) whose items are
+        ``(image uint8 [3, H, W], label)``, or ``(image, label, mask)``.
 
     Raises:
         DatasetError: unknown name or split, a dataset that is not on disk, or masks it does not have.

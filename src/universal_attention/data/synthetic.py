@@ -308,14 +308,18 @@ def marker_place(obj: _Object, size: int, angle: float) -> tuple[float, float, f
     radius = max(1.5, _MARKER_RADIUS * size)
     clearance = radius + max(1.0, _MARKER_GAP * size)
     pixels = _footprint(obj, size)
-    steps = np.arange(0.0, 2 * obj.radius * obj.stretch * _REACH[obj.props["shape"]] + 2 * clearance, 0.25,
-                      dtype=np.float32)
+    steps = np.arange(
+        0.0, 2 * obj.radius * obj.stretch * _REACH[obj.props["shape"]] + 2 * clearance, 0.25, dtype=np.float32
+    )
     x = y = 0.0
     for turn in range(8):
         direction = angle + turn * math.pi / 4
         xs, ys = obj.cx + math.cos(direction) * steps, obj.cy + math.sin(direction) * steps
-        nearest = np.sqrt(((pixels[None, :, 0] - xs[:, None]) ** 2 + (pixels[None, :, 1] - ys[:, None]) ** 2)
-                          .min(axis=1, initial=np.inf))
+        nearest = np.sqrt(
+            ((pixels[None, :, 0] - xs[:, None]) ** 2 + (pixels[None, :, 1] - ys[:, None]) ** 2).min(
+                axis=1, initial=np.inf
+            )
+        )
         first = int(np.argmax(nearest >= clearance))
         x, y = float(xs[first]), float(ys[first])
         if radius <= x <= size - radius and radius <= y <= size - radius:
@@ -334,9 +338,7 @@ def _draw_marker(canvas: np.ndarray, obj: _Object, angle: float, white: bool) ->
     np.copyto(canvas, inner, where=(distance <= radius / 2)[None])
 
 
-def _frame(
-    y0: int, y1: int, x0: int, x1: int, cx: float, cy: float, angle: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _frame(y0: int, y1: int, x0: int, x1: int, cx: float, cy: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates (u, v) of the pixels in rows y0..y1 and columns x0..x1, in a frame centred on (cx, cy)
     and turned ``angle`` radians anticlockwise (v points up)."""
     dx = np.arange(x0, x1, dtype=np.float32)[None, :] + (0.5 - cx)

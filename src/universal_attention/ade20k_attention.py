@@ -1,4 +1,7 @@
-"""Attention on ADE20K class maps: mass per SceneParse150 class and per region (object, stuff, unlabelled)."""
+"""ADE20K attention: where maps fall on SceneParse150 class maps, per class and per region (object, stuff, unlabelled).
+
+What :func:`~universal_attention.attention_eval.evaluate_attention` adds for ADE20K; no other dataset has class maps.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .data.ade20k import ade20k_classes
+from .visualize import normalised
 
 ADE20K_CLASSES = 151  # class-map values 0..150
 REGIONS = ("object", "stuff", "unlabelled")
@@ -33,12 +37,6 @@ class ClassMass:
     area: float
     mass: float
     relative: float
-
-
-def normalised(maps: Tensor) -> Tensor:
-    """``[B, 1, H, W]`` maps as ``[B, H * W]`` float64 rows, each scaled to sum to one."""
-    flat = maps.flatten(1).double()
-    return flat / flat.sum(1, keepdim=True).clamp_min(1e-12)
 
 
 def class_masses(maps: Tensor, class_maps: Tensor, classes: int = ADE20K_CLASSES) -> tuple[Tensor, Tensor]:

@@ -21,31 +21,35 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.data import Dataset
-from torch.utils.tensorboard import SummaryWriter
 
 from . import distributed
 from .atomic import atomic_write_bytes
+from .attention_logging import log_attention
 from .checkpoint import checkpoint_name, load_checkpoint, nonfinite_tensor, save_checkpoint
+from .comparison import compare_start_points, quick_transfer
 from .config import ExperimentConfig, load_config, save_config
 from .data.registry import check_dataset, get_dataset
-from .errors import CheckpointError, ConfigError, UattnError
+from .data.samples import ImageDataset
+from .errors import CheckpointError, ConfigError, TrainingError
 from .model import AttentionResNet50
 from .reptile import Reptile
-from .run_folder import (holding_run_folder, prepare_run_folder, readable_checkpoints, remove_old_checkpoints,
-                         resume_changes)
-from .run_report import compare_start_points, log_attention, quick_transfer
+from .run_folder import (
+    holding_run_folder,
+    prepare_run_folder,
+    readable_checkpoints,
+    remove_old_checkpoints,
+    resume_changes,
+)
 from .sampler import TaskSampler
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 SYNTHETIC = "synthetic/"
 WATCHED_IMAGES = 6
-
-
-class TrainingError(UattnError):
-    """Meta-training cannot go on (a non-finite loss or non-finite weights)."""
 
 
 class StopRequested(BaseException):
@@ -70,7 +74,7 @@ class MetaTrainResult:
     interrupted: bool = False
 
 
-def source_dataset(name: str, split: str, config: ExperimentConfig) -> Dataset:
+def source_dataset(name: str, split: str, config: ExperimentConfig) -> ImageDataset:
     """A dataset at the run's image size, read through the pre-resized cache for real datasets."""
     root, size = config.data.data_root, config.data.image_size
     if config.data.cache and not name.startswith(SYNTHETIC):
@@ -125,10 +129,11 @@ class _Run:
 
     def __init__(self, config: ExperimentConfig, out: Path, info: distributed.DistributedInfo) -> None:
         self.config, self.out, self.info = config, out, info
-        sampler_config = config.sampler.model_copy(update={"seed": config.sampler.seed + 1000 * info.rank})
+        sampler_config = config.sampler.updated(seed=config.sampler.seed + 1000 * info.rank)
         self.sources = {name: source_dataset(name, "train", config) for name in config.data.sources}
-        self.sampler = TaskSampler(self.sources, sampler_config, augment=config.data.augment,
-                                   shuffle_labels=config.reptile.heads == "reset")
+        self.sampler = TaskSampler(
+            self.sources, sampler_config, augment=config.data.augment, shuffle_labels=config.reptile.heads == "reset"
+        )
         torch.manual_seed(config.train.seed)
         self.model = AttentionResNet50(config.model)
         for name, dataset in self.sources.items():
@@ -143,8 +148,10 @@ class _Run:
         """Reptile, sampler (every process's) and RNG states, as tensors."""
         state = {f"reptile.{key}": value for key, value in self.reptile.state_dict().items()}
         sampler_state = self.sampler.state_dict()
-        per_process = {"sampler.rank{}.generator": sampler_state["generator"],
-                       "rng.rank{}.torch": torch.get_rng_state()}
+        per_process = {
+            "sampler.rank{}.generator": sampler_state["generator"],
+            "rng.rank{}.torch": torch.get_rng_state(),
+        }
         if self.info.device.type == "cuda":
             per_process["rng.rank{}.cuda"] = torch.cuda.get_rng_state(self.info.device)
         for key, local in per_process.items():
@@ -172,12 +179,19 @@ class _Run:
         state = loaded.state
         ranks = sum(1 for key in state if key.startswith("sampler.rank"))
         if ranks != self.info.world_size:
-            raise ConfigError(f"{path} was written by a run of {ranks} process(es); resume it with the same number "
-                              f"(this run has {self.info.world_size})")
-        self.reptile.load_state_dict({key[len("reptile."):]: value for key, value in state.items()
-                                      if key.startswith("reptile.")})
-        self.sampler.load_state_dict({"generator": state[f"sampler.rank{self.info.rank}.generator"],
-                                      "tasks_sampled": int(state["sampler.tasks_sampled"])})
+            raise ConfigError(
+                f"{path} was written by a run of {ranks} process(es); resume it with the same number "
+                f"(this run has {self.info.world_size})"
+            )
+        self.reptile.load_state_dict(
+            {key[len("reptile.") :]: value for key, value in state.items() if key.startswith("reptile.")}
+        )
+        self.sampler.load_state_dict(
+            {
+                "generator": state[f"sampler.rank{self.info.rank}.generator"],
+                "tasks_sampled": int(state["sampler.tasks_sampled"]),
+            }
+        )
         rank = self.info.rank
         torch.set_rng_state(state.get(f"rng.rank{rank}.torch", state["rng.torch"]))  # only rng.torch before 0.2
         if f"rng.rank{rank}.cuda" in state and self.info.device.type == "cuda":
@@ -190,28 +204,37 @@ class _Run:
         """Write ``step-N.safetensors`` (main process only) and keep the newest ``keep_last``."""
         bad = nonfinite_tensor(self.model.state_dict()) or nonfinite_tensor(self.reptile.state_dict())
         if bad is not None:  # every process stops: the weights are the same everywhere
-            raise TrainingError(f"non-finite weights at step {step} ({bad}) although the loss was finite; "
-                                + self.advice())
+            raise TrainingError(
+                f"non-finite weights at step {step} ({bad}) although the loss was finite; " + self.advice()
+            )
         state = self.state()  # every process takes part in the gather
         if not self.info.is_main:
             return None
         folder = self.out / "checkpoints"
-        path = save_checkpoint(folder / checkpoint_name(step), self.model, self.config, step=step, extra=extra,
-                               state=state)
+        path = save_checkpoint(
+            folder / checkpoint_name(step), self.model, self.config, step=step, extra=extra, state=state
+        )
         remove_old_checkpoints(folder, self.config.train.keep_last)
         return path
 
     def advice(self) -> str:
         """What to do after the run stopped on non-finite numbers: a resume that is allowed and works."""
-        return (f"stopped without saving, so the newest checkpoint in {self.out / 'checkpoints'} is the last good "
-                f"one; continue from it with a lower learning rate: uattn meta-train --out {self.out} --resume --set "
-                f"reptile.inner_lr={self.config.reptile.inner_lr / 2:g} (or lower reptile.outer_lr the same way)")
+        return (
+            f"stopped without saving, so the newest checkpoint in {self.out / 'checkpoints'} is the last good "
+            f"one; continue from it with a lower learning rate: uattn meta-train --out {self.out} --resume --set "
+            f"reptile.inner_lr={self.config.reptile.inner_lr / 2:g} (or lower reptile.outer_lr the same way)"
+        )
 
     def offer_best(self, step: int, top1: float) -> None:
         if top1 > self.best_top1 and nonfinite_tensor(self.model.state_dict()) is None:
             self.best_top1 = top1
-            save_checkpoint(self.out / "checkpoints" / "best.safetensors", self.model, self.config, step=step,
-                            extra={"target_top1": top1})
+            save_checkpoint(
+                self.out / "checkpoints" / "best.safetensors",
+                self.model,
+                self.config,
+                step=step,
+                extra={"target_top1": top1},
+            )
 
 
 def resume_step(run: _Run, on_message: Callable[[str], None]) -> int:
@@ -261,14 +284,32 @@ def meta_train(
     check_datasets(config)
     changes = resume_changes(out, config) if resume else {}
     with holding_run_folder(out, main=info.is_main, adopt=resume):
-        return _run_in_folder(config, out, info, overwrite=overwrite, resume=resume, changes=changes, on_step=on_step,
-                              on_message=on_message)
+        return _run_in_folder(
+            config,
+            out,
+            info,
+            overwrite=overwrite,
+            resume=resume,
+            changes=changes,
+            on_step=on_step,
+            on_message=on_message,
+        )
 
 
-def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.DistributedInfo, *, overwrite: bool,
-                   resume: bool, changes: dict[str, tuple[Any, Any]], on_step: ProgressFn | None,
-                   on_message: Callable[[str], None]) -> MetaTrainResult:
+def _run_in_folder(
+    config: ExperimentConfig,
+    out: Path,
+    info: distributed.DistributedInfo,
+    *,
+    overwrite: bool,
+    resume: bool,
+    changes: dict[str, tuple[Any, Any]],
+    on_step: ProgressFn | None,
+    on_message: Callable[[str], None],
+) -> MetaTrainResult:
     """:func:`meta_train` while the main process holds the run folder."""
+    from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is slow to import
+
     if info.is_main and not resume:
         prepare_run_folder(out, overwrite)
     if info.is_main and (changes or not resume):
@@ -279,11 +320,11 @@ def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.Distri
     begin = time.perf_counter()
     run = _Run(config, out, info)
     start = resume_step(run, on_message) if resume else 0
-    watched_set = get_dataset(config.data.target, "test", root=config.data.data_root,
-                              image_size=config.data.image_size)
+    watched_set = get_dataset(config.data.target, "test", root=config.data.data_root, image_size=config.data.image_size)
     watched = torch.stack([watched_set[i][0] for i in range(min(WATCHED_IMAGES, len(watched_set)))])
     images_seen, meta_seconds, last_path, step, interrupted = 0, 0.0, None, start, False
-    writer_context = SummaryWriter(str(out / "tb"), purge_step=start + 1) if info.is_main else nullcontext()
+    # only the main process writes: the others have no writer
+    writer_context = SummaryWriter(str(out / "tb"), purge_step=start + 1) if info.is_main else nullcontext(None)
     with writer_context as writer, stop_requests() as stop:
         for step in range(start + 1, config.train.max_steps + 1):
             metrics = run.reptile.meta_step(run.sampler.sample(config.reptile.meta_batch_size))
@@ -294,7 +335,7 @@ def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.Distri
             images_seen += images * info.world_size
             meta_seconds += metrics["seconds"]
             metrics["images_per_s"] = images * info.world_size / metrics["seconds"]
-            if info.is_main:
+            if writer is not None:
                 _log_step(run, writer, step, metrics, watched)
             if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
                 last_path = run.save(step, {"target_top1": run.target_top1})
@@ -309,17 +350,22 @@ def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.Distri
         distributed.barrier()  # every process is done; the others leave while the main process compares
         seconds = time.perf_counter() - begin
         comparison: dict[str, Any] = {}
-        if info.is_main and not interrupted and config.train.final_comparison:
-            on_message(f"meta-training done: {step} steps in {seconds:.0f} s; comparing with a random init on "
-                       f"{config.data.target}")
+        if writer is not None and not interrupted and config.train.final_comparison:
+            on_message(
+                f"meta-training done: {step} steps in {seconds:.0f} s; comparing with a random init on "
+                f"{config.data.target}"
+            )
             try:
                 stop["raise"] = True
                 clock = time.perf_counter()
                 baselines = train_baselines(config, out, on_message)
                 trained = time.perf_counter() - clock
                 comparison = compare_start_points(run.model, config, info.device, baselines)
-                comparison["stage_seconds"] = {"meta_train": seconds, "baselines": trained,
-                                               **comparison["stage_seconds"]}
+                comparison["stage_seconds"] = {
+                    "meta_train": seconds,
+                    "baselines": trained,
+                    **comparison["stage_seconds"],
+                }
                 stop["raise"] = False
                 for key in ("meta_trained", "random_init", *baselines):
                     writer.add_scalar(f"final/{key}/top1", comparison[key]["top1"], step)
@@ -327,9 +373,15 @@ def _run_in_folder(config: ExperimentConfig, out: Path, info: distributed.Distri
                 stop["raise"] = False
                 comparison, interrupted = _stopped_comparison(out, str(stopped), on_message), True
             atomic_write_bytes(out / "results.json", json.dumps(comparison, indent=2).encode())
-    return MetaTrainResult(out_dir=out, steps=step, final_checkpoint=last_path, seconds=seconds,
-                           images_per_second=images_seen / max(meta_seconds, 1e-9), comparison=comparison,
-                           interrupted=interrupted)
+    return MetaTrainResult(
+        out_dir=out,
+        steps=step,
+        final_checkpoint=last_path,
+        seconds=seconds,
+        images_per_second=images_seen / max(meta_seconds, 1e-9),
+        comparison=comparison,
+        interrupted=interrupted,
+    )
 
 
 def _stopped_comparison(out: Path, signal_name: str, on_message: Callable[[str], None]) -> dict[str, Any]:
@@ -339,9 +391,9 @@ def _stopped_comparison(out: Path, signal_name: str, on_message: Callable[[str],
     return {"interrupted": f"{signal_name} stopped the final comparison", "redo": redo}
 
 
-def train_baselines(config: ExperimentConfig, out: Path, on_message: Callable[[str], None]) -> dict[
-    str, AttentionResNet50
-]:
+def train_baselines(
+    config: ExperimentConfig, out: Path, on_message: Callable[[str], None]
+) -> dict[str, AttentionResNet50]:
     """The trained baselines ``train.compare`` asks for (``joint``: the same run with ``reptile.algorithm:
     joint``, from the same initial weights, in ``<out>/compare/joint``; resumed if it was interrupted)."""
     if "joint" not in config.train.compare or config.reptile.algorithm == "joint":
@@ -349,8 +401,15 @@ def train_baselines(config: ExperimentConfig, out: Path, on_message: Callable[[s
     if distributed.is_distributed():
         on_message("the joint baseline runs in one process; run it without torchrun (train.compare)")
         return {}
-    joint = load_config(base=config, overrides=["reptile.algorithm=joint", "train.final_comparison=false",
-                                                 "train.compare=[]", f"name={config.name}-joint"])
+    joint = load_config(
+        base=config,
+        overrides=[
+            "reptile.algorithm=joint",
+            "train.final_comparison=false",
+            "train.compare=[]",
+            f"name={config.name}-joint",
+        ],
+    )
     folder = out / "compare" / "joint"
     on_message(f"training the joint baseline in {folder}")
     result = meta_train(joint, folder, resume=(folder / "config.yaml").exists(), on_message=on_message)

@@ -21,6 +21,7 @@ every worker sees).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -47,21 +48,12 @@ from torch.utils.tensorboard import SummaryWriter
 from .atomic import atomic_write_bytes
 from .config import ExperimentConfig, TuneConfig, save_config, set_dotted, validate_config
 from .errors import ConfigError, UattnError
-from .meta_train import check_datasets, meta_train
+from .meta_training import check_datasets, meta_train
 from .run_folder import claim_folder
-from .transfer import transfer_evaluate
+from .transfer import protocol_for, transfer_evaluate
 from .tune_folder import TRIALS_FORMAT, TRIALS_VERSION, holds_trials, load_trials, new_trial_dir, remove_unrecorded
-from .tune_space import (
-    Distribution,
-    Recorder,
-    RecordingTrials,
-    doc_from_json,
-    doc_to_json,
-    hyperopt_space,
-    plain,
-    search_space,
-    space_to_dict,
-)
+from .tune_space import Distribution, hyperopt_space, search_space, space_to_dict
+from .tune_trials import Recorder, RecordingTrials, doc_from_json, doc_to_json, plain
 
 ALGORITHMS = {"tpe": tpe.suggest, "atpe": atpe.suggest, "rand": rand.suggest}
 
@@ -156,9 +148,15 @@ class _Objective:
         run = meta_train(config, run_dir, on_message=lambda text: None)
         if run.interrupted:
             raise KeyboardInterrupt
-        transfer = transfer_evaluate(run.final_checkpoint, config.data.target, config.transfer,
-                                     image_size=config.data.image_size, data_root=config.data.data_root,
-                                     device=config.train.device)
+        if run.final_checkpoint is None:
+            raise UattnError("the trial's meta-training wrote no checkpoint")
+        transfer = transfer_evaluate(
+            run.final_checkpoint,
+            config.data.target,
+            protocol_for(config),
+            data_root=config.data.data_root,
+            device=config.train.device,
+        )
         top1 = transfer.cell(config.transfer.shots_per_class[-1], config.transfer.attention[0]).top1
         results = {"target": config.data.target, "top1": top1, "params": params, "transfer": transfer.to_dict()}
         atomic_write_bytes(run_dir / "results.json", json.dumps(results, indent=2).encode())
@@ -169,9 +167,15 @@ class _Objective:
 
 def _record(entry: Mapping[str, Any], out: Path) -> TrialRecord:
     result = entry["result"]
-    return TrialRecord(tid=entry["tid"], status=result["status"], top1=result.get("top1"),
-                       params=result.get("params", {}), run_dir=out / result["trial"] if "trial" in result else None,
-                       error=result.get("error"), seconds=result.get("seconds", 0.0))
+    return TrialRecord(
+        tid=entry["tid"],
+        status=result["status"],
+        top1=result.get("top1"),
+        params=result.get("params", {}),
+        run_dir=out / result["trial"] if "trial" in result else None,
+        error=result.get("error"),
+        seconds=result.get("seconds", 0.0),
+    )
 
 
 def _check_algorithm(algo: str) -> None:
@@ -181,8 +185,10 @@ def _check_algorithm(algo: str) -> None:
             import lightgbm  # noqa: F401
             import sklearn  # noqa: F401
         except ImportError:
-            raise ConfigError("algo 'atpe' needs lightgbm and scikit-learn: "
-                              'pip install "universal-attention[atpe]" (or use --algo tpe)') from None
+            raise ConfigError(
+                "algo 'atpe' needs lightgbm and scikit-learn: "
+                'pip install "universal-attention[atpe]" (or use --algo tpe)'
+            ) from None
 
 
 @contextmanager
@@ -199,11 +205,17 @@ def _spark_trials(tune_config: TuneConfig) -> Iterator[Trials]:
     started_here = SparkSession.getActiveSession() is None
     master = tune_config.spark_master or f"local[{tune_config.parallel}]"
     try:
-        spark = (SparkSession.builder.master(master).appName("uattn-tune")
-                 .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+        spark = (
+            SparkSession.builder.master(master)
+            .appName("uattn-tune")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
     except Exception as error:
-        raise UattnError(f"could not start Spark at {master} (Java 17 or newer must be installed): "
-                         f"{str(error).strip().splitlines()[0]}") from None
+        raise UattnError(
+            f"could not start Spark at {master} (Java 17 or newer must be installed): "
+            f"{str(error).strip().splitlines()[0]}"
+        ) from None
     spark.sparkContext.setLogLevel("ERROR")
 
     class RecordingSparkTrials(Recorder, SparkTrials):
@@ -232,8 +244,10 @@ def _write_hparams(out: Path, records: list[TrialRecord]) -> None:
         shutil.rmtree(folder)
     with SummaryWriter(str(folder)) as writer:
         for record in records:
-            values = {key: value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
-                      for key, value in record.params.items()}
+            values = {
+                key: value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+                for key, value in record.params.items()
+            }
             values["status"] = record.status
             top1 = math.nan if record.top1 is None else record.top1
             writer.add_hparams(values, {"tune/target_top1": top1}, run_name=f"trial-{record.tid:03d}")
@@ -281,10 +295,16 @@ def tune(
         return _search_in_folder(out, config, tune_config, base, search, space, on_trial, on_message)
 
 
-def _search_in_folder(out: Path, config: ExperimentConfig, tune_config: TuneConfig, base: dict[str, Any],
-                      search: dict[str, Any], space: Mapping[str, Distribution],
-                      on_trial: Callable[[TrialRecord, int], None] | None,
-                      on_message: Callable[[str], None]) -> TuneResult:
+def _search_in_folder(
+    out: Path,
+    config: ExperimentConfig,
+    tune_config: TuneConfig,
+    base: dict[str, Any],
+    search: dict[str, Any],
+    space: Mapping[str, Distribution],
+    on_trial: Callable[[TrialRecord, int], None] | None,
+    on_message: Callable[[str], None],
+) -> TuneResult:
     """:func:`tune` while this process holds the search folder."""
     entries = load_trials(out / "trials.json", search)
     remove_unrecorded(out, entries, on_message)
@@ -293,8 +313,13 @@ def _search_in_folder(out: Path, config: ExperimentConfig, tune_config: TuneConf
         entries = _search(out, search, space, tune_config, entries, on_trial)
     elif known:
         on_message(f"{out} already holds {known} trials (max_evals {tune_config.max_evals}); nothing to run")
-    result = TuneResult(out_dir=out, trials=[_record(entry, out) for entry in entries], best=None,
-                        best_config=None, new_trials=len(entries) - known)
+    result = TuneResult(
+        out_dir=out,
+        trials=[_record(entry, out) for entry in entries],
+        best=None,
+        best_config=None,
+        new_trials=len(entries) - known,
+    )
     _write_hparams(out, result.trials)
     result.best = next((record for record in result.ranked() if record.status == STATUS_OK), None)
     if result.best is not None:
@@ -308,8 +333,14 @@ def _search_in_folder(out: Path, config: ExperimentConfig, tune_config: TuneConf
     return result
 
 
-def _search(out: Path, search: dict[str, Any], space: Mapping[str, Distribution], tune_config: TuneConfig,
-            entries: list[dict[str, Any]], on_trial: Callable[[TrialRecord, int], None] | None) -> list[dict[str, Any]]:
+def _search(
+    out: Path,
+    search: dict[str, Any],
+    space: Mapping[str, Distribution],
+    tune_config: TuneConfig,
+    entries: list[dict[str, Any]],
+    on_trial: Callable[[TrialRecord, int], None] | None,
+) -> list[dict[str, Any]]:
     """Run hyperopt until ``max_evals`` trials exist, saving ``trials.json`` after each; returns all entries."""
     expressions = hyperopt_space(space)
     trial_base = copy.deepcopy(search["base_config"])
@@ -317,10 +348,12 @@ def _search(out: Path, search: dict[str, Any], space: Mapping[str, Distribution]
     set_dotted(trial_base, "train.final_comparison", False)
     trial_base["tune"] = tune_config.model_dump(mode="json")
     parallel = tune_config.parallel > 1 or tune_config.spark_master is not None
-    threads = max(1, (os.cpu_count() or 1) // tune_config.parallel) if parallel and not tune_config.spark_master \
-        else None
-    objective = _Objective(base=trial_base, out_dir=str(out), threads=threads,
-                           keep_checkpoints=tune_config.keep_checkpoints)
+    threads = (
+        max(1, (os.cpu_count() or 1) // tune_config.parallel) if parallel and not tune_config.spark_master else None
+    )
+    objective = _Objective(
+        base=trial_base, out_dir=str(out), threads=threads, keep_checkpoints=tune_config.keep_checkpoints
+    )
     saved = {"entries": list(entries)}
 
     def on_finished(docs: list[dict[str, Any]], new: list[int]) -> None:
@@ -337,11 +370,18 @@ def _search(out: Path, search: dict[str, Any], space: Mapping[str, Distribution]
         trials.refresh()
         trials.recorded = frozenset(trials.tids)
         trials.on_finished = on_finished
-        try:
-            fmin(objective, expressions, algo=ALGORITHMS[tune_config.algo], max_evals=tune_config.max_evals,
-                 trials=trials, rstate=np.random.default_rng([tune_config.seed, len(entries)]),
-                 max_queue_len=tune_config.parallel, verbose=False, show_progressbar=False, return_argmin=False)
-        except AllTrialsFailed:
-            pass  # recorded like any other outcome; tune() reports that no trial succeeded
+        with contextlib.suppress(AllTrialsFailed):  # recorded like any other outcome; tune() reports it
+            fmin(
+                objective,
+                expressions,
+                algo=ALGORITHMS[tune_config.algo],
+                max_evals=tune_config.max_evals,
+                trials=trials,
+                rstate=np.random.default_rng([tune_config.seed, len(entries)]),
+                max_queue_len=tune_config.parallel,
+                verbose=False,
+                show_progressbar=False,
+                return_argmin=False,
+            )
         trials.refresh()  # a Spark trial's result can land just after hyperopt's last refresh
     return saved["entries"]
