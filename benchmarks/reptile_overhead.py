@@ -23,12 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from universal_attention import AttentionResNet50, ModelConfig, Reptile, ReptileConfig, Task
+from universal_attention.optim import adam
 
 TASK = "benchmark"
 
 
 def plain_steps(model: AttentionResNet50, batches: list, config: ReptileConfig) -> None:
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.inner_lr, betas=(0.0, 0.999))
+    optimizer = adam(model.parameters(), lr=config.inner_lr, betas=(0.0, 0.999))
     for images, labels in batches:
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(model(images, TASK).logits, labels).backward()

@@ -113,3 +113,30 @@ def test_api_run_reports_throughput(tmp_path):
     assert result.steps == 1
     assert result.images_per_second > 0
     assert result.final_checkpoint.name == "step-000001.safetensors"
+
+
+def test_periodic_target_checks_read_the_target_through_the_cache(tmp_path, monkeypatch):
+    from universal_attention.data import images
+
+    from fake_datasets import make_caltech101
+
+    root = make_caltech101(tmp_path / "data").parent
+    decoded = []
+    decode = images._decode
+    monkeypatch.setattr(images, "_decode", lambda *args, **kwargs: decoded.append(1) or decode(*args, **kwargs))
+    config = load_config(
+        preset="quickstart",
+        overrides=TINY
+        + ["data.target=caltech101", f"data.data_root={root}", "data.cache=true", "train.eval_every=1"]
+        + ["train.image_log_every=0", "train.final_comparison=false"],
+    )
+    decodes_after_step = []
+    meta_train(
+        config,
+        tmp_path / "run",
+        on_message=lambda text: None,
+        on_step=lambda step, metrics: decodes_after_step.append(len(decoded)),
+    )
+    assert len(decodes_after_step) == 3
+    assert decodes_after_step[0] > 0  # the first check builds the target's cache
+    assert decodes_after_step[2] == decodes_after_step[0]  # later checks decode nothing

@@ -9,12 +9,14 @@ import torch.nn.functional as F
 
 from universal_attention.data.synthetic import (
     _NEW_HUES,
+    _REACH,
     SOURCE_TASKS,
     TARGET_TASKS,
     TASK_CLASSES,
     TASKS,
     SyntheticTaskDataset,
     _background,
+    _footprint,
     _sample_objects,
     marker_place,
 )
@@ -72,6 +74,36 @@ def test_the_same_marker_sits_at_the_same_gap_beside_every_target(size):
         assert radius + gap - 1.5 <= nearest <= radius + gap + 1.5
         centre = image[:, int(y), int(x)]
         assert centre.tolist() in ([0, 0, 0], [255, 255, 255])
+
+
+def brute_force_marker_place(obj, size, angle):
+    """marker_place by its definition: every pixel of the object measured from every step of every direction."""
+    inside, y0, x0 = _footprint(obj, size)
+    rows, columns = np.nonzero(inside)
+    pixels = np.stack([columns + x0 + 0.5, rows + y0 + 0.5], axis=1)
+    radius = max(1.5, 0.04 * size)
+    clearance = radius + max(1.0, 0.02 * size)
+    reach = 2 * obj.radius * obj.stretch * _REACH[obj.props["shape"]] + 2 * clearance
+    steps = np.arange(0.0, reach, 0.25, dtype=np.float32)
+    for turn in range(8):
+        direction = angle + turn * math.pi / 4
+        xs, ys = obj.cx + math.cos(direction) * steps, obj.cy + math.sin(direction) * steps
+        nearest = np.sqrt(((pixels[None, :, 0] - xs[:, None]) ** 2 + (pixels[None, :, 1] - ys[:, None]) ** 2).min(1))
+        first = int(np.argmax(nearest >= clearance))
+        x, y = float(xs[first]), float(ys[first])
+        if radius <= x <= size - radius and radius <= y <= size - radius:
+            break
+    return x, y, radius
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_marker_place_measures_edge_pixels_only_and_finds_what_every_pixel_gives(size):
+    rng = np.random.default_rng(size)
+    for task in ("size", "orientation", "shape"):
+        for label in range(4):
+            for obj in _sample_objects(rng, size, task, label):
+                angle = rng.uniform(0, 2 * math.pi)
+                assert marker_place(obj, size, angle) == brute_force_marker_place(obj, size, angle)
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -3,6 +3,11 @@
 One block per tap layer scores every location of the tap's feature map against a global query
 (the *compatibility* function), normalises the scores over space, and pools the tap's features with
 those weights. The compatibility functions are variants of one block, each filling in ``score``.
+
+The 1x1 projections are stored as ``Conv2d`` weights (the checkpoint format) but applied as matrix products over
+the ``[B, h*w, C]`` locations, and the pooling is one batched matrix product: on a CPU, a convolution with one
+output channel and a broadcast multiply-and-sum cost several times their arithmetic. Where the compatibility is
+linear in the features (dot, parametrised), the query side is folded into one vector per image first.
 """
 
 from __future__ import annotations
@@ -56,19 +61,35 @@ class AttentionBlock(nn.Module, ABC):
             attention = self.attend(features, query)
             if control == "shuffled":
                 attention = shuffled_map(attention)
-        if self.normalisation == "softmax":
-            pooled = (attention * features.float()).sum(dim=(2, 3))
-        else:
-            pooled = (attention * features.float()).mean(dim=(2, 3))
-        return pooled.to(features.dtype), attention
+        weights = attention.flatten(2).transpose(1, 2).to(features.dtype)  # [B, h*w, 1]
+        pooled = torch.bmm(features.flatten(2), weights).squeeze(2)
+        if self.normalisation != "softmax":  # gates: a spatial mean, as in the paper
+            pooled = pooled / weights.shape[1]
+        return pooled, attention
 
     def attend(self, features: Tensor, query: Tensor) -> Tensor:
         """The learned map ``[B, 1, h, w]``: scores normalised over space (softmax) or gated (sigmoid)."""
-        scores = self.score(features, query).float()
+        batch, _, height, width = features.shape
+        scores = self.score(features, query).float().view(batch, 1, height * width)
         if self.normalisation == "softmax":
-            batch, _, height, width = scores.shape
-            return F.softmax(scores.view(batch, 1, -1), dim=-1).view(batch, 1, height, width)
-        return torch.sigmoid(scores)
+            return F.softmax(scores, dim=-1).view(batch, 1, height, width)
+        return torch.sigmoid(scores).view(batch, 1, height, width)
+
+
+def locations(features: Tensor) -> Tensor:
+    """``[B, C, h, w]`` features as ``[B, h*w, C]``: one row per location (a view where the layout allows)."""
+    return features.flatten(2).transpose(1, 2)
+
+
+def matrix(conv: nn.Conv2d) -> Tensor:
+    """A 1x1 convolution's weight ``[out, in, 1, 1]`` as the matrix ``[out, in]``."""
+    return conv.weight.flatten(1)
+
+
+def as_map(scores: Tensor, features: Tensor) -> Tensor:
+    """Per-location scores ``[B, h*w]`` (or ``[B, h*w, 1]``) as a map ``[B, 1, h, w]`` on ``features``' grid."""
+    batch, _, height, width = features.shape
+    return scores.reshape(batch, 1, height, width)
 
 
 class AdditiveAttention(AttentionBlock):
@@ -81,8 +102,8 @@ class AdditiveAttention(AttentionBlock):
         self.vector = nn.Conv2d(alignment_size, 1, kernel_size=1, bias=False)
 
     def score(self, features: Tensor, query: Tensor) -> Tensor:
-        aligned = self.project_features(features) + self.project_query(query)[:, :, None, None]
-        return self.vector(torch.tanh(aligned))
+        aligned = F.linear(locations(features), matrix(self.project_features)) + self.project_query(query)[:, None]
+        return as_map(F.linear(torch.tanh(aligned), matrix(self.vector)), features)
 
 
 class DotAttention(AttentionBlock):
@@ -94,8 +115,8 @@ class DotAttention(AttentionBlock):
         self.scale = 1.0 / math.sqrt(query_size)
 
     def score(self, features: Tensor, query: Tensor) -> Tensor:
-        projected = self.project_features(features)
-        return torch.einsum("bchw,bc->bhw", projected, query).unsqueeze(1) * self.scale
+        folded = query @ matrix(self.project_features) * self.scale  # <P l, g> = <l, P^T g>: [B, C]
+        return as_map(torch.bmm(locations(features), folded.unsqueeze(2).to(features.dtype)), features)
 
 
 class ParametrisedAttention(AttentionBlock):
@@ -107,7 +128,9 @@ class ParametrisedAttention(AttentionBlock):
         self.vector = nn.Conv2d(query_size, 1, kernel_size=1, bias=False)
 
     def score(self, features: Tensor, query: Tensor) -> Tensor:
-        return self.vector(self.project_features(features) + query[:, :, None, None])
+        folded = matrix(self.vector) @ matrix(self.project_features)  # <u, P l + g> = <P^T u, l> + <u, g>
+        offset = query @ matrix(self.vector).t()  # [B, 1]
+        return as_map(F.linear(locations(features), folded) + offset[:, None], features)
 
 
 class QueryFreeAttention(AttentionBlock):
@@ -118,7 +141,7 @@ class QueryFreeAttention(AttentionBlock):
         self.vector = nn.Conv2d(channels, 1, kernel_size=1)
 
     def score(self, features: Tensor, query: Tensor) -> Tensor:
-        return self.vector(features)
+        return as_map(F.linear(locations(features), matrix(self.vector), self.vector.bias), features)
 
 
 COMPATIBILITY: dict[str, type[AttentionBlock]] = {

@@ -13,13 +13,23 @@ import torch
 from .attention_eval import attention_in_mask
 from .config import ExperimentConfig
 from .data.registry import get_dataset, masks_available
+from .data.samples import ImageDataset
 from .model import AttentionResNet50
 from .transfer import TransferResult, paired_comparisons, protocol_for, transfer_evaluate
 
 
-def quick_transfer(model: AttentionResNet50 | str, config: ExperimentConfig, device: torch.device) -> TransferResult:
+def quick_transfer(
+    model: AttentionResNet50 | str,
+    config: ExperimentConfig,
+    device: torch.device,
+    target: tuple[ImageDataset, ImageDataset] | None = None,
+) -> TransferResult:
     """The short periodic transfer check: one seed, one draw, learned attention, the first shots setting,
-    ``train.eval_steps`` optimiser steps, ``train.eval_test_images`` test images."""
+    ``train.eval_steps`` optimiser steps, ``train.eval_test_images`` test images.
+
+    ``target``: the target's ``(train, test)`` datasets, opened once by the caller (e.g. through the cache), so
+    that a check every few hundred steps does not decode the target again; default: opened by name.
+    """
     short = protocol_for(config).updated(
         steps=config.train.eval_steps,
         seeds=1,
@@ -29,7 +39,12 @@ def quick_transfer(model: AttentionResNet50 | str, config: ExperimentConfig, dev
         max_test_images=config.train.eval_test_images,
     )
     return transfer_evaluate(
-        model, config.data.target, short, model_config=config.model, data_root=config.data.data_root, device=device
+        model,
+        target or config.data.target,
+        short,
+        model_config=config.model,
+        data_root=config.data.data_root,
+        device=device,
     )
 
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .config import TransferConfig
 from .model import AttentionResNet50, module_key
+from .optim import adam
 
 PROTOTYPE_SCALE = 10.0
 """Logit scale of prototype heads: logits are ``PROTOTYPE_SCALE`` times the cosine between an image's
@@ -109,7 +110,7 @@ def finetune(
     """
     head_parameters = list(model.heads[module_key(head)].parameters())
     head_ids = {id(p) for p in head_parameters}
-    optimizer = torch.optim.Adam(
+    optimizer = adam(
         [
             {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": config.lr},
             {"params": head_parameters, "lr": config.head_lr or config.lr},

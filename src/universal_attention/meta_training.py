@@ -143,6 +143,15 @@ class _Run:
         self.reptile = Reptile(self.model, config.reptile, total_steps=config.train.max_steps)
         self.best_top1 = -math.inf
         self.target_top1 = float("nan")
+        self._target: tuple[ImageDataset, ImageDataset] | None = None
+
+    def target(self) -> tuple[ImageDataset, ImageDataset]:
+        """The target's ``(train, test)`` for the periodic checks: opened on first use, through the cache as the
+        sources are, and kept."""
+        if self._target is None:
+            name = self.config.data.target
+            self._target = (source_dataset(name, "train", self.config), source_dataset(name, "test", self.config))
+        return self._target
 
     def state(self) -> dict[str, torch.Tensor]:
         """Reptile, sampler (every process's) and RNG states, as tensors."""
@@ -427,7 +436,7 @@ def _log_step(run: _Run, writer: SummaryWriter, step: int, metrics: dict[str, fl
     if train.image_log_every and (step % train.image_log_every == 0 or step == 1):
         log_attention(writer, run.model, watched.to(run.info.device), step)
     if train.eval_every and step % train.eval_every == 0:
-        run.target_top1 = quick_transfer(run.model, run.config, run.info.device).cells[0].top1
+        run.target_top1 = quick_transfer(run.model, run.config, run.info.device, run.target()).cells[0].top1
         metrics["target_top1"] = run.target_top1
         writer.add_scalar("target/top1", run.target_top1, step)
         run.offer_best(step, run.target_top1)

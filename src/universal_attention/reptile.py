@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from .config import ReptileConfig
 from .distributed import all_reduce_count, all_reduce_sum_, is_distributed
 from .errors import ConfigError
+from .optim import adam
 
 LossFn = Callable[[nn.Module, tuple[Tensor, ...], "Task"], Tensor]
 
@@ -111,9 +112,7 @@ class Reptile:
         self.step = 0
         self.outer_optimizer = None
         if self.config.outer_optimizer == "adam":
-            self.outer_optimizer = torch.optim.Adam(
-                self.meta, lr=self.config.outer_lr, betas=(self.config.outer_beta1, 0.999)
-            )
+            self.outer_optimizer = adam(self.meta, lr=self.config.outer_lr, betas=(self.config.outer_beta1, 0.999))
 
     def outer_step_size(self) -> float:
         """The outer step size (SGD) or learning rate (Adam) of the next meta-step."""
@@ -131,7 +130,7 @@ class Reptile:
     def _new_inner_optimizer(self, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
         if self.config.inner_optimizer == "adam":
             # beta1 = 0, as Nichol et al.: momentum does not carry across the few inner steps.
-            return torch.optim.Adam(parameters, lr=self.config.inner_lr, betas=(0.0, 0.999))
+            return adam(parameters, lr=self.config.inner_lr, betas=(0.0, 0.999))
         return torch.optim.SGD(parameters, lr=self.config.inner_lr)
 
     def _task_optimizer(self) -> torch.optim.Optimizer:

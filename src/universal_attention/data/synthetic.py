@@ -283,31 +283,40 @@ def _draw_object(canvas: np.ndarray, mask: np.ndarray | None, obj: _Object, with
         return
     region = canvas[:, y0:y1, x0:x1]
     np.copyto(region, obj.colour[:, None, None], where=inside)
-    dark = _pattern(obj.props["texture"], u, v, obj.texture_angle, obj.period) & inside
-    np.copyto(region, _DARK * obj.colour[:, None, None], where=dark)
-    glyph = _glyph(obj.props["glyph"], u / (0.4 * sv), v / (0.4 * sv))
-    luminance = float(obj.colour @ np.array([0.3, 0.59, 0.11], np.float32))
-    np.copyto(region, np.float32(255.0 if luminance < 140 else 0.0), where=glyph & inside)
+    if obj.props["texture"]:  # texture 0 is plain
+        dark = _pattern(obj.props["texture"], u, v, obj.texture_angle, obj.period) & inside
+        np.copyto(region, _DARK * obj.colour[:, None, None], where=dark)
+    if obj.props["glyph"]:  # glyph 0 is none
+        glyph = _glyph(obj.props["glyph"], u / (0.4 * sv), v / (0.4 * sv))
+        luminance = float(obj.colour @ np.array([0.3, 0.59, 0.11], np.float32))
+        np.copyto(region, np.float32(255.0 if luminance < 140 else 0.0), where=glyph & inside)
 
 
-def _footprint(obj: _Object, size: int) -> np.ndarray:
-    """``[N, 2]`` (x, y) centres of the pixels ``obj`` covers."""
+def _footprint(obj: _Object, size: int) -> tuple[np.ndarray, int, int]:
+    """The pixels ``obj`` covers: a bool mask of its box and the box's top row and left column."""
     shape, su, sv = obj.props["shape"], obj.radius * obj.stretch, obj.radius / obj.stretch
     half = su * _REACH[shape] + 1
     y0, y1 = max(0, int(obj.cy - half)), min(size, math.ceil(obj.cy + half))
     x0, x1 = max(0, int(obj.cx - half)), min(size, math.ceil(obj.cx + half))
     u, v = _frame(y0, y1, x0, x1, obj.cx, obj.cy, obj.angle)
-    rows, columns = np.nonzero(_sdf(shape, u, v, su, sv) <= 0)
-    return np.stack([columns + x0 + 0.5, rows + y0 + 0.5], axis=1).astype(np.float32)
+    return _sdf(shape, u, v, su, sv) <= 0, y0, x0
 
 
 def marker_place(obj: _Object, size: int, angle: float) -> tuple[float, float, float]:
     """``(x, y, radius)`` of the marker beside ``obj``: on the first of eight directions from ``angle`` (turning
     by 45 degrees) where the whole marker fits in the image, the marker's edge a fixed gap from the nearest
-    pixel of the object."""
+    pixel of the object.
+
+    A point outside every pixel of the object has its nearest pixel on the object's edge (an inner pixel has a
+    neighbour nearer to the point), so only edge pixels are measured; a point inside a pixel of the object is
+    under 1 px from it, never clear."""
     radius = max(1.5, _MARKER_RADIUS * size)
     clearance = radius + max(1.0, _MARKER_GAP * size)
-    pixels = _footprint(obj, size)
+    inside, y0, x0 = _footprint(obj, size)
+    padded = np.pad(inside, 1)
+    inner = inside & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    rows, columns = np.nonzero(inside & ~inner)
+    edge = np.stack([columns + x0 + 0.5, rows + y0 + 0.5], axis=1).astype(np.float32)
     steps = np.arange(
         0.0, 2 * obj.radius * obj.stretch * _REACH[obj.props["shape"]] + 2 * clearance, 0.25, dtype=np.float32
     )
@@ -316,11 +325,13 @@ def marker_place(obj: _Object, size: int, angle: float) -> tuple[float, float, f
         direction = angle + turn * math.pi / 4
         xs, ys = obj.cx + math.cos(direction) * steps, obj.cy + math.sin(direction) * steps
         nearest = np.sqrt(
-            ((pixels[None, :, 0] - xs[:, None]) ** 2 + (pixels[None, :, 1] - ys[:, None]) ** 2).min(
-                axis=1, initial=np.inf
-            )
+            ((edge[None, :, 0] - xs[:, None]) ** 2 + (edge[None, :, 1] - ys[:, None]) ** 2).min(axis=1, initial=np.inf)
         )
-        first = int(np.argmax(nearest >= clearance))
+        row, column = np.floor(ys).astype(np.int64) - y0, np.floor(xs).astype(np.int64) - x0
+        within = (row >= 0) & (row < inside.shape[0]) & (column >= 0) & (column < inside.shape[1])
+        on_object = np.zeros(len(steps), bool)
+        on_object[within] = inside[row[within], column[within]]
+        first = int(np.argmax((nearest >= clearance) & ~on_object))
         x, y = float(xs[first]), float(ys[first])
         if radius <= x <= size - radius and radius <= y <= size - radius:
             break
@@ -331,11 +342,14 @@ def _draw_marker(canvas: np.ndarray, obj: _Object, angle: float, white: bool) ->
     """The target's marker: a bullseye (white disc with a black centre, or the reverse) beside it."""
     size = canvas.shape[-1]
     x, y, radius = marker_place(obj, size, angle)
-    ys, xs = np.ogrid[:size, :size]
+    y0, y1 = max(0, int(y - radius) - 1), min(size, math.ceil(y + radius) + 1)
+    x0, x1 = max(0, int(x - radius) - 1), min(size, math.ceil(x + radius) + 1)
+    ys, xs = np.ogrid[y0:y1, x0:x1]
     distance = np.sqrt((xs + 0.5 - x) ** 2 + (ys + 0.5 - y) ** 2)
     outer, inner = np.float32(255.0 if white else 0.0), np.float32(0.0 if white else 255.0)
-    np.copyto(canvas, outer, where=(distance <= radius)[None])
-    np.copyto(canvas, inner, where=(distance <= radius / 2)[None])
+    region = canvas[:, y0:y1, x0:x1]
+    np.copyto(region, outer, where=(distance <= radius)[None])
+    np.copyto(region, inner, where=(distance <= radius / 2)[None])
 
 
 def _frame(y0: int, y1: int, x0: int, x1: int, cx: float, cy: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
@@ -382,9 +396,7 @@ def _pattern(texture: int, u: np.ndarray, v: np.ndarray, angle: float, period: f
 
 
 def _glyph(glyph: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The mark at the object's centre (none, dot, ring, plus), in glyph units."""
-    if glyph == 0:
-        return np.zeros(u.shape, bool)
+    """The mark at the object's centre (1 dot, 2 ring, 3 plus; 0, none, draws nothing), in glyph units."""
     if glyph == 3:
         au, av = np.abs(u), np.abs(v)
         return ((au <= 1) & (av <= 0.3)) | ((au <= 0.3) & (av <= 1))

@@ -1,0 +1,76 @@
+"""The benchmark scripts run and report what their docstrings promise (at tiny sizes: figures are not checked)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_atomic_writes import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def last_json(script: str, *arguments: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *arguments], capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_model_overhead_reports_the_gap_above_the_flop_floor_at_each_size():
+    result = last_json("model_overhead.py", "--image-sizes", "32,48", "--batch", "2", "--repeats", "2")
+    for suffix in ("", "_48"):
+        gap = result[f"attention_vs_resnet50{suffix}"] - result[f"attention_flops_vs_resnet50{suffix}"]
+        assert result[f"attention_above_flops{suffix}"] == pytest.approx(gap, abs=0.002)
+        low, high = result[f"attention_above_flops_ci{suffix}"]
+        assert low <= high
+    assert result["attention_flops_vs_resnet50"] > 1
+
+
+@pytest.mark.slow
+def test_meta_train_speed_compares_meta_training_with_the_models_own_training():
+    result = last_json("meta_train_speed.py", "--steps", "2", "--plain-steps", "2")
+    assert result["meta_train_vs_model"] == pytest.approx(
+        result["meta_train_img_per_s"] / result["model_train_img_per_s"], rel=0.02
+    )
+    assert 0 < result["outside_meta_steps_share"] < 1 and result["target_check_seconds"] > 0
+    assert result["target_checks_share"] == 0  # two steps hold no periodic check
+
+
+@pytest.mark.slow
+def test_scaling_measures_one_factor_at_a_time_and_writes_table_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = last_json(
+        "scaling.py",
+        *("--sizes", "32,48", "--meta-batches", "1,2", "--taps", "1,4", "--steps", "2", "--batch", "2"),
+        *("--out", str(tmp_path / "curve")),
+    )
+    points = [(point["image_size"], point["meta_batch"], point["taps"]) for point in result["points"]]
+    base = (128, 1, 4)  # the paper preset's point comes first; the others vary one factor around it
+    assert points == [base, (32, 1, 4), (48, 1, 4), (128, 2, 4), (128, 1, 1)]
+    assert all(point["seconds_per_step"] > 0 and point["peak_memory_mb"] > 0 for point in result["points"])
+    assert result["points"][3]["images_per_step"] == 2 * result["points"][0]["images_per_step"]
+    assert result["paper_seconds_per_1000_steps"] == pytest.approx(result["points"][0]["ms_per_image"] * 320, rel=1e-3)
+    assert (tmp_path / "curve.md").read_text() == result["table"]
+    assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_run_all_marks_targets_and_adds_the_cost_curve(tmp_path, monkeypatch):
+    run_all = load_script("benchmarks/run_all.py")
+    scaling = {
+        "paper_seconds_per_1000_steps": 1234.5,
+        "table": "| image size |\n|---|\n| 128 |\n",
+        "plotted": True,
+        "steps": 2,
+        "batch": 8,
+        "device": "cpu",
+    }
+    figures = {"scaling.py": scaling, "model_overhead.py": {"attention_above_flops": 0.02}}
+    monkeypatch.setattr(run_all, "run", lambda script, arguments: figures.get(script, {}))
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--out", str(tmp_path / "benchmarks.md")])
+    run_all.main()
+    report = (tmp_path / "benchmarks.md").read_text()
+    assert "| attention_above_flops | 0.02 | <= 0.01 | no |" in report
+    assert "**1234.5 s**" in report and "| 128 |" in report and "(benchmarks-scaling.png)" in report
