@@ -149,7 +149,7 @@ def main() -> None:
         if not torch.cuda.is_available():
             arguments = arguments + CPU_ARGUMENTS.get(script, [])
         if script == "scaling.py":
-            arguments = arguments + ["--out", str(picture.with_suffix(""))]
+            arguments = arguments + ["--plot", str(picture)]
         result = run(script, arguments)
         everything[script] = result
         command = " ".join(["python", f"benchmarks/{script}", *map(shown, arguments)])

@@ -11,11 +11,11 @@ paper's 64) sets the images per inner step; ``ms_per_image`` lets a point at a s
 paper's (time grows about linearly with the images of a step), and ``paper_seconds_per_1000_steps`` is that
 prediction for the paper preset: its point's time per image x 5 x 64 images x 1,000.
 
-Prints the table (markdown); with ``--out``, writes it and, with matplotlib installed (the ``study`` extra), a
-plot of seconds per meta-step against each factor.
+Prints the table (markdown, also in the JSON as ``table``); with ``--plot`` and matplotlib installed (the ``study``
+extra), draws seconds per meta-step against each factor into that PNG file.
 
 Run: python benchmarks/scaling.py [--sizes 64,128,224] [--meta-batches 1,2,4] [--taps 1,2,3,4] [--steps 3]
-                                  [--batch 64] [--device auto] [--out docs/scaling]
+                                  [--batch 64] [--device auto] [--plot curve.png]
 Last line: {"paper_seconds_per_1000_steps": .., "points": [{"image_size": .., "meta_batch": .., "taps": ..,
             "seconds_per_step": .., "ms_per_image": .., "peak_memory_mb": .., "memory": "rss" | "cuda"}, ...],
             "table": "<markdown>", ...}
@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="meta-steps per point; the first is not timed")
     parser.add_argument("--batch", type=int, default=64, help="images per inner step (the paper preset's 64)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=None, help="write <out>.md (table) and <out>.png (plot)")
+    parser.add_argument("--plot", type=Path, default=None, help="draw the curve into this PNG file")
     parser.add_argument("--point", type=integers, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.point is not None:  # one point, in a process of its own, so that peak memory is the point's
@@ -180,9 +180,8 @@ def main() -> None:
         print(json.dumps(points[-1]), file=sys.stderr, flush=True)
     print(table(points), end="")
     plotted = False
-    if args.out is not None:
-        atomic_write_bytes(args.out.with_suffix(".md"), table(points).encode())
-        plotted = plot(points, args.out.with_suffix(".png"))
+    if args.plot is not None:
+        plotted = plot(points, args.plot)
     paper_images = paper.reptile.inner_steps * paper.sampler.batch_size * paper.reptile.meta_batch_size
     summary = {
         "paper_seconds_per_1000_steps": round(points[0]["ms_per_image"] * paper_images, 1),
