@@ -1,6 +1,6 @@
 """Forward+backward time of AttentionResNet50 against torchvision's resnet50 on the same input.
 
-Run: python benchmarks/model_overhead.py [--image-sizes 64,128] [--batch 8] [--repeats 15]
+Run: python benchmarks/model_overhead.py [--image-sizes 64,128] [--batch 8] [--repeats 25]
 At each image size three models are timed on the CPU: the default (paper) AttentionResNet50 (alignment 256, query 512),
 the quickstart one (alignment 64, query 128) and torchvision's resnet50; they take turns within each repeat in
 a rotating order, so that machine noise hits all alike. ``attention_flops_vs_resnet50`` counts FLOPs of the
@@ -137,7 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-sizes", default="64,128", help="comma-separated; the first is the headline size")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=25)
     args = parser.parse_args()
     sizes = [int(size) for size in args.image_sizes.split(",")]
     figures: dict[str, Any] = {}
