@@ -33,7 +33,7 @@ from universal_attention.config import SamplerConfig
 from universal_attention.data.cache import CachedDataset, build_cache
 from universal_attention.data.registry import get_dataset
 from universal_attention.data.synthetic import SyntheticTaskDataset
-from universal_attention.sampler import TaskSampler
+from universal_attention.meta.sampler import TaskSampler
 
 SIZE = 128
 BATCH = 64

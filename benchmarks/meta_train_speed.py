@@ -16,7 +16,7 @@ hits both sides): the same model, batch size, image size and inner optimiser, on
   that time taken out. The checks are training by design (the quickstart's check finetunes on 800 images per
   8,000 meta-training images), so the first ratio cannot pass 0.95 while the checks cost more than 5 %.
 
-Run: python benchmarks/meta_train_speed.py [--steps 100] [--plain-steps 30]
+Run: python benchmarks/meta_train_speed.py [--steps 100] [--plain-steps 30] [--set model.trunk=resnet18 ...]
 Last line: {"meta_train_vs_model": .., "meta_train_img_per_s": .., "model_train_img_per_s": .., ...}
 """
 
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from universal_attention import AttentionResNet50, ExperimentConfig, load_checkpoint, load_config, meta_train
-from universal_attention.comparison import quick_transfer
 from universal_attention.devices import resolve_device
+from universal_attention.meta.comparison import quick_transfer
 from universal_attention.optim import adam
 
 
@@ -66,10 +66,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="meta-steps (default: the preset's eval_every)")
     parser.add_argument("--plain-steps", type=int, default=30, help="plain training steps before and after")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)"
+    )
     args = parser.parse_args()
-    preset = load_config(preset="quickstart")
+    preset = load_config(preset="quickstart", overrides=args.overrides)
     steps = args.steps or preset.train.eval_every
-    config = load_config(preset="quickstart", overrides=[f"train.max_steps={steps}", "train.final_comparison=false"])
+    config = load_config(
+        preset="quickstart", overrides=[*args.overrides, f"train.max_steps={steps}", "train.final_comparison=false"]
+    )
     device = resolve_device(config.train.device)
     before = plain_training_images_per_second(config, args.plain_steps, device)
     step_seconds: list[float] = []
@@ -111,6 +116,7 @@ def main() -> None:
                 "wall_seconds": round(wall, 1),
                 "peak_rss_mb": round(peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 2**20, 1),
                 "device": str(device),
+                "trunk": config.model.trunk,
                 "steps": steps,
                 "image_size": config.data.image_size,
                 "batch": config.sampler.batch_size,

@@ -27,7 +27,7 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from universal_attention import AttentionResNet50, ModelConfig, load_config
-from universal_attention.stats import mean_ci
+from universal_attention.transfer.stats import mean_ci
 
 
 def step_seconds(model: torch.nn.Module, images: torch.Tensor, forward) -> float:

@@ -37,22 +37,23 @@ import torch
 
 from universal_attention import load_config, meta_train
 from universal_attention.atomic import atomic_write_bytes
-from universal_attention.config import DEFAULT_TAPS
+from universal_attention.config import TRUNK_STAGES, default_taps
 from universal_attention.devices import resolve_device
 
 SOURCES = "[synthetic/colour,synthetic/texture,synthetic/size]"
 
 
-def measure_point(image_size: int, meta_batch: int, taps: int, steps: int, batch: int, device: str) -> dict:
+def measure_point(image_size: int, meta_batch: int, taps: int, steps: int, batch: int, device: str, trunk: str) -> dict:
     """Meta-train one point in this process; its time per meta-step and this process's peak memory."""
     config = load_config(
         preset="paper",
         overrides=[
+            f"model.trunk={trunk}",
             f"data.sources={SOURCES}",
             "data.target=synthetic/orientation",
             f"data.image_size={image_size}",
             f"reptile.meta_batch_size={meta_batch}",
-            f"model.taps=[{','.join(DEFAULT_TAPS[:taps])}]",
+            f"model.taps=[{','.join(default_taps(trunk)[:taps])}]",
             f"sampler.batch_size={batch}",
             "reptile.inner_lr=1e-4",  # the cost of a step does not depend on it; a small one keeps tiny batches finite
             f"train.max_steps={steps}",
@@ -160,21 +161,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="meta-steps per point; the first is not timed")
     parser.add_argument("--batch", type=int, default=64, help="images per inner step (the paper preset's 64)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--trunk", default="resnet50", choices=list(TRUNK_STAGES), help="model.trunk (the paper's)")
     parser.add_argument("--plot", type=Path, default=None, help="draw the curve into this PNG file")
     parser.add_argument("--point", type=integers, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.point is not None:  # one point, in a process of its own, so that peak memory is the point's
         size, meta_batch, taps = args.point
-        print(json.dumps(measure_point(size, meta_batch, taps, args.steps, args.batch, args.device)))
+        print(json.dumps(measure_point(size, meta_batch, taps, args.steps, args.batch, args.device, args.trunk)))
         return
-    if not all(1 <= count <= len(DEFAULT_TAPS) for count in args.taps):
-        parser.error(f"--taps counts must be between 1 and {len(DEFAULT_TAPS)}")
-    paper = load_config(preset="paper")
-    base = (paper.data.image_size, paper.reptile.meta_batch_size, len(paper.model.taps))
+    if not all(1 <= count <= len(default_taps(args.trunk)) for count in args.taps):
+        parser.error(f"--taps counts must be between 1 and {len(default_taps(args.trunk))}")
+    paper = load_config(preset="paper", overrides=[f"model.trunk={args.trunk}"])
+    base = (paper.data.image_size, paper.reptile.meta_batch_size, len(paper.model.tap_layers()))
     points = []
     for size, meta_batch, taps in grid(args.sizes, args.meta_batches, args.taps, base):
         command = [sys.executable, __file__, "--point", f"{size},{meta_batch},{taps}", "--steps", str(args.steps)]
-        command += ["--batch", str(args.batch), "--device", args.device]
+        command += ["--batch", str(args.batch), "--device", args.device, "--trunk", args.trunk]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         points.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(points[-1]), file=sys.stderr, flush=True)
@@ -191,6 +193,7 @@ def main() -> None:
         "steps": args.steps,
         "batch": args.batch,
         "device": str(resolve_device(args.device)),
+        "trunk": args.trunk,
     }
     print(json.dumps(summary))
 

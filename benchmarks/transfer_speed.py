@@ -21,9 +21,9 @@ import torch
 
 from universal_attention import load_config, transfer_evaluate
 from universal_attention.data import get_dataset
-from universal_attention.finetune import finetune
-from universal_attention.loading import random_model
-from universal_attention.transfer import protocol_for
+from universal_attention.runs.loading import random_model
+from universal_attention.transfer.finetune import finetune
+from universal_attention.transfer.protocol import protocol_for
 
 
 def finetune_rate(config, images: torch.Tensor, labels: torch.Tensor, policy: str, steps: int) -> float:

@@ -53,8 +53,9 @@ from universal_attention import (
     transfer_evaluate,
 )
 from universal_attention.atomic import atomic_write_bytes
-from universal_attention.stats import mean_ci
-from universal_attention.transfer import TransferResult, merge_results, transfer_report
+from universal_attention.transfer.report import transfer_report
+from universal_attention.transfer.results import TransferResult, merge_results
+from universal_attention.transfer.stats import mean_ci
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

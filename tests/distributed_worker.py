@@ -11,8 +11,10 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from universal_attention import AttentionResNet50, ModelConfig, Reptile, ReptileConfig, Task
+from universal_attention import AttentionResNet50, Reptile, ReptileConfig, Task
 from universal_attention.distributed import destroy, init_distributed
+
+from small import SMALL
 
 
 def tasks_of_step(step):
@@ -27,7 +29,7 @@ def tasks_of_step(step):
 
 def build_model():
     torch.manual_seed(0)
-    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+    model = AttentionResNet50(SMALL)
     model.add_head("a", 3)
     model.add_head("b", 3)
     return model

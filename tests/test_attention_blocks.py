@@ -7,7 +7,7 @@ features; these references apply the same weights as convolutions, elementwise, 
 import pytest
 import torch
 
-from universal_attention.attention import build_attention_block
+from universal_attention.models.blocks import build_attention_block
 
 CHANNELS, QUERY, ALIGNMENT = 24, 16, 12
 

@@ -4,11 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from universal_attention import AttentionResNet50, ModelConfig
-from universal_attention.attention_control import oracle_map, shuffled_map, uniform_map
+from universal_attention import AttentionResNet50
 from universal_attention.errors import ConfigError, ModelError
+from universal_attention.models.controls import oracle_map, shuffled_map, uniform_map
 
-TINY = ModelConfig(alignment_size=8, query_size=8)
+from small import SMALL
+
+TINY = SMALL
 IMAGES = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 
 
@@ -27,16 +29,16 @@ def _tap_features(model, images):
 def test_uniform_control_is_plain_average_pooling_per_tap(model):
     out = model(IMAGES, control="uniform")
     taps = _tap_features(model, IMAGES)
-    expected = torch.cat([F.adaptive_avg_pool2d(taps[tap], 1).flatten(1) for tap in TINY.taps], dim=1)
+    expected = torch.cat([F.adaptive_avg_pool2d(taps[tap], 1).flatten(1) for tap in TINY.tap_layers()], dim=1)
     torch.testing.assert_close(out.features, expected, rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
 def test_oracle_control_puts_all_attention_on_the_object(model):
     masks = torch.zeros(3, 32, 32, dtype=torch.uint8)
-    masks[:, 8:16, 16:24] = 1  # one 8 x 8 block: exactly cell (1, 2) of layer2.2's 4 x 4 grid
+    masks[:, 8:16, 16:24] = 1  # one 8 x 8 block: exactly cell (1, 2) of layer2.0's 4 x 4 grid
     out = model(IMAGES, control="oracle", masks=masks)
-    grid = out.attention["layer2.2"]
+    grid = out.attention["layer2.0"]
     assert grid.shape == (3, 1, 4, 4)
     assert torch.allclose(grid[:, 0, 1, 2], torch.ones(3)) and float(grid.sum()) == pytest.approx(3.0)
 
@@ -58,14 +60,14 @@ def test_sigmoid_controls_are_gates():
 def test_shuffled_control_gives_each_image_another_image_s_learned_map(model):
     learned = model(IMAGES).attention
     shuffled = model(IMAGES, control="shuffled").attention
-    for tap in TINY.taps:
+    for tap in TINY.tap_layers():
         torch.testing.assert_close(shuffled[tap], learned[tap].roll(1, dims=0))
     lone = torch.arange(4.0).view(1, 1, 2, 2)
     torch.testing.assert_close(shuffled_map(lone), torch.tensor([[[[3.0, 2.0], [1.0, 0.0]]]]))
 
 
 def test_oracle_without_masks_and_unknown_controls_are_refused(model):
-    with pytest.raises(ConfigError, match="oracle attention needs the images' object masks"):
+    with pytest.raises(ModelError, match="oracle attention needs the images' object masks"):
         model(IMAGES, control="oracle")
     with pytest.raises(ConfigError, match="unknown attention control.*sideways.*learned, uniform, oracle, shuffled"):
         model(IMAGES, control="sideways")

@@ -5,16 +5,17 @@ import pytest
 import torch
 from torch import nn
 
-from universal_attention import AttentionResNet50, DatasetError, ModelConfig, ModelError
-from universal_attention.ade20k_attention import class_masses
-from universal_attention.attention_eval import attention_in_mask, evaluate_attention, example_grid, mass_in_masks
+from universal_attention import AttentionResNet50, DatasetError, ModelError
+from universal_attention.analysis.ade20k import class_masses
+from universal_attention.analysis.evaluate import attention_in_mask, evaluate_attention, example_grid, mass_in_masks
 from universal_attention.data.registry import get_dataset
 from universal_attention.data.synthetic import SyntheticTaskDataset
-from universal_attention.model import AttentionOutput
+from universal_attention.models.attention_resnet import AttentionOutput
 
 from fake_datasets import make_cub200
+from small import SMALL
 
-TINY = ModelConfig(alignment_size=8, query_size=8)
+TINY = SMALL
 PERSON, WALL = 13, 1  # an "object" and a "stuff" SceneParse150 class
 
 
@@ -30,7 +31,7 @@ def quadrant(size: int = 8, corner: str = "top-left", value: int = 1) -> torch.T
 class LooksTopLeft(nn.Module):
     """A stand-in model whose one tap always puts all attention, evenly, on the top-left quadrant."""
 
-    config = ModelConfig(taps=("layer4",))
+    config = SMALL.updated(taps=("layer4",))
 
     def forward(self, images, task=None):
         amap = quadrant(images.shape[-1]).float()[None, None].expand(len(images), 1, -1, -1)
@@ -123,7 +124,7 @@ def test_ade20k_layout_reports_classes_regions_and_baselines(fake_data_root, tin
         regions = start.regions["combined"]
         assert sum(region.mass for region in regions.values()) == pytest.approx(1.0)
         assert sum(region.area for region in regions.values()) == pytest.approx(1.0)
-    assert report.starts["uniform"].regions["layer1.1"]["stuff"].relative == pytest.approx(1.0)
+    assert report.starts["uniform"].regions["layer1.0"]["stuff"].relative == pytest.approx(1.0)
     assert json.loads(report.to_json())["starts"]["model"]["classes"]["combined"][0]["name"] in ("person", "wall")
 
 
@@ -137,7 +138,7 @@ def test_a_random_checkpoint_has_no_second_random_baseline():
 def test_attention_in_mask_reports_every_tap(tiny_model):
     dataset = SyntheticTaskDataset("colour", "test", image_size=32, length=3, with_masks=True)
     mass = attention_in_mask(tiny_model, dataset, limit=2)
-    assert list(mass.mass_in_mask) == list(TINY.taps) and mass.images == 2
+    assert list(mass.mass_in_mask) == list(TINY.tap_layers()) and mass.images == 2
     assert 0 <= mass.mean_mass() <= 1
     assert mass.to_dict()["mask_area"] == mass.mask_area
 
@@ -145,7 +146,7 @@ def test_attention_in_mask_reports_every_tap(tiny_model):
 def test_example_grid_shows_every_tap_and_the_combined_map(tiny_model):
     dataset = SyntheticTaskDataset("colour", "test", image_size=32, length=3, with_masks=True)
     grid = example_grid(tiny_model, dataset, count=2)
-    assert grid.width == (2 + len(TINY.taps)) * 128
+    assert grid.width == (2 + len(TINY.tap_layers())) * 128
 
 
 def test_a_dataset_without_masks_is_a_dataset_error(fake_data_root):

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from test_atomic_writes import load_script
 
+from small import SMALL_OVERRIDES, SMALL_TRUNK
+
 ROOT = Path(__file__).resolve().parents[1]
+SMALL_ARGUMENTS = [argument for override in SMALL_OVERRIDES for argument in ("--set", override)]
 
 
 def last_json(script: str, *arguments: str) -> dict:
@@ -31,30 +34,37 @@ def test_model_overhead_reports_the_gap_above_the_flop_floor_at_each_size():
 
 @pytest.mark.slow
 def test_meta_train_speed_compares_meta_training_with_the_models_own_training():
-    result = last_json("meta_train_speed.py", "--steps", "2", "--plain-steps", "2")
+    result = last_json("meta_train_speed.py", "--steps", "2", "--plain-steps", "2", *SMALL_ARGUMENTS)
     assert result["meta_train_vs_model"] == pytest.approx(
         result["meta_train_img_per_s"] / result["model_train_img_per_s"], rel=0.02
     )
     assert 0 < result["outside_meta_steps_share"] < 1 and result["target_check_seconds"] > 0
     assert result["target_checks_share"] == 0  # two steps hold no periodic check
+    assert result["trunk"] == SMALL_TRUNK
+
+
+def test_the_scaling_grid_varies_one_factor_at_a_time_around_the_paper_s_point():
+    grid = load_script("benchmarks/scaling.py").grid
+    points = grid([32, 48, 128], [1, 2], [1, 4], (128, 1, 4))
+    assert points == [(128, 1, 4), (32, 1, 4), (48, 1, 4), (128, 2, 4), (128, 1, 1)]  # the base first, no repeats
 
 
 @pytest.mark.slow
-def test_scaling_measures_one_factor_at_a_time_and_writes_table_and_plot(tmp_path):
+def test_scaling_measures_each_point_in_its_own_process_and_writes_table_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     result = last_json(
         "scaling.py",
-        *("--sizes", "32,48", "--meta-batches", "1,2", "--taps", "1,4", "--steps", "2", "--batch", "2"),
-        *("--plot", str(tmp_path / "curve.png")),
+        *("--sizes", "32", "--meta-batches", "1", "--taps", "4", "--steps", "2", "--batch", "2"),
+        *("--trunk", SMALL_TRUNK, "--plot", str(tmp_path / "curve.png")),
     )
     points = [(point["image_size"], point["meta_batch"], point["taps"]) for point in result["points"]]
-    base = (128, 1, 4)  # the paper preset's point comes first; the others vary one factor around it
-    assert points == [base, (32, 1, 4), (48, 1, 4), (128, 2, 4), (128, 1, 1)]
+    assert points == [(128, 1, 4), (32, 1, 4)]  # the paper preset's point comes first
     assert all(point["seconds_per_step"] > 0 and point["peak_memory_mb"] > 0 for point in result["points"])
-    assert result["points"][3]["images_per_step"] == 2 * result["points"][0]["images_per_step"]
+    assert result["points"][1]["images_per_step"] == result["points"][0]["images_per_step"]
     assert result["paper_seconds_per_1000_steps"] == pytest.approx(result["points"][0]["ms_per_image"] * 320, rel=1e-3)
     assert result["table"].count("\n") == 2 + len(points)
     assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
+    assert result["trunk"] == SMALL_TRUNK
 
 
 def test_run_all_marks_targets_and_adds_the_cost_curve(tmp_path, monkeypatch):

@@ -1,3 +1,4 @@
+import json
 import os
 from urllib.parse import unquote
 
@@ -7,8 +8,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, load_config, save_checkpoint
-from universal_attention.checkpoint import KEYED_MODULES, checkpoint_name, resolve_checkpoint, tensors_digest
 from universal_attention.errors import CheckpointError
+from universal_attention.runs.checkpoint import KEYED_MODULES, checkpoint_name, resolve_checkpoint, tensors_digest
+
+from small import SMALL
 
 IMAGES = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 
@@ -16,7 +19,9 @@ IMAGES = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torc
 @pytest.fixture
 def saved(tmp_path):
     torch.manual_seed(0)
-    model = AttentionResNet50(ModelConfig(compatibility="dot", alignment_size=32, query_size=64), num_classes=3)
+    model = AttentionResNet50(
+        ModelConfig(trunk="resnet10", compatibility="dot", alignment_size=32, query_size=64), num_classes=3
+    )
     model.add_head("synthetic/colour", 4)
     model.eval()
     path = save_checkpoint(
@@ -40,11 +45,11 @@ def format_1_key(name: str) -> str:
 
 
 def test_every_state_dict_key_is_ascii_and_names_with_dots_keep_apart():
-    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+    model = AttentionResNet50(SMALL)
     for task in ("v1.5", "v1%2E5", "café"):
         model.add_head(task, 2)
     assert all(name.isascii() for name in model.state_dict())
-    assert len(model.heads) == 3 and "attention_blocks.layer2%2E2.vector.weight" in model.state_dict()
+    assert len(model.heads) == 3 and "attention_blocks.layer2%2E0.vector.weight" in model.state_dict()
 
 
 def test_a_checkpoint_written_by_0_1_with_middle_dots_in_its_keys_still_loads(saved, tmp_path):
@@ -54,7 +59,7 @@ def test_a_checkpoint_written_by_0_1_with_middle_dots_in_its_keys_still_loads(sa
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
         tensors = {format_1_key(name): handle.get_tensor(name) for name in handle.keys()}
-    assert {"attention_blocks.layer2\u00b72.project_features.weight", "heads.task\u00b7v2.weight"} <= tensors.keys()
+    assert {"attention_blocks.layer2\u00b70.project_features.weight", "heads.task\u00b7v2.weight"} <= tensors.keys()
     old = tmp_path / "written-by-0.1.safetensors"
     save_file(tensors, str(old), metadata=metadata | {"format_version": "1", "tensors_sha256": tensors_digest(tensors)})
     loaded = load_checkpoint(old)
@@ -62,6 +67,23 @@ def test_a_checkpoint_written_by_0_1_with_middle_dots_in_its_keys_still_loads(sa
     expected = model.state_dict()
     assert loaded.model.state_dict().keys() == expected.keys()
     assert all(torch.equal(value, expected[name]) for name, value in loaded.model.state_dict().items())
+
+
+def test_a_checkpoint_of_format_2_records_no_trunk_and_loads_as_resnet50(tmp_path):
+    torch.manual_seed(0)
+    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8), num_classes=2)
+    path = save_checkpoint(tmp_path / "new.safetensors", model, load_config(preset="quickstart"), step=3)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    model_config = json.loads(metadata["model_config"])
+    experiment = json.loads(metadata["experiment_config"])
+    assert model_config.pop("trunk") == "resnet50" and experiment["model"].pop("trunk") == "resnet50"
+    old = {"model_config": json.dumps(model_config), "experiment_config": json.dumps(experiment)}
+    save_file(tensors, str(tmp_path / "format-2.safetensors"), metadata=metadata | old | {"format_version": "2"})
+    loaded = load_checkpoint(tmp_path / "format-2.safetensors")
+    assert loaded.config.trunk == "resnet50" and loaded.experiment.model.trunk == "resnet50"
+    assert all(torch.equal(value, model.state_dict()[name]) for name, value in loaded.model.state_dict().items())
 
 
 def test_round_trip_gives_identical_outputs_from_the_file_alone(saved):
@@ -126,7 +148,7 @@ def test_missing_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("config", [ModelConfig(), {"name": "x"}, "quickstart"])
 def test_saving_with_a_wrong_config_type_is_refused_and_writes_nothing(tmp_path, config):
-    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+    model = AttentionResNet50(SMALL)
     with pytest.raises(CheckpointError, match=f"takes the run's ExperimentConfig or None, got {type(config).__name__}"):
         save_checkpoint(tmp_path / "c.safetensors", model, config)
     assert list(tmp_path.iterdir()) == []

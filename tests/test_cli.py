@@ -37,7 +37,7 @@ def test_config_show_bad_key_is_one_red_line_and_exit_2():
 
 
 def test_info_describes_a_checkpoint(tmp_path):
-    model = AttentionResNet50(ModelConfig(query_size=32, alignment_size=16), num_classes=4)
+    model = AttentionResNet50(ModelConfig(trunk="resnet10", query_size=32, alignment_size=16), num_classes=4)
     path = save_checkpoint(tmp_path / "c.safetensors", model, step=12)
     result = run("info", str(path))
     assert result.exit_code == 0, result.output

@@ -8,13 +8,14 @@ from click.testing import CliRunner
 from PIL import Image
 from safetensors import safe_open
 
-from universal_attention import AttentionResNet50, ModelConfig, load_config, save_checkpoint
+from universal_attention import AttentionResNet50, load_config, save_checkpoint
 from universal_attention.cli import main
 from universal_attention.data.images import read_image, resize_and_crop
 
 from fake_datasets import write_odd_images
+from small import SMALL, SMALL_OVERRIDES
 
-TINY = ModelConfig(alignment_size=8, query_size=8)
+TINY = SMALL
 
 
 def run(*args):
@@ -31,8 +32,7 @@ def checkpoint(tmp_path_factory):
         preset="quickstart",
         overrides=[
             "data.image_size=32",
-            "model.alignment_size=8",
-            "model.query_size=8",
+            *SMALL_OVERRIDES,
             "data.target=synthetic/colour",
         ],
     )
@@ -61,7 +61,7 @@ def test_visualize_shows_predictions_and_saves_the_raw_maps(checkpoint, tmp_path
         "-o",
         tmp_path / "v.png",
         "--layers",
-        "layer2.2,combined",
+        "layer2.0,combined",
         "--save-maps",
         tmp_path / "maps.safetensors",
     )
@@ -70,7 +70,7 @@ def test_visualize_shows_predictions_and_saves_the_raw_maps(checkpoint, tmp_path
     assert "gray16.png: " in result.output and any(name in result.output for name in ("red", "yellow", "green", "blue"))
     with safe_open(str(tmp_path / "maps.safetensors"), framework="pt") as handle:
         assert handle.get_tensor("maps/combined").shape == (1, 1, 160, 160)  # a 40 x 30 image, shown 160 px wide
-        assert handle.get_tensor("native/layer2.2").shape == (1, 1, 4, 4)  # the model saw the checkpoint's 32 px
+        assert handle.get_tensor("native/layer2.0").shape == (1, 1, 4, 4)  # the model saw the checkpoint's 32 px
 
 
 @pytest.mark.parametrize("size_args, side", [([], 300), (["--size", "256"], 256)])

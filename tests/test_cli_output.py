@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from universal_attention import AttentionResNet50, ModelConfig, load_config, save_checkpoint
+from universal_attention import AttentionResNet50, load_config, save_checkpoint
 from universal_attention.data import dataset_names
 
-TINY = ModelConfig(alignment_size=8, query_size=8)
+from small import SMALL, SMALL_OVERRIDES
+
+TINY = SMALL
 
 
 def uattn(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -38,8 +40,7 @@ def checkpoint(tmp_path_factory):
         preset="quickstart",
         overrides=[
             "data.image_size=32",
-            "model.alignment_size=8",
-            "model.query_size=8",
+            *SMALL_OVERRIDES,
             "data.target=synthetic/colour",
             "transfer.batch_size=8",
             "transfer.max_test_images=8",
@@ -79,7 +80,7 @@ def test_info_json_describes_the_checkpoint(checkpoint):
     document = json.loads(result.stdout)
     assert document["step"] == 3 and document["heads"] == {"synthetic/colour": 4}
     assert document["model"]["alignment_size"] == 8 and document["experiment"]["data"]["image_size"] == 32
-    assert document["parameters"] > 20_000_000
+    assert document["parameters"] > 4_000_000 and document["model"]["trunk"] == "resnet10"
 
 
 @pytest.mark.slow
@@ -108,4 +109,4 @@ def test_evaluate_attention_json_is_the_report(checkpoint, tmp_path):
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document == json.loads((tmp_path / "attention_report.json").read_text())
-    assert document["images"] == 2 and "layer2.2" in document["starts"]["model"]["layers"]
+    assert document["images"] == 2 and "layer2.0" in document["starts"]["model"]["layers"]

@@ -82,7 +82,7 @@ def test_bad_override_names_key_and_allowed_values(override, expected):
 def test_unknown_key_in_file_is_named(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model:\n  compat: dot\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'model.compat': model has taps, compatibility"):
+    with pytest.raises(ConfigError, match=r"unknown key 'model.compat': model has trunk, taps, compatibility"):
         load_config(config_file=path)
 
 

@@ -13,6 +13,8 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from small import SMALL_OVERRIDES
+
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 WORKER = str(Path(__file__).with_name("distributed_worker.py"))
 pytestmark = pytest.mark.slow  # every test meta-trains the full ResNet50 in several processes
@@ -30,15 +32,14 @@ def test_two_processes_equal_one_process_with_meta_batch_two(tmp_path):
         if value.is_floating_point():
             assert (value - two[name]).abs().max() <= 1e-5, name
             compared += 1
-    assert compared > 250  # every weight and batch-norm statistic
+    assert compared >= 80  # every weight and batch-norm statistic of the small model
     assert {"heads.a.weight", "heads.b.weight"} <= one.keys()
 
 
 def test_meta_train_cli_under_torchrun_writes_once_from_rank_zero(tmp_path):
     out = tmp_path / "run"
     overrides = [
-        "model.alignment_size=8",
-        "model.query_size=8",
+        *SMALL_OVERRIDES,
         "data.image_size=32",
         "sampler.batch_size=4",
         "reptile.inner_steps=1",

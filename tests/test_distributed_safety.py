@@ -10,14 +10,15 @@ from datetime import timedelta
 import pytest
 import torch
 
-import universal_attention.meta_training as meta_train_module
+import universal_attention.meta.training as meta_train_module
 from universal_attention import distributed, load_checkpoint, load_config, save_checkpoint
 from universal_attention.distributed import DistributedInfo, init_distributed
-from universal_attention.meta_training import _Run, meta_train
+from universal_attention.meta.training import _Run, meta_train
+
+from small import SMALL_OVERRIDES
 
 RUN = [
-    "model.alignment_size=8",
-    "model.query_size=8",
+    *SMALL_OVERRIDES,
     "data.image_size=32",
     "data.sources=[synthetic/colour, synthetic/size]",
     "sampler.batch_size=4",

@@ -1,7 +1,7 @@
 """The docs cannot rot: the command reference is regenerated and every runnable code block is executed.
 
 A block opened with ```` ```python runnable ```` runs in a fresh folder; ```` ```python runnable slow ```` marks one
-that trains the full ResNet50 (the ``slow`` marker).
+that trains a model for longer than the other blocks (the ``slow`` marker).
 """
 
 import ast

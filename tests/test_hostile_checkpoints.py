@@ -12,23 +12,23 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, load_config, save_checkpoint
-from universal_attention.checkpoint import checkpoint_name, resolve_checkpoint
+from universal_attention import AttentionResNet50, load_checkpoint, load_config, save_checkpoint
 from universal_attention.cli import main
 from universal_attention.config import save_config
 from universal_attention.distributed import DistributedInfo
 from universal_attention.errors import CheckpointError
-from universal_attention.meta_training import _Run, meta_train, resume_step
-from universal_attention.reptile import Reptile
-from universal_attention.run_folder import readable_checkpoints
+from universal_attention.meta.reptile import Reptile
+from universal_attention.meta.training import _Run, meta_train, resume_step
+from universal_attention.runs.checkpoint import checkpoint_name, resolve_checkpoint
+from universal_attention.runs.folder import readable_checkpoints
 
 from fake_datasets import make_beans
 from faults import rewrite_checkpoint
+from small import SMALL, SMALL_OVERRIDES
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 RUN = [
-    "model.alignment_size=8",
-    "model.query_size=8",
+    *SMALL_OVERRIDES,
     "data.image_size=32",
     "data.sources=[synthetic/colour, synthetic/size]",
     "sampler.batch_size=4",
@@ -63,7 +63,7 @@ def quiet(text):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+    model = AttentionResNet50(SMALL)
     model.add_head("synthetic/colour", 4)
     folder = tmp_path_factory.mktemp("checkpoint")
     return save_checkpoint(
@@ -76,7 +76,7 @@ def checkpoint(tmp_path_factory):
 
 
 def model_config(**changes):
-    return json.dumps({**ModelConfig(alignment_size=8, query_size=8).model_dump(mode="json"), **changes})
+    return json.dumps({**SMALL.model_dump(mode="json"), **changes})
 
 
 CRAFTED = {
@@ -156,7 +156,7 @@ def test_info_verify_reports_the_digest(checkpoint, tmp_path):
 
 
 def test_a_model_with_non_finite_weights_is_never_saved(tmp_path):
-    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+    model = AttentionResNet50(SMALL)
     with torch.no_grad():
         model.backbone.conv1.weight[0, 0, 0, 0] = math.inf
     with pytest.raises(CheckpointError, match="non-finite"):

@@ -7,13 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from universal_attention.data.images import (
-    load_label_map,
-    load_rgb,
-    read_image,
-    resize_and_crop,
-    resize_and_crop_mask,
-)
+from universal_attention.data.images import load_label_map, load_rgb, read_image, resize_and_crop, resize_and_crop_mask
 
 from fake_datasets import HEIGHT, WIDTH, write_image, write_odd_images
 

@@ -12,19 +12,19 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, save_checkpoint
+from universal_attention import AttentionResNet50, load_checkpoint, save_checkpoint
 from universal_attention.atomic import atomic_write_bytes
-from universal_attention.checkpoint import read_metadata
 from universal_attention.cli import main
 from universal_attention.data.cache import build_cache
+from universal_attention.runs.checkpoint import read_metadata
 
 from faults import fail_every_step, temporaries
+from small import SMALL, SMALL_OVERRIDES
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 EVERY_STEP = {"open", "write", "fsync", "replace"}
 RUN = [
-    "model.alignment_size=8",
-    "model.query_size=8",
+    *SMALL_OVERRIDES,
     "data.image_size=32",
     "data.sources=[synthetic/colour, synthetic/size]",
     "sampler.batch_size=4",
@@ -73,7 +73,7 @@ class Images:
 
 def test_every_step_of_a_checkpoint_write_can_fail_and_a_whole_checkpoint_stays(tmp_path):
     torch.manual_seed(0)
-    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8), num_classes=2)
+    model = AttentionResNet50(SMALL, num_classes=2)
     path = save_checkpoint(tmp_path / "step-000001.safetensors", model, step=1)
 
     def check():

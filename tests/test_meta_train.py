@@ -6,11 +6,13 @@ from click.testing import CliRunner
 
 from universal_attention import load_checkpoint, load_config, meta_train
 from universal_attention.cli import main
+from universal_attention.runs.loggers import read_metrics
+
+from small import SMALL_OVERRIDES, SMALL_TAPS
 
 pytestmark = pytest.mark.slow  # every test meta-trains the full ResNet50 (one tiny run, shared)
 TINY = [
-    "model.alignment_size=8",
-    "model.query_size=8",
+    *SMALL_OVERRIDES,
     "data.image_size=32",
     "data.sources=[synthetic/colour, synthetic/size]",
     "sampler.batch_size=4",
@@ -71,6 +73,17 @@ def test_writes_tensorboard_events(run):
     assert any(tag.startswith("attention_entropy/") for tag in tags["histograms"])
 
 
+def test_writes_metrics_jsonl_that_reads_back_without_tensorboard(run):
+    out, _ = run
+    scalars = read_metrics(out)
+    tags = {record["tag"] for record in scalars}
+    assert {"meta/loss", "meta/images_per_s", "target/top1"} <= tags
+    assert all(set(record) == {"kind", "step", "tag", "value", "wall_time"} for record in scalars)
+    assert sorted({record["step"] for record in scalars if record["tag"] == "meta/loss"}) == [1]  # and every log_every
+    images = read_metrics(out, kind="image")
+    assert images and all((out / record["file"]).is_file() for record in images)
+
+
 def test_results_compare_meta_trained_with_random_init_and_joint_training(run):
     out, output = run
     results = json.loads((out / "results.json").read_text())
@@ -78,7 +91,7 @@ def test_results_compare_meta_trained_with_random_init_and_joint_training(run):
         assert 0 <= results[key]["top1"] <= 1
         assert 0 <= results[key]["attention_in_mask"] <= 1
         assert len(results[key]["top1_ci"]) == 2 and set(results[key]["attention"]["relative_to_area"]) == set(
-            load_config(preset="quickstart").model.taps
+            SMALL_TAPS
         )
     assert [(c["start"], c["baseline"]) for c in results["comparisons"]] == [
         ("meta_trained", "random_init"),

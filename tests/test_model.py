@@ -3,9 +3,11 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from universal_attention import AttentionResNet50, ModelConfig
-from universal_attention.errors import ModelError
-from universal_attention.model import module_key
+from universal_attention import AttentionResNet50, ModelConfig, load_config
+from universal_attention.errors import ConfigError, ModelError
+from universal_attention.models.attention_resnet import module_key
+
+from small import SMALL
 
 IMAGES = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 
@@ -39,26 +41,30 @@ def test_attention_off_is_the_plain_pooled_encoder():
 
 
 def test_taps_are_configurable_by_module_name():
-    model = AttentionResNet50(ModelConfig(taps=("layer2", "layer3.0")))
+    model = AttentionResNet50(SMALL.updated(taps=("layer2", "layer3.0")))
     out = model(IMAGES)
-    assert sorted(out.attention) == ["layer2", "layer3.0"]
-    assert out.features.shape == (2, 512 + 1024)
+    assert sorted(out.attention) == ["layer2", "layer3.0"] == sorted(model.taps)
+    assert out.features.shape == (2, 128 + 256)
     assert out.logits is None
 
 
-def test_unknown_tap_lists_the_allowed_names():
-    with pytest.raises(ModelError, match=r"unknown tap layer\(s\) layer5; choose from layer1.0, "):
-        AttentionResNet50(ModelConfig(taps=("layer5",)))
+def test_unknown_tap_lists_the_trunk_s_names():
+    with pytest.raises(
+        ConfigError, match=r"taps: unknown tap layer\(s\) layer5 for trunk resnet50; choose from layer1.0, "
+    ):
+        ModelConfig().updated(taps=("layer5",))
+    with pytest.raises(ConfigError, match=r"layer2.2 for trunk resnet18; choose from layer1.0, layer1.1, layer1, "):
+        load_config(overrides=["model.trunk=resnet18", "model.taps=[layer2.2]"])
 
 
 def test_uint8_and_unit_float_inputs_are_the_same_image():
-    model = AttentionResNet50(num_classes=2).eval()
+    model = AttentionResNet50(SMALL, num_classes=2).eval()
     with torch.no_grad():
         torch.testing.assert_close(model(IMAGES).logits, model(IMAGES.float() / 255).logits)
 
 
 def test_heads_per_task():
-    model = AttentionResNet50()
+    model = AttentionResNet50(SMALL)
     model.add_head("synthetic/colour", 4)
     model.add_head("folder:/tmp/a.b", 7)
     assert model(IMAGES, "synthetic/colour").logits.shape == (2, 4)
@@ -91,7 +97,7 @@ def test_missing_backbone_weights_file_is_one_line(tmp_path):
 
 
 def test_gradients_reach_attention_and_trunk():
-    model = AttentionResNet50(num_classes=3)
+    model = AttentionResNet50(SMALL, num_classes=3)
     model(IMAGES).logits.sum().backward()
-    assert model.attention_blocks[module_key("layer2.2")].vector.weight.grad is not None
+    assert model.attention_blocks[module_key("layer2.0")].vector.weight.grad is not None
     assert model.backbone.conv1.weight.grad.abs().sum() > 0

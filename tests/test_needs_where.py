@@ -13,7 +13,7 @@ from torch import nn
 
 from universal_attention.data.synthetic import SOURCE_TASKS, SyntheticTaskDataset
 
-STEPS, BATCH, TRAIN, TEST = 200, 32, 2000, 400
+STEPS, BATCH, TRAIN, TEST = 150, 32, 2000, 400
 
 
 def encoder() -> nn.Module:
@@ -55,6 +55,7 @@ def trained_top1(train, test, oracle: bool) -> float:
         return float((head(pooled(body(images), masks, oracle)).argmax(1) == labels).float().mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", SOURCE_TASKS)
 def test_pooling_on_the_target_learns_the_task_and_pooling_everything_does_not(task):
     train, test = split(task, "train", TRAIN), split(task, "test", TEST)

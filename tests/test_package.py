@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import universal_attention
+from universal_attention import errors
 
 PACKAGE = Path(universal_attention.__file__).parent
 HEAVY = ("hyperopt", "tensorboard", "torch.utils.tensorboard", "scipy", "pyspark")
@@ -59,6 +60,19 @@ def test_every_public_name_resolves_and_tune_loads_on_first_use():
 
     assert inspect.isfunction(tune) and inspect.isfunction(meta_train)
     assert issubclass(universal_attention.TrainingError, universal_attention.UattnError)
+
+
+def test_every_error_type_is_public_and_a_uattn_error():
+    defined = [name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, Exception)]
+    assert set(defined) <= set(universal_attention.__all__)
+    assert all(issubclass(getattr(errors, name), errors.UattnError) for name in defined)
+
+
+def test_the_package_is_rooms_over_a_small_foundation():
+    top_level = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(top_level) <= 10, top_level
+    rooms = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    assert {"analysis", "cli", "data", "meta", "models", "runs", "transfer", "tuning"} <= rooms
 
 
 def test_every_module_opens_with_a_one_line_summary_of_its_job():

@@ -10,7 +10,7 @@ import torchvision
 
 from universal_attention import AttentionResNet50, ModelConfig
 from universal_attention.errors import ModelError
-from universal_attention.pretrained import hub_state_dict
+from universal_attention.models.pretrained import hub_state_dict
 
 
 class Planted:

@@ -4,9 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from universal_attention import AttentionResNet50, ModelConfig, ReptileConfig
+from universal_attention import AttentionResNet50, ReptileConfig
 from universal_attention.errors import ConfigError
-from universal_attention.reptile import Reptile, Task
+from universal_attention.meta.reptile import Reptile, Task
+
+from small import SMALL
 
 
 class Linear(nn.Module):
@@ -134,7 +136,7 @@ def test_adapted_head_is_kept_when_the_task_comes_back():
 @pytest.mark.slow
 def test_default_loss_on_attention_resnet_creates_heads_and_reports_accuracy():
     torch.manual_seed(0)
-    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+    model = AttentionResNet50(SMALL)
     reptile = Reptile(model, ReptileConfig(inner_steps=1, inner_optimizer="adam", inner_lr=1e-3))
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     task = Task("synthetic/colour", itertools.repeat((images, torch.tensor([0, 3]))), num_classes=4)
@@ -186,7 +188,7 @@ def test_reptile_with_one_sgd_step_and_outer_step_one_is_joint_sgd_training():
 
     def train(**settings):
         torch.manual_seed(0)
-        model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8))
+        model = AttentionResNet50(SMALL)
         model.add_head("t", 4)
         config = ReptileConfig(
             inner_steps=1, inner_optimizer="sgd", inner_lr=0.05, outer_optimizer="sgd", outer_lr=1.0, **settings
@@ -238,6 +240,6 @@ def test_kept_inner_state_carries_adam_moments_across_tasks():
 
 
 def test_joint_training_refuses_torchrun(monkeypatch):
-    monkeypatch.setattr("universal_attention.reptile.is_distributed", lambda: True)
+    monkeypatch.setattr("universal_attention.meta.reptile.is_distributed", lambda: True)
     with pytest.raises(ConfigError, match="algorithm=joint runs in one process"):
         Reptile(Linear([0.0]), ReptileConfig(algorithm="joint"), loss_fn=linear_loss)

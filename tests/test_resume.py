@@ -14,11 +14,12 @@ from safetensors.torch import load_file
 
 from universal_attention import TrainingError, load_config, meta_train
 from universal_attention.cli import main
-from universal_attention.reptile import Reptile
+from universal_attention.meta.reptile import Reptile
+
+from small import SMALL_OVERRIDES
 
 RUN = [
-    "model.alignment_size=8",
-    "model.query_size=8",
+    *SMALL_OVERRIDES,
     "data.image_size=32",
     "data.sources=[synthetic/colour, synthetic/size]",
     "sampler.batch_size=4",

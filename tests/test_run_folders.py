@@ -18,9 +18,10 @@ from click.testing import CliRunner
 from universal_attention import load_checkpoint
 from universal_attention.cli import main
 
+from small import SMALL_OVERRIDES
+
 RUN = [
-    "model.alignment_size=8",
-    "model.query_size=8",
+    *SMALL_OVERRIDES,
     "data.image_size=32",
     "data.sources=[synthetic/colour, synthetic/size]",
     "sampler.batch_size=4",

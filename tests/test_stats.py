@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from universal_attention.stats import mean_ci, paired_bootstrap, ratio_bootstrap, sample_std
+from universal_attention.transfer.stats import mean_ci, paired_bootstrap, ratio_bootstrap, sample_std
 
 
 def test_sample_std_divides_by_n_minus_one():

@@ -13,6 +13,8 @@ import torch
 
 from universal_attention import load_config
 
+from small import SMALL_OVERRIDES, SMALL_TAPS
+
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "study_synthetic.py"
 STARTS = ("reptile", "reptile_reset", "joint", "random")
 TINY = [
@@ -36,6 +38,7 @@ TINY = [
     "2",
     "--chart-format",
     "svg",
+    *(argument for override in SMALL_OVERRIDES for argument in ("--set", override)),
     "--set",
     "data.image_size=32",
     "--set",
@@ -96,7 +99,7 @@ def test_the_oracle_fraction_and_the_controls_are_reported(study):
 def test_attention_is_measured_per_tap_with_the_frame_share(study):
     _, report = study
     layers = report["attention_summary"]["reptile"]
-    assert set(layers) == {*load_config(preset="quickstart").model.taps, "combined"}
+    assert set(layers) == {*SMALL_TAPS, "combined"}
     assert all(set(layers[name]) == {"relative_to_area", "frame_share", "pointing_game"} for name in layers)
 
 

@@ -6,25 +6,26 @@ import torch
 from click.testing import CliRunner
 from torch.utils.data import Dataset
 
-from universal_attention import AttentionResNet50, ModelConfig, TransferConfig, load_config, save_checkpoint
+from universal_attention import AttentionResNet50, TransferConfig, load_config, save_checkpoint
 from universal_attention.cli import main
 from universal_attention.data.synthetic import SyntheticTaskDataset
 from universal_attention.errors import ConfigError, DatasetError
-from universal_attention.finetune import PROTOTYPE_SCALE, finetune, init_head, learning_rate_factor, set_batchnorm
-from universal_attention.transfer import (
-    TransferResult,
-    TransferRun,
-    accuracy_metrics,
-    run_seed,
-    select_shots,
-    summarise_cell,
-    transfer_evaluate,
-    transfer_report,
+from universal_attention.runs.loggers import read_metrics
+from universal_attention.transfer.finetune import (
+    PROTOTYPE_SCALE,
+    finetune,
+    init_head,
+    learning_rate_factor,
+    set_batchnorm,
 )
+from universal_attention.transfer.protocol import accuracy_metrics, run_seed, select_shots, transfer_evaluate
+from universal_attention.transfer.report import transfer_report
+from universal_attention.transfer.results import TransferResult, TransferRun, summarise_cell
 
 from fake_datasets import make_caltech101
+from small import SMALL, SMALL_OVERRIDES
 
-TINY = ModelConfig(alignment_size=8, query_size=8)
+TINY = SMALL
 
 
 class ColourCast(Dataset):
@@ -123,7 +124,7 @@ def test_set_batchnorm_frozen_puts_only_batchnorm_in_eval_mode():
     model = AttentionResNet50(TINY)
     set_batchnorm(model, "frozen")
     assert model.training and model.backbone.layer1[0].conv1.training
-    assert not model.backbone.bn1.training and not model.backbone.layer4[2].bn3.training
+    assert not model.backbone.bn1.training and not model.backbone.layer4[0].bn2.training
 
 
 def test_head_initialisations():
@@ -282,8 +283,7 @@ def checkpoint(tmp_path):
     config = load_config(
         preset="quickstart",
         overrides=[
-            "model.alignment_size=8",
-            "model.query_size=8",
+            *SMALL_OVERRIDES,
             "data.image_size=32",
             "data.target=synthetic/colour",
             "transfer.steps=1",
@@ -344,6 +344,24 @@ def test_cli_runs_controls_draws_and_a_paired_baseline(checkpoint, tmp_path):
     }
     assert "oracle fraction" in result.output and "vs random" in result.output
     assert any((out / "tb").iterdir())
+    finals = [r for r in read_metrics(out) if r["tag"].endswith("/test_top1")]
+    assert len(finals) == len(runs) and {r["step"] for r in finals} == {3}
+    assert (out / ".uattn-run").is_file() and (out / "config.yaml").is_file()
+
+
+def test_cli_transfer_refuses_a_folder_it_did_not_make_and_a_second_transfer(checkpoint, tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "results.json").write_text("{}")
+    args = ["transfer", "--ckpt", str(checkpoint), "--shots", "1", "--steps", "1"]
+    refused = CliRunner().invoke(main, [*args, "--out", str(theirs)])
+    assert refused.exit_code == 2 and "no .uattn-run marker" in refused.output
+    assert (theirs / "results.json").read_text() == "{}"
+    ours = tmp_path / "ours"
+    assert CliRunner().invoke(main, [*args, "--out", str(ours)]).exit_code == 0
+    again = CliRunner().invoke(main, [*args, "--out", str(ours)])
+    assert again.exit_code == 2 and "already holds a run" in again.output and "--resume" not in again.output
+    assert CliRunner().invoke(main, [*args, "--out", str(ours), "--overwrite"]).exit_code == 0
 
 
 def test_cli_remove_object_control_and_linear_mode(checkpoint, tmp_path):

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from universal_attention import TransferConfig, load_checkpoint, load_config, meta_train, transfer_evaluate
-from universal_attention.linear_probe import _solve, fit_linear_probe
+from universal_attention.transfer.linear_probe import _solve, fit_linear_probe
+
+from small import SMALL_OVERRIDES
 
 STEPS = 12
 CHANCE = 0.25
@@ -18,6 +20,7 @@ def meta_trained(tmp_path_factory):
     config = load_config(
         preset="quickstart",
         overrides=[
+            *SMALL_OVERRIDES,
             "model.alignment_size=16",
             "model.query_size=16",
             "data.image_size=48",

@@ -17,12 +17,14 @@ from hyperopt.pyll import stochastic
 from universal_attention import load_config, tune
 from universal_attention.cli import main
 from universal_attention.errors import ConfigError
-from universal_attention.tune_space import hyperopt_space, parse_space, search_space
-from universal_attention.tune_trials import RecordingTrials, doc_from_json, doc_to_json
+from universal_attention.runs.loggers import read_metrics
+from universal_attention.tuning.space import hyperopt_space, parse_space, search_space
+from universal_attention.tuning.trials import RecordingTrials, doc_from_json, doc_to_json
+
+from small import SMALL_OVERRIDES
 
 TINY = [
-    "model.alignment_size=8",
-    "model.query_size=8",
+    *SMALL_OVERRIDES,
     "data.image_size=32",
     "data.sources=[synthetic/colour, synthetic/size]",
     "sampler.batch_size=4",
@@ -90,7 +92,7 @@ def search(tmp_path_factory):
     space = root / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     out = root / "search"
-    import universal_attention.tune_search as tune_module
+    import universal_attention.tuning.search as tune_module
 
     real_meta_train = tune_module.meta_train
 
@@ -225,6 +227,9 @@ def test_hparams_view_has_one_run_per_trial(search):
     events = EventAccumulator(str(search.out / "hparams" / "trial-000")).Reload()
     assert "tune/target_top1" in events.Tags()["scalars"]
     assert events.PluginTagToContent("hparams")
+    scored = {record["step"]: record["value"] for record in read_metrics(search.out)}
+    assert sorted(scored) == [0, 1, 2] and len(read_metrics(search.out, kind="hparams")) == 3
+    assert (search.out / "trial-000" / "metrics.jsonl").is_file()  # every trial is a run with its own record
 
 
 @pytest.mark.slow
@@ -300,7 +305,7 @@ def test_the_default_space_is_the_originals_with_int_sizes():
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--fix", "model.nope=1"], "error: unknown key 'model.nope': model has taps,"),
+        (["--fix", "model.nope=1"], "error: unknown key 'model.nope': model has trunk, taps,"),
         (
             ["--set", "tune.space={reptile.inner_lr: {type: loguniform, low: 0, high: 1}}"],
             "error: space entry 'reptile.inner_lr': loguniform bounds must be positive",

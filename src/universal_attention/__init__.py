@@ -15,8 +15,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .attention_eval import AttentionReport, evaluate_attention
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .analysis.diagnostics import SourceCheck, TapDiagnostics, attention_diagnostics, source_check
+from .analysis.evaluate import AttentionReport, evaluate_attention
+from .analysis.files import Visualization, visualize_attention
+from .analysis.maps import attention_maps
+from .analysis.pictures import attention_grid, overlay
 from .config import (
     DataConfig,
     ExperimentConfig,
@@ -35,21 +38,23 @@ from .errors import (
     DatasetError,
     ImageError,
     ModelError,
+    RunFolderError,
     TrainingError,
     UattnError,
 )
-from .meta_training import MetaTrainResult, meta_train
-from .model import AttentionOutput, AttentionResNet50
-from .reptile import Reptile, Task
-from .sampler import TaskSampler
-from .transfer import TransferResult, transfer_evaluate, transfer_report
-from .visualize import attention_grid, attention_maps, overlay
-from .visualize_files import Visualization, visualize_attention
+from .meta.reptile import Reptile, Task
+from .meta.sampler import TaskSampler
+from .meta.training import MetaTrainResult, meta_train
+from .models.attention_resnet import AttentionOutput, AttentionResNet50
+from .runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .transfer.protocol import transfer_evaluate
+from .transfer.report import transfer_report
+from .transfer.results import TransferResult
 
 if TYPE_CHECKING:
-    from .tune_search import TrialRecord, TuneResult, tune
+    from .tuning.search import TrialRecord, TuneResult, tune
 
-_LAZY = {"tune": "tune_search", "TuneResult": "tune_search", "TrialRecord": "tune_search"}
+_LAZY = {"tune": "tuning.search", "TuneResult": "tuning.search", "TrialRecord": "tuning.search"}
 """Public names whose module imports hyperopt: loaded on first access (PEP 562)."""
 
 
@@ -77,7 +82,10 @@ __all__ = [
     "ModelError",
     "Reptile",
     "ReptileConfig",
+    "SourceCheck",
+    "RunFolderError",
     "SamplerConfig",
+    "TapDiagnostics",
     "Task",
     "TaskSampler",
     "TrainConfig",
@@ -90,6 +98,7 @@ __all__ = [
     "UattnError",
     "Visualization",
     "__version__",
+    "attention_diagnostics",
     "attention_grid",
     "attention_maps",
     "evaluate_attention",
@@ -99,6 +108,7 @@ __all__ = [
     "meta_train",
     "overlay",
     "save_checkpoint",
+    "source_check",
     "transfer_evaluate",
     "transfer_report",
     "tune",

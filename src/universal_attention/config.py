@@ -12,20 +12,55 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .errors import ConfigError
 
 PAPER_SOURCES = ("beans", "cub200", "imagenette", "stanford_dogs", "oxford_pets", "flowers102")
 DEFAULT_TAPS = ("layer1.1", "layer2.2", "layer3.4", "layer4")
+TRUNK_STAGES: dict[str, tuple[int, int, int, int]] = {
+    "resnet10": (1, 1, 1, 1),
+    "resnet18": (2, 2, 2, 2),
+    "resnet34": (3, 4, 6, 3),
+    "resnet50": (3, 4, 6, 3),
+    "resnet101": (3, 4, 23, 3),
+    "resnet152": (3, 8, 36, 3),
+    "wide_resnet50_2": (3, 4, 6, 3),
+    "resnext50_32x4d": (3, 4, 6, 3),
+}
+"""Blocks per stage (``layer1`` .. ``layer4``) of every trunk :mod:`universal_attention.models.trunks` builds:
+what tap names a config may use, known without building (or importing) the trunk."""
+
+
+def trunk_tap_names(trunk: str) -> tuple[str, ...]:
+    """Every tappable module name of a trunk: ``layerN.i`` for each block, then ``layerN`` (the stage's end)."""
+    names: list[str] = []
+    for stage, blocks in enumerate(TRUNK_STAGES[trunk], start=1):
+        names += [f"layer{stage}.{index}" for index in range(blocks)] + [f"layer{stage}"]
+    return tuple(names)
+
+
+def default_taps(trunk: str) -> tuple[str, ...]:
+    """The seed's tap pattern on any trunk: the second-to-last block of stages 1-3 (the only block where a stage has
+    one) and the end of stage 4; on ResNet50 that is the seed's own ``layer1.1, layer2.2, layer3.4, layer4``."""
+    stages = TRUNK_STAGES[trunk]
+    return tuple(f"layer{stage}.{max(stages[stage - 1] - 2, 0)}" for stage in (1, 2, 3)) + ("layer4",)
+
+
 _EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", re.ASCII)
 
 
 _Self = TypeVar("_Self", bound="_Config")
+
+
+Control = Literal["learned", "uniform", "oracle", "shuffled"]
+"""Attention controls (see :mod:`universal_attention.models.controls`): the model's own maps and three
+replacements."""
+CONTROLS: tuple[str, ...] = get_args(Control)
 
 
 class _Config(BaseModel):
@@ -41,12 +76,7 @@ class _Config(BaseModel):
         try:
             return self.model_validate({**dict(self), **changes})
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
-            raise ConfigError(
-                f"{type(self).__name__}.{where}: {first['msg'].removeprefix('Value error, ')} "
-                f"(got {first.get('input')!r})"
-            ) from None
+            raise ConfigError(validation_message(error, type(self), prefix=type(self).__name__)) from None
 
 
 _Section = TypeVar("_Section", bound=_Config)
@@ -55,13 +85,19 @@ _Section = TypeVar("_Section", bound=_Config)
 class ModelConfig(_Config):
     """The attention network: trunk, tap layers, compatibility function and normalisation.
 
+    ``trunk`` names a torchvision ResNet (``resnet18`` .. ``resnet152``, ``wide_resnet50_2``, ``resnext50_32x4d``)
+    or ``resnet10``, a small trunk (one BasicBlock per stage) for tests and CPU demos; ``uattn config trunks``
+    lists them. ``taps``: module names of that trunk (``layerN`` or ``layerN.i``); ``None`` means the trunk's
+    default taps (:func:`default_taps`), read with :meth:`tap_layers`.
+
     ``padding``: how the trunk's convolutions pad the image border. torchvision's ``zeros`` gives border
     cells features of their own, which attention maps can latch onto; ``replicate`` repeats the edge pixels
     instead (the weights are the same tensors either way, so a state dict moves between the two).
     """
 
-    taps: tuple[str, ...] = Field(DEFAULT_TAPS, min_length=1)
-    compatibility: Literal["additive", "dot", "parametrised", "query_free"] = "additive"
+    trunk: str = "resnet50"
+    taps: tuple[str, ...] | None = Field(None, min_length=1)
+    compatibility: Literal["additive", "additive_norm", "dot", "parametrised", "query_free"] = "additive"
     normalisation: Literal["softmax", "sigmoid"] = "softmax"
     attention: bool = True
     padding: Literal["zeros", "replicate"] = "zeros"
@@ -77,6 +113,31 @@ class ModelConfig(_Config):
         if value in ("none", "imagenet") or value.endswith(".safetensors"):
             return value
         raise ValueError("must be 'none', 'imagenet' or a path to a .safetensors state dict")
+
+    @field_validator("trunk")
+    @classmethod
+    def _trunk_known(cls, value: str) -> str:
+        if value not in TRUNK_STAGES:
+            raise ValueError(f"unknown trunk; choose one of {', '.join(TRUNK_STAGES)}")
+        return value
+
+    @field_validator("taps")
+    @classmethod
+    def _taps_of_trunk(cls, value: tuple[str, ...] | None, info: ValidationInfo) -> tuple[str, ...] | None:
+        trunk = info.data.get("trunk")
+        if value is None or trunk is None:  # no trunk: its own error is reported
+            return value
+        allowed = trunk_tap_names(trunk)
+        unknown = [tap for tap in value if tap not in allowed]
+        if unknown:
+            raise ValueError(
+                f"unknown tap layer(s) {', '.join(unknown)} for trunk {trunk}; choose from {', '.join(allowed)}"
+            )
+        return value
+
+    def tap_layers(self) -> tuple[str, ...]:
+        """The tap layers the model is built with: ``taps``, or the trunk's default taps when ``taps`` is ``None``."""
+        return self.taps if self.taps is not None else default_taps(self.trunk)
 
 
 class DataConfig(_Config):
@@ -132,7 +193,7 @@ class TransferConfig(_Config):
     ``steps`` fixes every run's budget in optimiser steps, whatever the shots (``None``: ``epochs`` full
     passes, for full-dataset transfer). ``seeds`` x ``draws`` runs per cell; ``attention`` lists the controls
     run side by side (``learned`` is the model's own; ``uniform``, ``oracle`` and ``shuffled`` replace it, see
-    :mod:`universal_attention.attention_control`). ``remove_object`` draws a synthetic target without its object:
+    :mod:`universal_attention.models.controls`). ``remove_object`` draws a synthetic target without its object:
     a control at which every start point must score chance.
     """
 
@@ -150,7 +211,7 @@ class TransferConfig(_Config):
     seeds: int = Field(1, ge=1)
     draws: int = Field(1, ge=1, le=1000)
     seed: int = Field(0, ge=0)
-    attention: tuple[Literal["learned", "uniform", "oracle", "shuffled"], ...] = Field(("learned",), min_length=1)
+    attention: tuple[Control, ...] = Field(("learned",), min_length=1)
     remove_object: bool = False
     max_test_images: int | None = Field(None, ge=1)
 
@@ -193,8 +254,14 @@ class TrainConfig(_Config):
     """The meta-training loop: length, device, checkpoints, logging and the final comparison.
 
     ``compare`` names the baselines the meta-trained model is compared with at the end, run for run on the
-    target: ``random`` (the same architecture, untrained) and ``joint`` (the same run with
-    ``reptile.algorithm: joint``, trained in ``<run>/compare/joint``).
+    target: ``random`` (the same architecture, untrained), ``joint`` (the same run with
+    ``reptile.algorithm: joint``, trained in ``<run>/compare/joint``) and ``supervised`` (the same run with
+    attention told where, ``attention_supervision: 1``, in ``<run>/compare/supervised``: the positive control).
+
+    ``attention_supervision``: the weight of an auxiliary loss pulling every tap's map toward the object mask on
+    source batches that have masks (0 = off; :mod:`universal_attention.meta.supervision`). ``source_images``:
+    held-out images of every source with masks, scored at every periodic check and at the end (top-1 of the
+    source's head, attention relative to the object's area, map entropy; ``results.json["sources"]``).
     """
 
     max_steps: int = Field(2000, ge=1)
@@ -207,8 +274,10 @@ class TrainConfig(_Config):
     eval_test_images: int = Field(256, ge=1)
     image_log_every: int = Field(100, ge=0)
     final_comparison: bool = True
-    compare: tuple[Literal["random", "joint"], ...] = ("random",)
+    compare: tuple[Literal["random", "joint", "supervised"], ...] = ("random",)
     seed: int = 0
+    attention_supervision: float = Field(0.0, ge=0)
+    source_images: int = Field(32, ge=1, le=10_000)
 
 
 class ExperimentConfig(_Config):
@@ -346,19 +415,23 @@ def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _describe(error: ValidationError) -> str:
+def validation_message(error: ValidationError, model: type[BaseModel] | None = None, prefix: str = "") -> str:
+    """A pydantic error as one line: the dotted key (after ``prefix``), the message, and the value given (an unknown
+    key lists the keys its section has, when ``model``, the validated class, is given). The one formatter of
+    validation errors, for configs, search spaces and checkpoint metadata alike."""
     first = error.errors()[0]
-    location = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or "config"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        parent = ".".join(str(p) for p in first["loc"][:-1])
-        section: type[BaseModel] = ExperimentConfig
-        for part in parent.split(".") if parent else []:
+    parts = [str(part) for part in first["loc"] if not isinstance(part, int)]
+    location = ".".join(([prefix] if prefix else []) + parts)
+    if first["type"] == "extra_forbidden" and model is not None:
+        section: type[BaseModel] = model
+        for part in parts[:-1]:
             section = _sections(section).get(part) or section
-        return f"unknown key '{location}': {parent or 'the config'} has {', '.join(section.model_fields)}"
-    got = first.get("input")
-    shown = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{location}: {message}{shown}"
+        parent = ".".join(([prefix] if prefix else []) + parts[:-1]) or "the config"
+        return f"unknown key '{location}': {parent} has {', '.join(section.model_fields)}"
+    message = first["msg"].removeprefix("Value error, ")
+    given = first.get("input")
+    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    return f"{location}: {message}{shown}" if location else f"{message}{shown}"
 
 
 def validate_section(model: type[_Section], tree: Mapping[str, Any], prefix: str) -> _Section:
@@ -375,7 +448,7 @@ def validate_config(tree: Mapping[str, Any]) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(dict(tree))
     except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+        raise ConfigError(validation_message(error, ExperimentConfig)) from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -30,4 +30,10 @@ class ImageError(UattnError):
 
 
 class TrainingError(UattnError):
-    """Meta-training cannot go on (a non-finite loss or non-finite weights); names the resume that works."""
+    """Training cannot go on (a non-finite loss or weights, no tasks, tasks the processes disagree on, a resume
+    with another number of processes); names what works instead."""
+
+
+class RunFolderError(UattnError):
+    """A run or search folder cannot be used: uattn did not make it, another process holds it, it is of another
+    kind or already holds a run; names the folder and the way on (another ``--out``, ``--resume``)."""

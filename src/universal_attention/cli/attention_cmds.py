@@ -9,15 +9,15 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from ..ade20k_attention import REGIONS
+from ..analysis.ade20k import REGIONS
+from ..analysis.evaluate import BASELINES, AttentionReport, evaluate_attention, example_grid
+from ..analysis.files import DISPLAY_SIZE, visualize_attention
+from ..analysis.maps import COMBINED
 from ..atomic import atomic_write_bytes, make_folder
-from ..attention_eval import BASELINES, AttentionReport, evaluate_attention, example_grid
 from ..data.registry import get_dataset
 from ..devices import resolve_device
 from ..errors import ConfigError
-from ..loading import DEFAULT_IMAGE_SIZE, RANDOM, image_size_for, resolve_model
-from ..visualize import COMBINED
-from ..visualize_files import DISPLAY_SIZE, visualize_attention
+from ..runs.loading import DEFAULT_IMAGE_SIZE, RANDOM, image_size_for, resolve_model
 from .output import echo_json, json_option, make_console
 
 TOP_CLASSES = 10

@@ -1,13 +1,14 @@
-"""``uattn config show`` and ``uattn info``: print a resolved config, and what a checkpoint holds."""
+"""``uattn config show``, ``uattn config trunks`` and ``uattn info``: a resolved config, the trunks, a checkpoint."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import click
 from rich.table import Table
 
-from ..checkpoint import load_checkpoint, parameter_count
+from ..runs.checkpoint import load_checkpoint, parameter_count
 from .options import config_options, resolve_config
 from .output import echo_json, json_option, make_console
 
@@ -22,6 +23,32 @@ def config_group() -> None:
 def show(preset: str | None, config_file: str | None, overrides: tuple[str, ...]) -> None:
     """Print the fully resolved config as YAML (defaults are the 'paper' preset)."""
     click.echo(resolve_config(preset, config_file, overrides).to_yaml(), nl=False)
+
+
+@config_group.command("trunks")
+@json_option
+def trunks(as_json: bool) -> None:
+    """List the trunks model.trunk can name: parameters, blocks per stage, default and all tap layers."""
+    from ..models.trunks import list_trunks, trunk_info
+
+    infos = [trunk_info(name) for name in list_trunks()]
+    if as_json:
+        echo_json([asdict(info) for info in infos])
+        return
+    table = Table(title="trunks (model.trunk)")
+    for column in ("trunk", "parameters", "blocks", "ImageNet", "default taps", "taps", "about"):
+        table.add_column(column, justify="right" if column == "parameters" else "left")
+    for info in infos:
+        table.add_row(
+            info.name,
+            f"{info.parameters / 1e6:.1f} M",
+            "-".join(map(str, info.stages)),
+            "yes" if info.imagenet else "no",
+            ", ".join(info.default_taps),
+            ", ".join(info.taps),
+            info.summary,
+        )
+    make_console().print(table)
 
 
 @click.command("info")

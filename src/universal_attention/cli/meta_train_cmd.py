@@ -6,16 +6,43 @@ import os
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .. import distributed
 from ..errors import ConfigError
-from ..meta_training import meta_train
+from ..meta.training import meta_train
 from .options import config_options, resolve_config
 from .output import make_console
 
-START_LABELS = {"meta_trained": "meta-trained", "random_init": "random init", "joint": "joint training"}
+START_LABELS = {
+    "meta_trained": "meta-trained",
+    "random_init": "random init",
+    "joint": "joint training",
+    "supervised": "attention supervised",
+}
+
+
+def sources_table(sources: dict) -> Table:
+    """Held-out source images of the meta-trained model: top-1, and per tap attention on the object relative to
+    its area (1 = uniform) and map entropy relative to uniform."""
+    taps = list(next(iter(sources.values()))["attention"]["relative_to_area"])
+    table = Table(title="held-out source images: top-1, attention on the object / its area, entropy / uniform")
+    table.add_column("source", no_wrap=True)
+    table.add_column("top-1", justify="right")
+    for tap in taps:
+        table.add_column(f"{tap} mass/area", justify="right")
+        table.add_column(f"{tap} entropy", justify="right")
+    for name, entry in sources.items():
+        cells = [f"{entry['top1']:.3f}"]
+        for tap in taps:
+            cells += [
+                f"{entry['attention']['relative_to_area'][tap]:.2f}",
+                f"{entry['attention']['entropy'][tap]:.3f}",
+            ]
+        table.add_row(escape(name), *cells)
+    return table
 
 
 def comparison_table(comparison: dict) -> Table:
@@ -69,7 +96,8 @@ def comparison_table(comparison: dict) -> Table:
     "--compare",
     metavar="NAMES",
     help="Baselines beside the meta-trained model at the end, comma separated: random (an untrained "
-    "init), joint (the same run with reptile.algorithm=joint) (train.compare; default random).",
+    "init), joint (the same run with reptile.algorithm=joint), supervised (the same run with attention told "
+    "where, train.attention_supervision=1) (train.compare; default random).",
 )
 def meta_train_command(
     preset: str | None,
@@ -137,7 +165,10 @@ def meta_train_command(
     distributed.destroy()
     if result.interrupted or not result.comparison:
         return
-    console.print(comparison_table(result.comparison))
+    if result.comparison.get("sources"):
+        console.print(sources_table(result.comparison["sources"]))
+    if "meta_trained" in result.comparison:
+        console.print(comparison_table(result.comparison))
     stages = result.comparison.get("stage_seconds", {})
     if stages:
         console.print(

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..atomic import atomic_write_bytes, make_folder
-from ..attention_control import check_controls
-from ..checkpoint import experiment_of, read_metadata, resolve_checkpoint
 from ..config import ExperimentConfig, TransferConfig, load_config, validate_section
-from ..errors import ConfigError, ModelError
-from ..transfer import TransferResult, TransferRun, protocol_for, transfer_evaluate, transfer_report
+from ..errors import ConfigError
+from ..models.controls import check_controls
+from ..runs.checkpoint import experiment_of, read_metadata, resolve_checkpoint
+from ..transfer.protocol import protocol_for
+from ..transfer.results import TransferRun
+from ..transfer.run import run_tag, transfer_run
 from .options import config_options
 from .output import echo_json, json_option, make_console
 
@@ -164,8 +166,9 @@ def parse_controls(text: str) -> tuple[str, ...]:
     type=click.Path(file_okay=False),
     default="runs/transfer",
     show_default=True,
-    help="Where results.json and TensorBoard logs go.",
+    help="The transfer's folder: config.yaml, results.json, metrics.jsonl and TensorBoard logs.",
 )
+@click.option("--overwrite", is_flag=True, help="Replace a transfer that --out already holds.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @config_options
@@ -185,6 +188,7 @@ def transfer(
     remove_object: bool | None,
     baselines: tuple[str, ...],
     out_dir: str,
+    overwrite: bool,
     data_root: str | None,
     device: str,
     preset: str | None,
@@ -197,8 +201,6 @@ def transfer(
     Every start point runs the same protocol, run for run: each (attention, shots, seed, draw) gets the same
     shot draw, batch order and new-head initialisation, so differences to a --baseline are paired.
     """
-    from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is slow to import
-
     console = make_console(stderr=as_json)
     experiment = experiment_for(checkpoint, preset, config_file, overrides)
     updates = {
@@ -215,59 +217,47 @@ def transfer(
     }
     # every start point transfers at the run's image size (protocol_for), baselines as the checkpoint
     tree = protocol_for(experiment).model_dump() | {key: value for key, value in updates.items() if value is not None}
-    config = validate_section(TransferConfig, tree, "transfer")
-    target = target or experiment.data.target
-    data_root = data_root or experiment.data.data_root
+    data = experiment.data.updated(
+        target=target or experiment.data.target, data_root=data_root or experiment.data.data_root
+    )
+    run_config = experiment.updated(transfer=validate_section(TransferConfig, tree, "transfer"), data=data)
     starts = [checkpoint] + [name for name in baselines if name != checkpoint]
-    out = make_folder(out_dir)
-    results: list[TransferResult] = []
-    report = transfer_report(results)
-    per_start = len(config.attention) * len(config.shots_per_class) * config.seeds * config.draws
-    with (
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as progress,
-        SummaryWriter(str(out / "tb")) as writer,
-    ):
+    per_start = len(run_config.transfer.attention) * len(run_config.transfer.shots_per_class)
+    per_start *= run_config.transfer.seeds * run_config.transfer.draws
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         bar = progress.add_task("transfer", total=len(starts) * per_start)
 
         def on_run(start: str, run: TransferRun) -> None:
-            tag = f"{start}/{run.attention}/shots-{run.shots}/seed-{run.seed}-draw-{run.draw}"
-            for index, loss in enumerate(run.train_loss):
-                writer.add_scalar(f"{tag}/train_loss", loss, index)
-            writer.add_scalar(f"{tag}/test_top1", run.top1, run.steps)
-            progress.update(bar, advance=1, description=f"{tag} top-1 {run.top1:.3f}")
+            progress.update(bar, advance=1, description=f"{run_tag(start, run)} top-1 {run.top1:.3f}")
 
-        for start in starts:
-            try:
-                result = transfer_evaluate(
-                    start,
-                    target,
-                    config,
-                    model_config=experiment.model,
-                    data_root=data_root,
-                    device=device,
-                    on_run=on_run,
-                )
-            except ModelError as error:
-                if start != "imagenet" or start == checkpoint:
-                    raise
-                console.print(
-                    f"[yellow]skipped the imagenet baseline:[/yellow] {error}", highlight=False, soft_wrap=True
-                )
-                continue
-            results.append(result)
-            report = transfer_report(results, baselines)
-            atomic_write_bytes(out / "results.json", json.dumps(report, indent=2).encode())
+        def on_message(text: str) -> None:
+            console.print(f"[yellow]{escape(text)}[/yellow]", highlight=False, soft_wrap=True)
+
+        report = transfer_run(
+            starts,
+            run_config,
+            out_dir,
+            baselines=baselines,
+            overwrite=overwrite,
+            device=device,
+            on_run=on_run,
+            on_message=on_message,
+        )
     if as_json:
         echo_json(report)
         return
     console.print(results_table(report))
     if report["oracle_fraction"]:
         console.print(fractions_table(report))
-    console.print(f"results: {out / 'results.json'}  TensorBoard: {out / 'tb'}", soft_wrap=True)
+    out = Path(out_dir)
+    console.print(
+        escape(f"results: {out / 'results.json'}  TensorBoard: {out / 'tb'}  metrics: {out / 'metrics.jsonl'}"),
+        soft_wrap=True,
+    )

@@ -17,7 +17,7 @@ from .options import config_options, resolve_config
 from .output import make_console
 
 if TYPE_CHECKING:
-    from ..tune_search import TrialRecord, TuneResult
+    from ..tuning.search import TrialRecord, TuneResult
 
 
 def _value(value: Any) -> str:
@@ -99,8 +99,8 @@ def tune_command(
     <out>/trial-NNN; <out>/trials.json is saved after every trial, and running the same command again
     continues the search until --max-evals trials exist.
     """
-    from ..tune_search import tune
-    from ..tune_space import read_space_file
+    from ..tuning.search import tune
+    from ..tuning.space import read_space_file
 
     config = resolve_config(preset, config_file, overrides)
     updates: dict[str, Any] = {

@@ -7,7 +7,7 @@ steps_per_trial``, meta-trains in its own run folder ``<out>/trial-NNN`` (``conf
 comparison is skipped: it does not depend on the searched values). A trial that raises, or ends with a
 non-finite accuracy, is recorded with status ``fail`` and its error, and the search goes on.
 
-The search folder is ours alone (see :mod:`universal_attention.run_folder`): it carries a marker, this process
+The search folder is ours alone (see :mod:`universal_attention.runs.folder`): it carries a marker, this process
 holds its lock while it searches, and only trial folders of ours that never finished are ever removed.
 ``<out>/trials.json`` (hyperopt's trial documents as JSON, no pickle) is rewritten atomically after every
 trial; running the same search again rebuilds hyperopt's ``Trials`` from it, so the sampler sees the old
@@ -43,17 +43,17 @@ import torch
 from hyperopt import Trials, atpe, fmin, rand, tpe
 from hyperopt.base import STATUS_FAIL, STATUS_OK
 from hyperopt.exceptions import AllTrialsFailed
-from torch.utils.tensorboard import SummaryWriter
 
-from .atomic import atomic_write_bytes
-from .config import ExperimentConfig, TuneConfig, save_config, set_dotted, validate_config
-from .errors import ConfigError, UattnError
-from .meta_training import check_datasets, meta_train
-from .run_folder import claim_folder
-from .transfer import protocol_for, transfer_evaluate
-from .tune_folder import TRIALS_FORMAT, TRIALS_VERSION, holds_trials, load_trials, new_trial_dir, remove_unrecorded
-from .tune_space import Distribution, hyperopt_space, search_space, space_to_dict
-from .tune_trials import Recorder, RecordingTrials, doc_from_json, doc_to_json, plain
+from ..atomic import atomic_write_bytes
+from ..config import ExperimentConfig, TuneConfig, save_config, set_dotted, validate_config
+from ..errors import ConfigError, UattnError
+from ..meta.training import check_datasets, meta_train
+from ..runs.folder import claim_folder
+from ..runs.loggers import IMAGES_FOLDER, METRICS_FILE, hparam_value, open_run_logger
+from ..transfer.protocol import protocol_for, transfer_evaluate
+from .folder import TRIALS_FORMAT, TRIALS_VERSION, holds_trials, load_trials, new_trial_dir, remove_unrecorded
+from .space import Distribution, hyperopt_space, search_space, space_to_dict
+from .trials import Recorder, RecordingTrials, doc_from_json, doc_to_json, plain
 
 ALGORITHMS = {"tpe": tpe.suggest, "atpe": atpe.suggest, "rand": rand.suggest}
 
@@ -235,22 +235,22 @@ def _spark_trials(tune_config: TuneConfig) -> Iterator[Trials]:
             spark.stop()
 
 
-def _write_hparams(out: Path, records: list[TrialRecord]) -> None:
-    """Rewrite ``<out>/hparams``: one TensorBoard HParams run per trial, metric ``tune/target_top1``."""
-    folder = out / "hparams"
-    if folder.is_symlink():
-        folder.unlink()
-    elif folder.exists():
-        shutil.rmtree(folder)
-    with SummaryWriter(str(folder)) as writer:
+def _log_trials(out: Path, records: list[TrialRecord]) -> None:
+    """Rewrite the search's log from its trials: per trial (step = trial id) the scalar ``tune/target_top1`` and
+    one HParams entry, in TensorBoard (``<out>/hparams``) and ``<out>/metrics.jsonl``."""
+    for name in ("hparams", METRICS_FILE, IMAGES_FOLDER):
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    with open_run_logger(out, tensorboard="hparams") as logger:
         for record in records:
-            values = {
-                key: value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
-                for key, value in record.params.items()
-            }
+            values = {key: hparam_value(value) for key, value in record.params.items()}
             values["status"] = record.status
             top1 = math.nan if record.top1 is None else record.top1
-            writer.add_hparams(values, {"tune/target_top1": top1}, run_name=f"trial-{record.tid:03d}")
+            logger.scalar("tune/target_top1", top1, record.tid)
+            logger.hparams(values, {"tune/target_top1": top1}, name=f"trial-{record.tid:03d}")
 
 
 def tune(
@@ -320,7 +320,7 @@ def _search_in_folder(
         best_config=None,
         new_trials=len(entries) - known,
     )
-    _write_hparams(out, result.trials)
+    _log_trials(out, result.trials)
     result.best = next((record for record in result.ranked() if record.status == STATUS_OK), None)
     if result.best is not None:
         tree = copy.deepcopy(base)

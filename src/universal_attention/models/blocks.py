@@ -19,8 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention_control import oracle_map, shuffled_map, uniform_map
-from .errors import ConfigError
+from ..errors import ModelError
+from .controls import oracle_map, shuffled_map, uniform_map
+
+SATURATION_THRESHOLD = 2.0
+"""Beyond ``|2|``, ``tanh`` passes less than 7 % of its gradient (``1 - tanh(2)^2 = 0.071``)."""
+_HALF_SQRT2 = 1 / math.sqrt(2)
 
 
 class AttentionBlock(nn.Module, ABC):
@@ -42,12 +46,17 @@ class AttentionBlock(nn.Module, ABC):
     def score(self, features: Tensor, query: Tensor) -> Tensor:
         """Compatibility scores ``[B, 1, h, w]`` of ``features [B, C, h, w]`` with ``query [B, Q]``."""
 
+    def saturated_share(self, features: Tensor, query: Tensor) -> Tensor | None:
+        """The share of the compatibility's ``tanh`` inputs beyond ``|SATURATION_THRESHOLD|``, where ``tanh`` is
+        flat; ``None`` for a compatibility without ``tanh``."""
+        return None
+
     def forward(
         self, features: Tensor, query: Tensor, control: str = "learned", masks: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Return ``(pooled [B, C], attention [B, 1, h, w])``.
 
-        ``control`` replaces the learned map (see :mod:`universal_attention.attention_control`); ``oracle``
+        ``control`` replaces the learned map (see :mod:`universal_attention.models.controls`); ``oracle``
         needs the object ``masks`` ``[B, H, W]``. The returned attention is the map the features were pooled
         with.
         """
@@ -55,7 +64,7 @@ class AttentionBlock(nn.Module, ABC):
             attention = uniform_map(features, self.normalisation)
         elif control == "oracle":
             if masks is None:
-                raise ConfigError("oracle attention needs the images' object masks")
+                raise ModelError("oracle attention needs the images' object masks: pass masks [B, H, W]")
             attention = oracle_map(masks, features, self.normalisation)
         else:
             attention = self.attend(features, query)
@@ -93,7 +102,7 @@ def as_map(scores: Tensor, features: Tensor) -> Tensor:
 
 
 class AdditiveAttention(AttentionBlock):
-    """``score = w . tanh(W_l l + W_g g)``: the original experiment's compatibility function."""
+    """``score = w . tanh(W_l l + W_g g)``: the original experiment's compatibility function, exactly."""
 
     def __init__(self, channels: int, query_size: int, alignment_size: int, normalisation: str) -> None:
         super().__init__(channels, query_size, alignment_size, normalisation)
@@ -101,9 +110,30 @@ class AdditiveAttention(AttentionBlock):
         self.project_query = nn.Linear(query_size, alignment_size)
         self.vector = nn.Conv2d(alignment_size, 1, kernel_size=1, bias=False)
 
+    def aligned(self, features: Tensor, query: Tensor) -> Tensor:
+        """The ``tanh`` inputs ``[B, h*w, alignment_size]``."""
+        return F.linear(locations(features), matrix(self.project_features)) + self.project_query(query)[:, None]
+
     def score(self, features: Tensor, query: Tensor) -> Tensor:
-        aligned = F.linear(locations(features), matrix(self.project_features)) + self.project_query(query)[:, None]
-        return as_map(F.linear(torch.tanh(aligned), matrix(self.vector)), features)
+        return as_map(F.linear(torch.tanh(self.aligned(features, query)), matrix(self.vector)), features)
+
+    def saturated_share(self, features: Tensor, query: Tensor) -> Tensor:
+        return (self.aligned(features, query).abs() > SATURATION_THRESHOLD).float().mean()
+
+
+class NormalisedAdditiveAttention(AdditiveAttention):
+    """``score = w . tanh((LN(W_l l) + LN(W_g g)) / sqrt 2)``: the additive form with both projections layer-normed
+    over the alignment channels, so that the ``tanh`` inputs start near unit scale whatever the trunk's feature
+    and query magnitudes (the original's form starts with most of them beyond ``|2|``)."""
+
+    def __init__(self, channels: int, query_size: int, alignment_size: int, normalisation: str) -> None:
+        super().__init__(channels, query_size, alignment_size, normalisation)
+        self.norm_features = nn.LayerNorm(alignment_size)
+        self.norm_query = nn.LayerNorm(alignment_size)
+
+    def aligned(self, features: Tensor, query: Tensor) -> Tensor:
+        projected = self.norm_features(F.linear(locations(features), matrix(self.project_features)))
+        return (projected + self.norm_query(self.project_query(query))[:, None]) * _HALF_SQRT2
 
 
 class DotAttention(AttentionBlock):
@@ -146,6 +176,7 @@ class QueryFreeAttention(AttentionBlock):
 
 COMPATIBILITY: dict[str, type[AttentionBlock]] = {
     "additive": AdditiveAttention,
+    "additive_norm": NormalisedAdditiveAttention,
     "dot": DotAttention,
     "parametrised": ParametrisedAttention,
     "query_free": QueryFreeAttention,

@@ -12,106 +12,26 @@ oracle's gain that learned attention recovers.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .checkpoint import load_checkpoint
-from .config import ExperimentConfig, ModelConfig, TransferConfig
-from .data.samples import ImageDataset, dataset_labels, fixed_subset, read_samples
-from .devices import resolve_device
-from .errors import ConfigError, DatasetError
+from ..config import ExperimentConfig, ModelConfig, TransferConfig
+from ..data.samples import ImageDataset, dataset_labels, fixed_subset, read_samples
+from ..devices import resolve_device
+from ..errors import ConfigError, DatasetError
+from ..models.attention_resnet import AttentionResNet50
+from ..runs.loading import image_size_for, resolve_model, start_name
 from .finetune import finetune, init_head, loss_curve
 from .linear_probe import fit_linear_probe
-from .loading import image_size_for, random_model
-from .model import AttentionResNet50
-from .stats import mean_ci, paired_bootstrap, ratio_bootstrap
+from .results import TransferResult, TransferRun, summarise_cell
 
 TARGET_HEAD = "transfer-target"
 EVAL_BATCH = 64
-
-
-@dataclass
-class TransferRun:
-    """One (attention, shots, seed, draw) run.
-
-    ``steps`` is the number of optimiser steps it took (linear probes: L-BFGS iterations of the final fit);
-    ``train_top1`` is its final accuracy on its own training shots (underfitting shows here);
-    ``train_loss`` the mean loss of each tenth of its steps.
-    """
-
-    attention: str
-    shots: int | str
-    seed: int
-    draw: int
-    steps: int
-    train_top1: float
-    top1: float
-    top5: float
-    mean_per_class: float
-    train_loss: list[float]
-    train_size: int
-    test_size: int
-    seconds: float
-
-
-@dataclass
-class TransferCell:
-    """Every run of one (attention, shots) setting: means, sample standard deviations and 95 % t intervals."""
-
-    attention: str
-    shots: int | str
-    runs: int
-    top1: float
-    top1_std: float
-    top1_ci: tuple[float, float]
-    top5: float
-    top5_std: float
-    mean_per_class: float
-    mean_per_class_std: float
-    train_top1: float
-    steps: int
-
-
-@dataclass
-class TransferResult:
-    """What :func:`transfer_evaluate` returns for one start point; ``to_json()`` for ``results.json``."""
-
-    start: str
-    target: str
-    mode: str
-    num_classes: int
-    runs: list[TransferRun]
-    cells: list[TransferCell]
-    wall_seconds: float
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-compatible dict."""
-        return asdict(self)
-
-    def to_json(self) -> str:
-        """The result as indented JSON."""
-        return json.dumps(self.to_dict(), indent=2)
-
-    def cell(self, shots: int | str, attention: str = "learned") -> TransferCell:
-        """The cell of one shots setting and attention control."""
-        for entry in self.cells:
-            if entry.shots == shots and entry.attention == attention:
-                return entry
-        raise KeyError(f"no cell for shots {shots!r} with attention {attention!r}")
-
-    def paired_top1(self, shots: int | str, attention: str) -> dict[tuple[int, int], float]:
-        """Top-1 of every run of a cell, keyed by (seed, draw)."""
-        return {
-            (run.seed, run.draw): run.top1 for run in self.runs if run.shots == shots and run.attention == attention
-        }
 
 
 class Items(NamedTuple):
@@ -153,7 +73,7 @@ def resolve_target(
         if remove_object:
             raise ConfigError("transfer.remove_object needs a synthetic target given by name (synthetic/<task>)")
         return train, test, getattr(train, "name", "custom")
-    from .data.registry import SYNTHETIC_PREFIX, get_dataset, masks_available
+    from ..data.registry import SYNTHETIC_PREFIX, get_dataset, masks_available
 
     if with_masks and not masks_available(target, data_root):
         raise ConfigError(
@@ -165,7 +85,7 @@ def resolve_target(
             raise ConfigError(
                 f"transfer.remove_object draws a synthetic target without its object; {target} is not synthetic"
             )
-        from .data.synthetic import SyntheticTaskDataset
+        from ..data.synthetic import SyntheticTaskDataset
 
         train, test = (
             SyntheticTaskDataset(
@@ -177,32 +97,6 @@ def resolve_target(
     train = get_dataset(target, "train", root=data_root, image_size=image_size, with_masks=with_masks)
     test = get_dataset(target, "test", root=data_root, image_size=image_size, with_masks=with_masks)
     return train, test, target
-
-
-class Start(NamedTuple):
-    """A start point: the model (never the caller's object), its label, and its run config (checkpoints saved
-    with one)."""
-
-    model: AttentionResNet50
-    label: str
-    experiment: ExperimentConfig | None
-
-
-def resolve_start(
-    model_or_checkpoint: AttentionResNet50 | str | Path, model_config: ModelConfig | None, seed: int = 0
-) -> Start:
-    """The start point to transfer; ``"random"`` is initialised from ``seed``."""
-    if isinstance(model_or_checkpoint, AttentionResNet50):
-        return Start(copy.deepcopy(model_or_checkpoint), "model", None)
-    name = str(model_or_checkpoint)
-    if name == "random":
-        return Start(random_model(model_config or ModelConfig(), seed), name, None)
-    if name == "imagenet":
-        return Start(
-            AttentionResNet50((model_config or ModelConfig()).updated(backbone_weights="imagenet")), name, None
-        )
-    checkpoint = load_checkpoint(name)
-    return Start(checkpoint.model, Path(name).name, checkpoint.experiment)
 
 
 def select_shots(labels: Tensor, classes: Sequence[str], shots: int | str, seed: int) -> Tensor:
@@ -375,8 +269,8 @@ def transfer_evaluate(
     """
     begin = time.perf_counter()
     run_device = resolve_device(device)
-    start = resolve_start(model_or_checkpoint, model_config, config.seed)
-    start_model, start_label = start.model, label or start.label
+    start = resolve_model(model_or_checkpoint, model_config, seed=config.seed, copy=True)
+    start_model, start_label = start.model, label or start_name(model_or_checkpoint)
     if not start_model.config.attention and config.attention != ("learned",):
         raise ConfigError(
             "transfer.attention controls need a model with attention (this one has attention: false); "
@@ -414,125 +308,3 @@ def transfer_evaluate(
         wall_seconds=time.perf_counter() - begin,
         config=config.model_dump(mode="json"),
     )
-
-
-def merge_results(results: Sequence[TransferResult]) -> TransferResult:
-    """One start point's results from several calls (e.g. one per training seed) as one result: every run,
-    and cells over all of them. The results must share start, target and mode."""
-    first = results[0]
-    if any((r.start, r.target, r.mode) != (first.start, first.target, first.mode) for r in results):
-        raise ConfigError("merge_results needs results of one start point, target and mode")
-    runs = [run for result in results for run in result.runs]
-    settings = list(dict.fromkeys((run.attention, run.shots) for run in runs))
-    cells = [
-        summarise_cell(control, shots, [r for r in runs if (r.attention, r.shots) == (control, shots)])
-        for control, shots in settings
-    ]
-    return TransferResult(
-        start=first.start,
-        target=first.target,
-        mode=first.mode,
-        num_classes=first.num_classes,
-        runs=runs,
-        cells=cells,
-        wall_seconds=sum(r.wall_seconds for r in results),
-        config=first.config,
-    )
-
-
-def summarise_cell(control: str, shots: int | str, runs: list[TransferRun]) -> TransferCell:
-    """Mean, sample standard deviation and t interval of the runs of one (attention, shots) setting."""
-    top1, top1_std, top1_ci = mean_ci([run.top1 for run in runs])
-    top5, top5_std, _ = mean_ci([run.top5 for run in runs])
-    per_class, per_class_std, _ = mean_ci([run.mean_per_class for run in runs])
-    return TransferCell(
-        attention=control,
-        shots=shots,
-        runs=len(runs),
-        top1=top1,
-        top1_std=top1_std,
-        top1_ci=top1_ci,
-        top5=top5,
-        top5_std=top5_std,
-        mean_per_class=per_class,
-        mean_per_class_std=per_class_std,
-        train_top1=mean_ci([r.train_top1 for r in runs])[0],
-        steps=max(run.steps for run in runs),
-    )
-
-
-def _paired(
-    first: dict[tuple[int, int], float], second: dict[tuple[int, int], float]
-) -> tuple[list[float], list[float]]:
-    keys = sorted(first.keys() & second.keys())
-    return [first[key] for key in keys], [second[key] for key in keys]
-
-
-def paired_comparisons(results: Sequence[TransferResult], baselines: Sequence[str]) -> list[dict[str, Any]]:
-    """Every start point against every baseline, per (attention, shots): the mean paired difference in top-1
-    (same seed, draw and new-head init) with its 95 % bootstrap interval."""
-    by_start = {result.start: result for result in results}
-    comparisons = []
-    for result in results:
-        for baseline in baselines:
-            if baseline == result.start or baseline not in by_start:
-                continue
-            for cell in result.cells:
-                mine, theirs = _paired(
-                    result.paired_top1(cell.shots, cell.attention),
-                    by_start[baseline].paired_top1(cell.shots, cell.attention),
-                )
-                if not mine:
-                    continue
-                delta, interval = paired_bootstrap(mine, theirs)
-                comparisons.append(
-                    {
-                        "start": result.start,
-                        "baseline": baseline,
-                        "attention": cell.attention,
-                        "shots": cell.shots,
-                        "pairs": len(mine),
-                        "delta_top1": delta,
-                        "ci": list(interval),
-                    }
-                )
-    return comparisons
-
-
-def oracle_fractions(result: TransferResult) -> list[dict[str, Any]]:
-    """Per shots setting, where ``learned``, ``uniform`` and ``oracle`` all ran: (learned - uniform) /
-    (oracle - uniform) over paired runs, with its 95 % bootstrap interval: the share of what perfect *where*
-    is worth that the learned attention recovers."""
-    controls = {cell.attention for cell in result.cells}
-    if not {"learned", "uniform", "oracle"} <= controls:
-        return []
-    fractions = []
-    for shots in dict.fromkeys(cell.shots for cell in result.cells):
-        learned, uniform, oracle = (result.paired_top1(shots, name) for name in ("learned", "uniform", "oracle"))
-        keys = sorted(learned.keys() & uniform.keys() & oracle.keys())
-        values = [[table[key] for key in keys] for table in (learned, uniform, oracle)]
-        fraction, interval = ratio_bootstrap((values[0], values[1]), (values[2], values[1]))
-        fractions.append(
-            {
-                "start": result.start,
-                "shots": shots,
-                "fraction": fraction,
-                "ci": list(interval),
-                "oracle_gain": sum(values[2]) / len(keys) - sum(values[1]) / len(keys),
-            }
-        )
-    return fractions
-
-
-def transfer_report(results: Sequence[TransferResult], baselines: Sequence[str] = ()) -> dict[str, Any]:
-    """Start points side by side, as ``uattn transfer`` saves them in ``results.json``: ``results`` (every
-    start's runs and cells), ``cells`` (flat, with ``start``), ``comparisons`` (paired differences against each
-    baseline) and ``oracle_fraction`` (where learned, uniform and oracle attention ran)."""
-    return {
-        "target": results[0].target if results else None,
-        "mode": results[0].mode if results else None,
-        "results": {result.start: result.to_dict() for result in results},
-        "cells": [{"start": result.start, **asdict(cell)} for result in results for cell in result.cells],
-        "comparisons": paired_comparisons(results, baselines),
-        "oracle_fraction": [entry for result in results for entry in oracle_fractions(result)],
-    }

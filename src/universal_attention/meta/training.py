@@ -8,7 +8,7 @@ Runs survive: every checkpoint carries the Reptile, sampler and RNG states, so `
 to the same tensors as an uninterrupted run; Ctrl-C or SIGTERM finishes the current meta-step, saves and
 stops (during the final comparison: stops it and says so in ``results.json``); a non-finite loss or non-finite
 weights stop the run before anything is saved, leaving the last good checkpoint newest. The main process holds
-the run folder's lock for the whole run (:mod:`universal_attention.run_folder`).
+the run folder's lock for the whole run (:mod:`universal_attention.runs.folder`).
 """
 
 from __future__ import annotations
@@ -21,35 +21,43 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from . import distributed
-from .atomic import atomic_write_bytes
-from .attention_logging import log_attention
-from .checkpoint import checkpoint_name, load_checkpoint, nonfinite_tensor, save_checkpoint
-from .comparison import compare_start_points, quick_transfer
-from .config import ExperimentConfig, load_config, save_config
-from .data.registry import check_dataset, get_dataset
-from .data.samples import ImageDataset
-from .errors import CheckpointError, ConfigError, TrainingError
-from .model import AttentionResNet50
-from .reptile import Reptile
-from .run_folder import (
+from .. import distributed
+from ..analysis.diagnostics import (
+    SourceCheck,
+    attention_diagnostics,
+    attention_gradient_norms,
+    diagnostics_scalars,
+    read_held_out,
+    source_check,
+    source_scalars,
+)
+from ..analysis.logged import log_attention
+from ..atomic import atomic_write_bytes
+from ..config import ExperimentConfig, load_config, save_config
+from ..data.registry import SYNTHETIC_PREFIX, check_dataset, get_dataset, masks_available
+from ..data.samples import ImageDataset
+from ..errors import CheckpointError, TrainingError
+from ..models.attention_resnet import AttentionResNet50
+from ..runs.checkpoint import checkpoint_name, load_checkpoint, nonfinite_tensor, save_checkpoint
+from ..runs.folder import (
     holding_run_folder,
     prepare_run_folder,
     readable_checkpoints,
     remove_old_checkpoints,
     resume_changes,
 )
+from ..runs.loggers import RunLogger, open_run_logger
+from .comparison import compare_start_points, quick_transfer
+from .reptile import Reptile
 from .sampler import TaskSampler
+from .supervision import supervised_loss
 
-if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
-
-SYNTHETIC = "synthetic/"
 WATCHED_IMAGES = 6
+DIAGNOSTIC_IMAGES = 8  # per masked source, every train.log_every steps
 
 
 class StopRequested(BaseException):
@@ -74,14 +82,19 @@ class MetaTrainResult:
     interrupted: bool = False
 
 
-def source_dataset(name: str, split: str, config: ExperimentConfig) -> ImageDataset:
+def source_dataset(name: str, split: str, config: ExperimentConfig, *, with_masks: bool = False) -> ImageDataset:
     """A dataset at the run's image size, read through the pre-resized cache for real datasets."""
     root, size = config.data.data_root, config.data.image_size
-    if config.data.cache and not name.startswith(SYNTHETIC):
-        from .data.cache import cached_dataset
+    if config.data.cache and not name.startswith(SYNTHETIC_PREFIX):
+        from ..data.cache import cached_dataset
 
-        return cached_dataset(name, split, root=root, image_size=size)
-    return get_dataset(name, split, root=root, image_size=size)
+        return cached_dataset(name, split, root=root, image_size=size, with_masks=with_masks)
+    return get_dataset(name, split, root=root, image_size=size, with_masks=with_masks)
+
+
+def masked_sources(config: ExperimentConfig) -> list[str]:
+    """The sources whose object masks are on disk: held-out checks for every run, supervision where asked."""
+    return [name for name in config.data.sources if masks_available(name, config.data.data_root)]
 
 
 def check_datasets(config: ExperimentConfig) -> None:
@@ -130,20 +143,45 @@ class _Run:
     def __init__(self, config: ExperimentConfig, out: Path, info: distributed.DistributedInfo) -> None:
         self.config, self.out, self.info = config, out, info
         sampler_config = config.sampler.updated(seed=config.sampler.seed + 1000 * info.rank)
-        self.sources = {name: source_dataset(name, "train", config) for name in config.data.sources}
+        with_masks = masked_sources(config)
+        supervised = with_masks if config.train.attention_supervision > 0 else []
+        self.sources = {
+            name: source_dataset(name, "train", config, with_masks=name in supervised) for name in config.data.sources
+        }
         self.sampler = TaskSampler(
-            self.sources, sampler_config, augment=config.data.augment, shuffle_labels=config.reptile.heads == "reset"
+            self.sources,
+            sampler_config,
+            augment=config.data.augment,
+            shuffle_labels=config.reptile.heads == "reset",
+            masked=supervised,
         )
+        self.held_out = {
+            name: read_held_out(source_dataset(name, "test", config, with_masks=True), config.train.source_images)
+            for name in with_masks
+        }
         torch.manual_seed(config.train.seed)
         self.model = AttentionResNet50(config.model)
         for name, dataset in self.sources.items():
             classes = config.sampler.n_way if config.sampler.mode == "episodic" else len(dataset.classes)
             self.model.add_head(name, classes)
         self.model.to_device(info.device)
-        self.reptile = Reptile(self.model, config.reptile, total_steps=config.train.max_steps)
+        loss_fn = (
+            supervised_loss(config.train.attention_supervision, config.model.normalisation) if supervised else None
+        )
+        self.reptile = Reptile(self.model, config.reptile, total_steps=config.train.max_steps, loss_fn=loss_fn)
         self.best_top1 = -math.inf
         self.target_top1 = float("nan")
         self._target: tuple[ImageDataset, ImageDataset] | None = None
+
+    def source_checks(self) -> dict[str, SourceCheck]:
+        """Every masked source's held-out check of the current weights (top-1, relative_to_area, entropy)."""
+        return {name: source_check(self.model, held_out, name) for name, held_out in self.held_out.items()}
+
+    def diagnostic_images(self) -> torch.Tensor | None:
+        """The first images of every masked source's held-out set (the per-step diagnostics' batch)."""
+        if not self.held_out:
+            return None
+        return torch.cat([held_out.images[:DIAGNOSTIC_IMAGES] for held_out in self.held_out.values()])
 
     def target(self) -> tuple[ImageDataset, ImageDataset]:
         """The target's ``(train, test)`` for the periodic checks: opened on first use, through the cache as the
@@ -188,7 +226,7 @@ class _Run:
         state = loaded.state
         ranks = sum(1 for key in state if key.startswith("sampler.rank"))
         if ranks != self.info.world_size:
-            raise ConfigError(
+            raise TrainingError(
                 f"{path} was written by a run of {ranks} process(es); resume it with the same number "
                 f"(this run has {self.info.world_size})"
             )
@@ -317,8 +355,6 @@ def _run_in_folder(
     on_message: Callable[[str], None],
 ) -> MetaTrainResult:
     """:func:`meta_train` while the main process holds the run folder."""
-    from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is slow to import
-
     if info.is_main and not resume:
         prepare_run_folder(out, overwrite)
     if info.is_main and (changes or not resume):
@@ -332,9 +368,9 @@ def _run_in_folder(
     watched_set = get_dataset(config.data.target, "test", root=config.data.data_root, image_size=config.data.image_size)
     watched = torch.stack([watched_set[i][0] for i in range(min(WATCHED_IMAGES, len(watched_set)))])
     images_seen, meta_seconds, last_path, step, interrupted = 0, 0.0, None, start, False
-    # only the main process writes: the others have no writer
-    writer_context = SummaryWriter(str(out / "tb"), purge_step=start + 1) if info.is_main else nullcontext(None)
-    with writer_context as writer, stop_requests() as stop:
+    # only the main process writes: the others have no logger
+    logger_context = open_run_logger(out, purge_step=start + 1) if info.is_main else nullcontext(None)
+    with logger_context as logger, stop_requests() as stop:
         for step in range(start + 1, config.train.max_steps + 1):
             metrics = run.reptile.meta_step(run.sampler.sample(config.reptile.meta_batch_size))
             finite = distributed.all_reduce_count(float(math.isfinite(metrics["loss"])))
@@ -344,8 +380,8 @@ def _run_in_folder(
             images_seen += images * info.world_size
             meta_seconds += metrics["seconds"]
             metrics["images_per_s"] = images * info.world_size / metrics["seconds"]
-            if writer is not None:
-                _log_step(run, writer, step, metrics, watched)
+            if logger is not None:
+                _log_step(run, logger, step, metrics, watched)
             if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
                 last_path = run.save(step, {"target_top1": run.target_top1})
             if on_step is not None:
@@ -359,7 +395,9 @@ def _run_in_folder(
         distributed.barrier()  # every process is done; the others leave while the main process compares
         seconds = time.perf_counter() - begin
         comparison: dict[str, Any] = {}
-        if writer is not None and not interrupted and config.train.final_comparison:
+        if logger is not None and not interrupted and run.held_out:
+            comparison["sources"] = {name: check.to_dict() for name, check in run.source_checks().items()}
+        if logger is not None and not interrupted and config.train.final_comparison:
             on_message(
                 f"meta-training done: {step} steps in {seconds:.0f} s; comparing with a random init on "
                 f"{config.data.target}"
@@ -369,7 +407,7 @@ def _run_in_folder(
                 clock = time.perf_counter()
                 baselines = train_baselines(config, out, on_message)
                 trained = time.perf_counter() - clock
-                comparison = compare_start_points(run.model, config, info.device, baselines)
+                comparison.update(compare_start_points(run.model, config, info.device, baselines))
                 comparison["stage_seconds"] = {
                     "meta_train": seconds,
                     "baselines": trained,
@@ -377,10 +415,11 @@ def _run_in_folder(
                 }
                 stop["raise"] = False
                 for key in ("meta_trained", "random_init", *baselines):
-                    writer.add_scalar(f"final/{key}/top1", comparison[key]["top1"], step)
+                    logger.scalar(f"final/{key}/top1", comparison[key]["top1"], step)
             except StopRequested as stopped:
                 stop["raise"] = False
-                comparison, interrupted = _stopped_comparison(out, str(stopped), on_message), True
+                comparison, interrupted = {**comparison, **_stopped_comparison(out, str(stopped), on_message)}, True
+        if logger is not None and comparison:
             atomic_write_bytes(out / "results.json", json.dumps(comparison, indent=2).encode())
     return MetaTrainResult(
         out_dir=out,
@@ -400,43 +439,73 @@ def _stopped_comparison(out: Path, signal_name: str, on_message: Callable[[str],
     return {"interrupted": f"{signal_name} stopped the final comparison", "redo": redo}
 
 
+BASELINE_OVERRIDES = {
+    "joint": ["reptile.algorithm=joint"],
+    "supervised": ["train.attention_supervision=1.0"],
+}
+"""What each trained baseline of ``train.compare`` changes in the run's config."""
+
+
+def _trained_baselines(config: ExperimentConfig) -> list[str]:
+    wanted: list[str] = [name for name in config.train.compare if name in BASELINE_OVERRIDES]
+    if config.reptile.algorithm == "joint":  # the run is its own joint baseline
+        wanted = [name for name in wanted if name != "joint"]
+    if config.train.attention_supervision > 0:  # and its own supervised one
+        wanted = [name for name in wanted if name != "supervised"]
+    return wanted
+
+
 def train_baselines(
     config: ExperimentConfig, out: Path, on_message: Callable[[str], None]
 ) -> dict[str, AttentionResNet50]:
-    """The trained baselines ``train.compare`` asks for (``joint``: the same run with ``reptile.algorithm:
-    joint``, from the same initial weights, in ``<out>/compare/joint``; resumed if it was interrupted)."""
-    if "joint" not in config.train.compare or config.reptile.algorithm == "joint":
+    """The trained baselines ``train.compare`` asks for, each the same run with one change
+    (:data:`BASELINE_OVERRIDES`), from the same initial weights, in ``<out>/compare/<name>`` (resumed if it was
+    interrupted): ``joint`` (``reptile.algorithm: joint``) and ``supervised`` (attention told where)."""
+    wanted = _trained_baselines(config)
+    if not wanted:
         return {}
     if distributed.is_distributed():
-        on_message("the joint baseline runs in one process; run it without torchrun (train.compare)")
+        on_message("trained baselines run in one process; run them without torchrun (train.compare)")
         return {}
-    joint = load_config(
-        base=config,
-        overrides=[
-            "reptile.algorithm=joint",
-            "train.final_comparison=false",
-            "train.compare=[]",
-            f"name={config.name}-joint",
-        ],
-    )
-    folder = out / "compare" / "joint"
-    on_message(f"training the joint baseline in {folder}")
-    result = meta_train(joint, folder, resume=(folder / "config.yaml").exists(), on_message=on_message)
-    if result.interrupted:  # its own signal handling saved it; the comparison cannot go on without it
-        raise StopRequested("a signal stopped the joint baseline (continue it with the same command and --resume)")
-    return {"joint": load_checkpoint(folder).model}
+    models = {}
+    for name in wanted:
+        baseline = load_config(
+            base=config,
+            overrides=[
+                *BASELINE_OVERRIDES[name],
+                "train.final_comparison=false",
+                "train.compare=[]",
+                f"name={config.name}-{name}",
+            ],
+        )
+        folder = out / "compare" / name
+        on_message(f"training the {name} baseline in {folder}")
+        result = meta_train(baseline, folder, resume=(folder / "config.yaml").exists(), on_message=on_message)
+        if result.interrupted:  # its own signal handling saved it; the comparison cannot go on without it
+            raise StopRequested(
+                f"a signal stopped the {name} baseline (continue it with the same command and --resume)"
+            )
+        models[name] = load_checkpoint(folder).model
+    return models
 
 
-def _log_step(run: _Run, writer: SummaryWriter, step: int, metrics: dict[str, float], watched: torch.Tensor) -> None:
-    """TensorBoard scalars, attention pictures and the periodic target check (main process)."""
+def _log_step(run: _Run, logger: RunLogger, step: int, metrics: dict[str, float], watched: torch.Tensor) -> None:
+    """Scalars, attention pictures and the periodic target check (main process)."""
     train = run.config.train
     if step % train.log_every == 0 or step == 1:
         for key, value in metrics.items():
-            writer.add_scalar(f"meta/{key}", value, step)
+            logger.scalar(f"meta/{key}", value, step)
+        images = run.diagnostic_images()
+        if images is not None and run.model.config.attention:
+            scalars = diagnostics_scalars(attention_diagnostics(run.model, images), attention_gradient_norms(run.model))
+            for tag, value in scalars.items():
+                logger.scalar(tag, value, step)
     if train.image_log_every and (step % train.image_log_every == 0 or step == 1):
-        log_attention(writer, run.model, watched.to(run.info.device), step)
+        log_attention(logger, run.model, watched.to(run.info.device), step)
     if train.eval_every and step % train.eval_every == 0:
         run.target_top1 = quick_transfer(run.model, run.config, run.info.device, run.target()).cells[0].top1
         metrics["target_top1"] = run.target_top1
-        writer.add_scalar("target/top1", run.target_top1, step)
+        logger.scalar("target/top1", run.target_top1, step)
         run.offer_best(step, run.target_top1)
+        for tag, value in source_scalars(run.source_checks()).items():
+            logger.scalar(tag, value, step)

@@ -16,11 +16,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .atomic import fsync_folder
-from .config import validate_config
-from .errors import ConfigError
-from .run_folder import MARKER, differing_keys
-from .tune_trials import doc_from_json
+from ..atomic import fsync_folder
+from ..config import validate_config
+from ..errors import RunFolderError
+from ..runs.folder import MARKER, differing_keys
+from .trials import doc_from_json
 
 TRIALS_FORMAT = "universal-attention-trials"
 TRIALS_VERSION = 1
@@ -108,16 +108,16 @@ def load_trials(path: Path, search: Mapping[str, Any]) -> list[dict[str, Any]]:
                 None,
             )
     if problem is not None:
-        raise ConfigError(f"{path} is not a readable trials file ({problem}); move it away or choose another --out")
+        raise RunFolderError(f"{path} is not a readable trials file ({problem}); move it away or choose another --out")
     old, entries = saved["search"], saved["trials"]
     advice = f"continue {path.parent} with the same settings or choose another --out"
     if old["space"] != search["space"]:
-        raise ConfigError(f"{path.parent} holds a search over another space ({', '.join(old['space'])}); {advice}")
+        raise RunFolderError(f"{path.parent} holds a search over another space ({', '.join(old['space'])}); {advice}")
     if old["steps_per_trial"] != search["steps_per_trial"]:
-        raise ConfigError(f"{path.parent} holds a search with {old['steps_per_trial']} steps per trial; {advice}")
+        raise RunFolderError(f"{path.parent} holds a search with {old['steps_per_trial']} steps per trial; {advice}")
     changed = differing_keys(validate_config(old["base_config"]), validate_config(search["base_config"]))
     if changed:
-        raise ConfigError(f"{path.parent} holds a search whose config differs in {', '.join(changed)}; {advice}")
+        raise RunFolderError(f"{path.parent} holds a search whose config differs in {', '.join(changed)}; {advice}")
     return entries
 
 

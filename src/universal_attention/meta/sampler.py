@@ -11,19 +11,19 @@ a sampler that was never interrupted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TypedDict
 
 import torch
 from torch import Tensor
 
-from .config import SamplerConfig
-from .data.augment import augment_batch
-from .data.samples import ImageDataset, dataset_labels, read_samples
-from .errors import DatasetError
+from ..config import SamplerConfig
+from ..data.augment import augment_batch
+from ..data.samples import ImageDataset, dataset_labels, read_samples
+from ..errors import ConfigError, DatasetError
 from .reptile import Task
 
-Batch = tuple[Tensor, Tensor]
+Batch = tuple[Tensor, ...]  # (images, labels) or, for masked datasets, (images, labels, masks)
 
 
 class SamplerState(TypedDict):
@@ -48,6 +48,12 @@ class _Source:
     def images(self, indices: Tensor) -> Tensor:
         """uint8 [len(indices), 3, S, S]: sliced from ``.images`` when the dataset has it (a cache)."""
         return read_samples(self.dataset, indices, name=self.name)[0]
+
+    def images_and_masks(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        """Images and their object masks ``[len(indices), S, S]`` (the dataset must yield masks)."""
+        images, masks = read_samples(self.dataset, indices, with_masks=True, name=self.name)
+        assert masks is not None  # read_samples returns masks when asked
+        return images, masks
 
     def eligible_classes(self, needed: int) -> list[Tensor]:
         """Index tensors of the classes that have at least ``needed`` images."""
@@ -80,10 +86,13 @@ class TaskSampler:
             the task's own generator.
         shuffle_labels: give every dataset task its labels in a new random order (what heads that are reset
             for every task need; episodes always have a random order).
+        masked: keys of datasets (built with masks) whose batches carry the object masks,
+            ``(images, labels, masks)``: what attention supervision trains on (dataset mode, no augmentation).
 
     Raises:
         DatasetError: no datasets, or one with fewer images (or, in episodic mode, fewer classes with
             enough images) than a task needs.
+        ConfigError: masked batches asked for with augmentation or in episodic mode.
     """
 
     def __init__(
@@ -93,9 +102,16 @@ class TaskSampler:
         *,
         augment: bool = False,
         shuffle_labels: bool = False,
+        masked: Collection[str] = (),
     ) -> None:
         if not datasets:
             raise DatasetError("the task sampler needs at least one dataset; none were given")
+        if masked and (augment or config.mode != "dataset"):
+            raise ConfigError(
+                "batches with object masks (train.attention_supervision) need sampler.mode: dataset and "
+                "data.augment: false (augmentation moves the image, not its mask)"
+            )
+        self.masked = set(masked)
         self.config = config
         self.augment = augment
         self.shuffle_labels = shuffle_labels
@@ -154,6 +170,9 @@ class TaskSampler:
             order = torch.randperm(source.num_classes, generator=self._generator)
 
         def read(indices: Tensor) -> Batch:
+            if source.name in self.masked:
+                images, masks = source.images_and_masks(indices)
+                return images, order[source.labels[indices]], masks
             return source.images(indices), order[source.labels[indices]]
 
         return Task(
@@ -191,10 +210,10 @@ class TaskSampler:
         while True:
             order = torch.randperm(total, generator=generator)
             for start in range(0, total - size + 1, size):
-                images, labels = read(order[start : start + size])
+                batch = read(order[start : start + size])
                 if self.augment:
-                    images = augment_batch(images, generator)
-                yield images, labels
+                    batch = (augment_batch(batch[0], generator), *batch[1:])
+                yield batch
 
     def state_dict(self) -> SamplerState:
         """The sampler's position: generator state (uint8 tensor) and the number of tasks sampled so far."""

@@ -1,4 +1,4 @@
-"""AttentionResNet50: a torchvision ResNet50 trunk with "Learn to Pay Attention" taps and per-task heads.
+"""AttentionResNet50: a ResNet trunk (ResNet50 by default) with "Learn to Pay Attention" taps and per-task heads.
 
 Input convention (applied in one place, :meth:`AttentionResNet50.normalise`): images are ``[B, 3, H, W]``,
 either ``uint8`` in 0..255 or floating point in 0..1; the model scales and applies the ImageNet mean/std.
@@ -12,13 +12,13 @@ from urllib.parse import quote
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
 
-from .attention import AttentionBlock, build_attention_block
-from .attention_control import check_controls
-from .config import ModelConfig
-from .errors import ModelError
+from ..config import ModelConfig
+from ..errors import ModelError
+from .blocks import AttentionBlock, build_attention_block
+from .controls import check_controls
+from .trunks import block_channels, build_trunk
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,14 +41,6 @@ class AttentionOutput(NamedTuple):
     attention: dict[str, Tensor]
 
 
-def tap_names(backbone: torchvision.models.ResNet) -> list[str]:
-    """Every tappable module name of a ResNet trunk: ``layerN`` and ``layerN.i``."""
-    names = []
-    for stage in STAGES:
-        names += [f"{stage}.{index}" for index in range(len(getattr(backbone, stage)))] + [stage]
-    return names
-
-
 def module_key(name: str) -> str:
     """The ``nn.ModuleDict`` key of a task's head (``model.heads``) or a tap's attention block
     (``model.attention_blocks``): ``name`` percent-encoded, dots included (``"layer2.2"`` -> ``"layer2%2E2"``), since a
@@ -58,7 +50,11 @@ def module_key(name: str) -> str:
 
 
 class AttentionResNet50(nn.Module):
-    """ResNet50 with attention taps weighted by a global query (Jetley et al. 2018).
+    """A ResNet trunk with attention taps weighted by a global query (Jetley et al. 2018).
+
+    The trunk is configurable (``ModelConfig.trunk``: ResNet50, the seed's, by default; any name of
+    :func:`~universal_attention.models.trunks.list_trunks`); it is a torchvision ``ResNet`` under ``backbone``, so
+    its state dict loads into torchvision's own model of that name with only ``fc.*`` missing.
 
     Args:
         config: the model's settings; defaults reproduce the original experiment.
@@ -77,20 +73,15 @@ class AttentionResNet50(nn.Module):
     def __init__(self, config: ModelConfig | None = None, num_classes: int | None = None) -> None:
         super().__init__()
         self.config = config or ModelConfig()
-        self.backbone = torchvision.models.resnet50(weights=None)
-        self.backbone.fc = nn.Identity()
+        self.backbone = build_trunk(self.config.trunk)
         self._load_backbone_weights(self.config.backbone_weights)
         if self.config.padding != "zeros":
             for module in self.backbone.modules():
                 if isinstance(module, nn.Conv2d) and isinstance(module.padding, tuple) and any(module.padding):
                     module.padding_mode = self.config.padding
-        allowed = tap_names(self.backbone)
-        unknown = [tap for tap in self.config.taps if tap not in allowed]
-        if unknown:
-            raise ModelError(f"unknown tap layer(s) {', '.join(unknown)}; choose from {', '.join(allowed)}")
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.tap_channels = {tap: self._channels(tap) for tap in self.config.taps}
+        self.tap_channels = {tap: self._channels(tap) for tap in self.config.tap_layers()}
         if self.config.attention:
             self.query = nn.Linear(self._channels("layer4"), self.config.query_size)
             self.attention_blocks = nn.ModuleDict(
@@ -113,25 +104,29 @@ class AttentionResNet50(nn.Module):
         if num_classes is not None:
             self.add_head(DEFAULT_HEAD, num_classes)
 
+    @property
+    def taps(self) -> list[str]:
+        """The tap layers, in trunk order as configured."""
+        return list(self.tap_channels)
+
     def _load_backbone_weights(self, source: str) -> None:
         if source == "none":
             return
         if source == "imagenet":
-            state = _imagenet_state_dict()
+            state = _imagenet_state_dict(self.config.trunk)
         else:
             state = _file_state_dict(Path(source))
         state = {key: value for key, value in state.items() if not key.startswith("fc.")}
-        missing, _ = self.backbone.load_state_dict(state, strict=False)
-        if missing:
+        problem = state_dict_mismatch(self.backbone.state_dict(), state)
+        if problem:
             raise ModelError(
-                f"backbone weights {source} miss {len(missing)} ResNet50 keys (e.g. {missing[0]}); "
-                "expected a torchvision resnet50 state dict"
+                f"backbone weights {source} do not fit trunk {self.config.trunk}: {problem}; "
+                f"expected a torchvision {self.config.trunk} state dict (or set model.trunk to the file's trunk)"
             )
+        self.backbone.load_state_dict(state, strict=False)
 
     def _channels(self, tap: str) -> int:
-        module = self.backbone.get_submodule(tap)
-        last_block = module[-1] if isinstance(module, nn.Sequential) else module
-        return cast(nn.BatchNorm2d, last_block.get_submodule("bn3")).num_features
+        return block_channels(self.backbone.get_submodule(tap))
 
     def add_head(self, task: str, num_classes: int) -> nn.Linear:
         """Add (or replace) the linear head of ``task`` with ``num_classes`` outputs and return it."""
@@ -174,7 +169,7 @@ class AttentionResNet50(nn.Module):
         """Run the network; ``task`` picks the head (``None``: the default head, if any).
 
         ``control`` (``learned``, ``uniform``, ``oracle``, ``shuffled``; see
-        :mod:`universal_attention.attention_control`) replaces every tap's learned map; ``oracle`` needs the
+        :mod:`universal_attention.models.controls`) replaces every tap's learned map; ``oracle`` needs the
         object ``masks`` ``[B, H, W]`` (any resolution).
         """
         if control != "learned":
@@ -183,19 +178,14 @@ class AttentionResNet50(nn.Module):
                 raise ModelError(
                     f"attention control '{control}' needs a model with attention (its config has attention: false)"
                 )
-        images = self.normalise(images)
-        use_cuda_settings = images.is_cuda
-        if use_cuda_settings and self.config.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda_settings and self.config.bf16_autocast):
-            taps, final = self._trunk(images)
+        with self._autocast(images):
+            taps, final = self._trunk(self._prepared(images))
             attention: dict[str, Tensor] = {}
             if self.config.attention:
-                query = self.query(F.adaptive_avg_pool2d(final, 1).flatten(1))
+                query = self._query(final)
                 pooled = []
                 for tap, features in taps.items():
-                    block = cast(AttentionBlock, self.attention_blocks[module_key(tap)])
-                    vector, attention[tap] = block(features, query, control, masks)
+                    vector, attention[tap] = self.attention_block(tap)(features, query, control, masks)
                     pooled.append(vector)
                 features = torch.cat(pooled, dim=1)
             else:
@@ -206,6 +196,31 @@ class AttentionResNet50(nn.Module):
             features=features.float(),
             attention={name: amap.float() for name, amap in attention.items()},
         )
+
+    def tap_features(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The features of every tap (``[B, C, h, w]``) and the global query (``[B, query_size]``) for ``images``:
+        what the attention blocks score (for diagnostics; :meth:`forward` runs the same)."""
+        if not self.config.attention:
+            raise ModelError("the model has no attention taps (its config has attention: false)")
+        with self._autocast(images):
+            taps, final = self._trunk(self._prepared(images))
+            return taps, self._query(final)
+
+    def attention_block(self, tap: str) -> AttentionBlock:
+        """The attention block of tap ``tap``."""
+        return cast(AttentionBlock, self.attention_blocks[module_key(tap)])
+
+    def _prepared(self, images: Tensor) -> Tensor:
+        images = self.normalise(images)
+        if images.is_cuda and self.config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def _autocast(self, images: Tensor) -> torch.autocast:
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=images.is_cuda and self.config.bf16_autocast)
+
+    def _query(self, final: Tensor) -> Tensor:
+        return self.query(F.adaptive_avg_pool2d(final, 1).flatten(1))
 
     def _head_logits(self, features: Tensor, task: str | None) -> Tensor | None:
         name = DEFAULT_HEAD if task is None else task
@@ -224,10 +239,31 @@ class AttentionResNet50(nn.Module):
         return self
 
 
-def _imagenet_state_dict() -> dict[str, Tensor]:
+def state_dict_mismatch(expected: dict[str, Tensor], given: dict[str, Tensor]) -> str:
+    """What keeps ``given`` from loading where ``expected`` is (keys missing, foreign keys, other shapes or
+    non-real dtypes), as words; empty when it fits."""
+    missing = [key for key in expected if key not in given]
+    foreign = [key for key in given if key not in expected]
+    reshaped = [key for key in expected.keys() & given.keys() if given[key].shape != expected[key].shape]
+    complex_or_odd = [
+        key for key in expected.keys() & given.keys() if given[key].is_complex() or given[key].dtype == torch.bool
+    ]
+    problems = []
+    for words, keys in (
+        ("missing", missing),
+        ("not in the trunk", foreign),
+        ("of another shape", sorted(reshaped)),
+        ("not real numbers", sorted(complex_or_odd)),
+    ):
+        if keys:
+            problems.append(f"{len(keys)} key(s) {words} (e.g. {keys[0]})")
+    return ", ".join(problems)
+
+
+def _imagenet_state_dict(trunk: str) -> dict[str, Tensor]:
     from .pretrained import imagenet_state_dict
 
-    return imagenet_state_dict()
+    return imagenet_state_dict(trunk)
 
 
 def _file_state_dict(path: Path) -> dict[str, Tensor]:
@@ -236,7 +272,7 @@ def _file_state_dict(path: Path) -> dict[str, Tensor]:
 
     if not path.is_file():
         raise ModelError(
-            f"backbone weights file {path} not found; give a .safetensors ResNet50 state dict, 'imagenet' or 'none'"
+            f"backbone weights file {path} not found; give a .safetensors state dict of the trunk, 'imagenet' or 'none'"
         )
     try:
         return load_file(str(path))

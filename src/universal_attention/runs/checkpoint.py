@@ -5,8 +5,10 @@ version, the library version, the resolved ``ModelConfig``, the heads (task -> c
 optionally the whole ``ExperimentConfig`` and JSON ``extra`` data. Extra tensors needed to resume a run
 exactly (optimiser state, RNG states) are stored under the ``state/`` prefix. No pickle anywhere.
 
-Format 2 keys heads and attention blocks with :func:`~universal_attention.model.module_key` (ASCII); files of
-format 1 (0.1) put U+00B7 where a name had a dot, and load with their keys mapped to format 2's.
+Format 3 records the trunk in the model config (``trunk``); files of formats 1 and 2 were all ResNet50 and load as
+``resnet50``. Format 2 keys heads and attention blocks with
+:func:`~universal_attention.models.attention_resnet.module_key` (ASCII); files of format 1 (0.1) put U+00B7 where
+a name had a dot, and load with their keys mapped to format 2's.
 
 A file is data, never instructions: every size it claims (heads, layer widths) must match the tensors it
 holds before a model is built, a SHA-256 digest of the tensors (``tensors_sha256``, absent in files written
@@ -29,14 +31,16 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from ._version import __version__
-from .atomic import atomic_write_bytes
-from .config import ExperimentConfig, ModelConfig
-from .errors import CheckpointError, UattnError
-from .model import AttentionResNet50, module_key
+from .._version import __version__
+from ..atomic import atomic_write_bytes
+from ..config import ExperimentConfig, ModelConfig, validation_message
+from ..errors import CheckpointError, UattnError
+from ..models.attention_resnet import AttentionResNet50, module_key
 
 FORMAT = "universal-attention-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+FIRST_WITH_TRUNK = 3  # earlier files hold no trunk: every one of them is a ResNet50
+OLD_TRUNK = "resnet50"
 FORMAT_1_DOT = "\u00b7"  # what format 1 wrote for a dot in a head's or attention block's key
 KEYED_MODULES = ("heads", "attention_blocks")
 STATE_PREFIX = "state/"
@@ -210,21 +214,30 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return metadata
 
 
+def _trunk_recorded(model_config: Any, metadata: Mapping[str, str], path: Path) -> Any:
+    """A model config as JSON data, with ``trunk: resnet50`` where a file older than format 3 has none."""
+    if isinstance(model_config, dict) and _whole_number(metadata, "format_version", path) < FIRST_WITH_TRUNK:
+        return {"trunk": OLD_TRUNK, **model_config}
+    return model_config
+
+
 def experiment_of(metadata: Mapping[str, str], path: Path) -> ExperimentConfig | None:
     """The run config saved in a checkpoint's metadata (None when it was saved without one)."""
     if "experiment_config" not in metadata:
         return None
     try:
-        return ExperimentConfig.model_validate_json(metadata["experiment_config"])
+        tree = json.loads(metadata["experiment_config"])
+        if isinstance(tree, dict) and "model" in tree:
+            tree["model"] = _trunk_recorded(tree["model"], metadata, path)
+        return ExperimentConfig.model_validate(tree)
     except ValidationError as error:
         raise CheckpointError(
-            f"{path} has a damaged run config in its metadata ({_first_problem(error)}); use an earlier checkpoint"
+            f"{path} has a damaged run config in its metadata ({validation_message(error)}); use an earlier checkpoint"
         ) from None
-
-
-def _first_problem(error: ValidationError) -> str:
-    first = error.errors()[0]
-    return ".".join(str(part) for part in first["loc"]) + f": {first['msg']}" if first["loc"] else first["msg"]
+    except ValueError:
+        raise CheckpointError(
+            f"{path} has a damaged run config in its metadata (not JSON); use an earlier checkpoint"
+        ) from None
 
 
 def _heads(text: str, path: Path) -> dict[str, int]:
@@ -242,12 +255,12 @@ def _heads(text: str, path: Path) -> dict[str, int]:
 def _parse_metadata(metadata: Mapping[str, str], path: Path) -> tuple[ModelConfig, dict[str, int], dict[str, Any]]:
     """The model config, heads and extra data of a checkpoint, each checked."""
     try:
-        model_config = ModelConfig.model_validate_json(metadata["model_config"])
+        model_config = ModelConfig.model_validate(_trunk_recorded(json.loads(metadata["model_config"]), metadata, path))
         heads = _heads(metadata["heads"], path)
         extra = json.loads(metadata.get("extra", "{}"))
     except ValidationError as error:
         raise CheckpointError(
-            f"{path} has damaged metadata (model_config {_first_problem(error)}); it cannot rebuild a model"
+            f"{path} has damaged metadata (model_config {validation_message(error)}); it cannot rebuild a model"
         ) from None
     except (KeyError, ValueError) as error:
         raise CheckpointError(
@@ -260,7 +273,7 @@ def _parse_metadata(metadata: Mapping[str, str], path: Path) -> tuple[ModelConfi
 
 def format_1_key(name: str) -> str:
     """A state-dict key of a format-1 file as format 2 writes it: the head or attention-block part (U+00B7 for a
-    dot) re-keyed with :func:`~universal_attention.model.module_key`; every other key is the same."""
+    dot) re-keyed with :func:`~universal_attention.models.attention_resnet.module_key`; every other key is the same."""
     section, _, rest = name.partition(".")
     if section not in KEYED_MODULES:
         return name

@@ -1,4 +1,4 @@
-"""torchvision's ImageNet ResNet50 weights, read safely: the published file only, never unpickled as code.
+"""torchvision's ImageNet weights of a trunk, read safely: the published file only, never unpickled as code.
 
 torch.hub keeps downloaded weights in ``<hub>/checkpoints/<name>``, where the name ends in the first hex digits
 of the file's SHA-256 (``resnet50-11ad3fa6.pth``). The file is downloaded there when missing, then checked
@@ -14,24 +14,25 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .errors import ModelError
+from ..errors import ModelError
+from .trunks import imagenet_url
 
 SAFE_ALTERNATIVE = (
-    "or set model.backbone_weights to a local .safetensors ResNet50 state dict (made on a machine "
-    "with network access: safetensors.torch.save_file(torchvision.models.resnet50(weights="
-    "'IMAGENET1K_V2').state_dict(), 'resnet50.safetensors'))"
+    "or set model.backbone_weights to a local .safetensors state dict of the trunk (made on a machine "
+    "with network access, e.g. safetensors.torch.save_file(torchvision.models.resnet50(weights="
+    "'DEFAULT').state_dict(), 'resnet50.safetensors'))"
 )
 
 
-def imagenet_state_dict() -> dict[str, Tensor]:
-    """The state dict of torchvision's ``ResNet50_Weights.IMAGENET1K_V2``.
+def imagenet_state_dict(trunk: str = "resnet50") -> dict[str, Tensor]:
+    """The state dict of torchvision's default ImageNet weights for ``trunk`` (``ResNet50_Weights.IMAGENET1K_V2``
+    for the seed's ResNet50).
 
     Raises:
-        ModelError: the file cannot be downloaded, is not the published one, or holds more than tensors.
+        ModelError: the trunk has no published weights, or the file cannot be downloaded, is not the published
+            one, or holds more than tensors.
     """
-    import torchvision
-
-    return hub_state_dict(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url)
+    return hub_state_dict(imagenet_url(trunk))
 
 
 def hub_state_dict(url: str) -> dict[str, Tensor]:

@@ -23,8 +23,8 @@ from hyperopt import hp
 from hyperopt.pyll import Apply, scope
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from .config import check_dotted_key
-from .errors import ConfigError
+from ..config import check_dotted_key, validation_message
+from ..errors import ConfigError
 
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "model.alignment_size": {"type": "quniform", "low": 4, "high": 1024},
@@ -111,11 +111,7 @@ def parse_space(space: Mapping[str, Any]) -> dict[str, Distribution]:
         try:
             parsed[str(key)] = Distribution.model_validate(dict(fields))
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise ConfigError(
-                f"space entry '{key}': {where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
-            ) from None
+            raise ConfigError(f"space entry '{key}': {validation_message(error, Distribution)}") from None
     return parsed
 
 

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ReptileConfig
-from .distributed import all_reduce_count, all_reduce_sum_, is_distributed
-from .errors import ConfigError
-from .optim import adam
+from ..config import ReptileConfig
+from ..distributed import all_reduce_count, all_reduce_sum_, is_distributed
+from ..errors import ConfigError, TrainingError
+from ..optim import adam
 
 LossFn = Callable[[nn.Module, tuple[Tensor, ...], "Task"], Tensor]
 
@@ -45,13 +45,14 @@ class Task:
 
     Args:
         name: task name, e.g. ``"synthetic/colour"`` or ``"cub200"``; heads are kept per name.
-        batches: yields ``(images, labels)`` batches; Reptile draws ``inner_steps`` of them.
+        batches: yields ``(images, labels)`` batches (``(images, labels, masks)`` for attention supervision);
+            Reptile draws ``inner_steps`` of them.
         num_classes: number of classes, used to create the task's head on first sight.
         query: an optional held-out ``(images, labels)`` set (episodic tasks) to measure adaptation.
     """
 
     name: str
-    batches: Iterator[tuple[Tensor, Tensor]]
+    batches: Iterator[tuple[Tensor, ...]]
     num_classes: int | None = None
     query: tuple[Tensor, Tensor] | None = None
 
@@ -124,7 +125,7 @@ class Reptile:
         model: Any = self.model  # heads are built by models that have them (has_head, add_head: AttentionResNet50)
         if hasattr(model, "has_head") and not model.has_head(task.name):
             if task.num_classes is None:
-                raise ConfigError(f"task '{task.name}' is new and has no num_classes to build its head")
+                raise TrainingError(f"task '{task.name}' is new and has no num_classes to build its head")
             model.add_head(task.name, task.num_classes)
 
     def _new_inner_optimizer(self, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
@@ -199,7 +200,7 @@ class Reptile:
             ``accuracy/<task>``, the ``outer_lr`` used and ``seconds``.
         """
         if not tasks:
-            raise ConfigError("meta_step needs at least one task")
+            raise TrainingError("meta_step needs at least one task")
         if self.config.algorithm == "joint":
             return self._joint_step(tasks)
         start = time.perf_counter()
@@ -274,7 +275,7 @@ class Reptile:
         """Make every process's heads equal: each adapted head becomes the mean of its adaptations."""
         current = self._task_parameters()
         if all_reduce_count(len(current)) != len(current) * torch.distributed.get_world_size():
-            raise ConfigError(
+            raise TrainingError(
                 "processes hold different task heads; create every task's head before the first distributed meta-step"
             )
         names = sorted(current)

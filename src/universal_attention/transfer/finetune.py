@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import TransferConfig
-from .model import AttentionResNet50, module_key
-from .optim import adam
+from ..config import TransferConfig
+from ..errors import ModelError
+from ..models.attention_resnet import AttentionResNet50, module_key
+from ..optim import adam
 
 PROTOTYPE_SCALE = 10.0
 """Logit scale of prototype heads: logits are ``PROTOTYPE_SCALE`` times the cosine between an image's
@@ -78,7 +79,7 @@ def init_head(
         head.bias.copy_(torch.rand(head.bias.shape, generator=generator) * 2 * bound - bound)
     else:
         if features is None or labels is None:
-            raise ValueError("prototype heads need the training features and labels")
+            raise ModelError("head_init 'prototypes' needs the training features and labels")
         unit = F.normalize(features.float(), dim=1)
         prototypes = torch.stack([unit[labels == c].mean(0) for c in range(head.out_features)])
         scale = PROTOTYPE_SCALE / features.float().norm(dim=1).mean().clamp_min(1e-6)

@@ -1,6 +1,6 @@
 """ADE20K attention: where maps fall on SceneParse150 class maps, per class and per region (object, stuff, unlabelled).
 
-What :func:`~universal_attention.attention_eval.evaluate_attention` adds for ADE20K; no other dataset has class maps.
+What :func:`~universal_attention.analysis.evaluate.evaluate_attention` adds for ADE20K; no other dataset has class maps.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .data.ade20k import ade20k_classes
-from .visualize import normalised
+from ..data.ade20k import ade20k_classes
+from .maps import normalised
 
 ADE20K_CLASSES = 151  # class-map values 0..150
 REGIONS = ("object", "stuff", "unlabelled")

@@ -13,16 +13,14 @@ Maps follow the block's normalisation: softmax maps sum to one over space, sigmo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import ConfigError
+from ..config import CONTROLS
+from ..errors import ConfigError, ModelError
 
-Control = Literal["learned", "uniform", "oracle", "shuffled"]
-CONTROLS: tuple[str, ...] = ("learned", "uniform", "oracle", "shuffled")
 NEEDS_MASKS = ("oracle",)
 
 
@@ -47,7 +45,7 @@ def oracle_map(masks: Tensor, like: Tensor, normalisation: str) -> Tensor:
     image without object pixels gets uniform attention).
     """
     if masks.shape[0] != like.shape[0]:
-        raise ConfigError(f"oracle attention needs one mask per image (got {masks.shape[0]} for {like.shape[0]})")
+        raise ModelError(f"oracle attention needs one mask per image (got {masks.shape[0]} for {like.shape[0]})")
     cover = F.adaptive_avg_pool2d((masks > 0).float()[:, None].to(like.device), (like.shape[-2], like.shape[-1]))
     if normalisation != "softmax":
         return cover

@@ -13,14 +13,16 @@ from PIL import Image
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
-from .atomic import atomic_write_bytes
-from .data.images import read_image, resize_and_crop
-from .data.synthetic import TASK_CLASSES
-from .devices import resolve_device
-from .errors import ImageError, ModelError
-from .loading import LoadedModel, image_size_for, resolve_model
-from .model import DEFAULT_HEAD, AttentionResNet50
-from .visualize import attention_grid, eval_forward, require_attention, upsample_maps
+from ..atomic import atomic_write_bytes
+from ..data.images import read_image, resize_and_crop
+from ..data.registry import SYNTHETIC_PREFIX
+from ..data.synthetic import TASK_CLASSES
+from ..devices import resolve_device
+from ..errors import ImageError, ModelError
+from ..models.attention_resnet import DEFAULT_HEAD, AttentionResNet50
+from ..runs.loading import LoadedModel, image_size_for, resolve_model
+from .maps import eval_forward, require_attention, upsample_maps
+from .pictures import attention_grid
 
 MIN_CELL = 160  # pictures in visualize_attention's grid are shown at least this wide
 DISPLAY_SIZE = 384  # default side of the pictures of image files (never more than the photo has)
@@ -119,7 +121,7 @@ def pick_head(model: AttentionResNet50, task: str | None) -> str | None:
 
 def head_class_names(head: str, classes: int) -> list[str]:
     """Class names of a head when they are known without reading data (synthetic tasks), else indices."""
-    names = TASK_CLASSES.get(head.removeprefix("synthetic/"), ()) if head.startswith("synthetic/") else ()
+    names = TASK_CLASSES.get(head.removeprefix(SYNTHETIC_PREFIX), ()) if head.startswith(SYNTHETIC_PREFIX) else ()
     return list(names) if len(names) == classes else [f"class {index}" for index in range(classes)]
 
 

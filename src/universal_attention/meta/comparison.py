@@ -10,12 +10,14 @@ from typing import Any
 
 import torch
 
-from .attention_eval import attention_in_mask
-from .config import ExperimentConfig
-from .data.registry import get_dataset, masks_available
-from .data.samples import ImageDataset
-from .model import AttentionResNet50
-from .transfer import TransferResult, paired_comparisons, protocol_for, transfer_evaluate
+from ..analysis.evaluate import attention_in_mask
+from ..config import ExperimentConfig
+from ..data.registry import get_dataset, masks_available
+from ..data.samples import ImageDataset
+from ..models.attention_resnet import AttentionResNet50
+from ..transfer.protocol import protocol_for, transfer_evaluate
+from ..transfer.report import paired_comparisons
+from ..transfer.results import TransferResult
 
 
 def quick_transfer(

@@ -19,16 +19,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import distributed
-from ._version import __version__
-from .atomic import create_exclusive, make_folder, remove_temporaries
+from .. import distributed
+from .._version import __version__
+from ..atomic import create_exclusive, make_folder, remove_temporaries
+from ..config import ExperimentConfig, load_config
+from ..errors import RunFolderError, UattnError
 from .checkpoint import step_checkpoints
-from .config import ExperimentConfig, load_config
-from .errors import ConfigError, UattnError
 
 MARKER = ".uattn-run"
-KINDS = {"run": "uattn meta-train", "search": "uattn tune"}
-RUN_ENTRIES = ("checkpoints", "tb", "config.yaml", "results.json", "compare")
+KINDS = {"run": "uattn meta-train", "search": "uattn tune", "transfer": "uattn transfer"}
+RUN_ENTRIES = ("checkpoints", "tb", "config.yaml", "results.json", "compare", "metrics.jsonl", "images")
 SEARCH_ENTRIES = ("trials.json", "best.yaml", "hparams")
 RESUME_OVERRIDES = ("reptile.inner_lr", "reptile.outer_lr")
 """Keys a run may change when it is resumed: lowering a learning rate is the way on after a non-finite loss."""
@@ -70,7 +70,9 @@ def _read_kind(marker: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         kind = None
     if kind not in KINDS:
-        raise ConfigError(f"{marker} is not a marker uattn wrote (no run or search kind in it); choose another --out")
+        raise RunFolderError(
+            f"{marker} is not a marker uattn wrote (no run or search kind in it); choose another --out"
+        )
     return kind
 
 
@@ -84,17 +86,17 @@ def claim_folder(folder: str | Path, kind: str, *, adopt: bool = False) -> Folde
             that they are ours (a run or search of version 0.1 being continued).
 
     Raises:
-        ConfigError: the folder holds such files but no marker (uattn did not make it), is a folder of the
+        RunFolderError: the folder holds such files but no marker (uattn did not make it), is a folder of the
             other kind, or another process holds its lock.
     """
     folder = Path(folder)
     marker = folder / MARKER
     if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{folder} is a file, not a folder; choose another --out")
+        raise RunFolderError(f"{folder} is a file, not a folder; choose another --out")
     if not os.path.lexists(marker):
         found = _entries_of_ours(folder)
         if found and not adopt:
-            raise ConfigError(
+            raise RunFolderError(
                 f"{folder} holds {found[0]} but no {MARKER} marker, so uattn did not make it and "
                 "nothing there is replaced or deleted; choose another --out"
             )
@@ -108,19 +110,19 @@ def claim_folder(folder: str | Path, kind: str, *, adopt: bool = False) -> Folde
     try:
         descriptor = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as error:
-        raise ConfigError(f"{marker} cannot be opened ({error.strerror}); choose another --out") from None
+        raise RunFolderError(f"{marker} cannot be opened ({error.strerror}); choose another --out") from None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
-        raise ConfigError(
+        raise RunFolderError(
             f"{folder} is in use by another uattn process (it holds the lock on {MARKER}); wait for it "
             "to finish or choose another --out"
         ) from None
     found_kind = _read_kind(marker)
     if found_kind != kind:
         os.close(descriptor)
-        raise ConfigError(
+        raise RunFolderError(
             f"{folder} is a {found_kind} folder of `{KINDS[found_kind]}`, not a {kind} folder; choose another --out"
         )
     for subfolder in (folder, folder / "checkpoints"):
@@ -140,7 +142,7 @@ def holding_run_folder(folder: Path, *, main: bool, adopt: bool) -> Iterator[Non
         except UattnError as refused:
             error = refused
     if distributed.all_reduce_count(float(error is not None)) > 0:
-        raise error or ConfigError(f"the main process could not claim the run folder {folder}; see its message")
+        raise error or RunFolderError(f"the main process could not claim the run folder {folder}; see its message")
     try:
         yield
     finally:
@@ -148,18 +150,20 @@ def holding_run_folder(folder: Path, *, main: bool, adopt: bool) -> Iterator[Non
             claim.release()
 
 
-def prepare_run_folder(out_dir: Path, overwrite: bool) -> None:
+def prepare_run_folder(out_dir: Path, overwrite: bool, *, resumable: bool = True) -> None:
     """Refuse to run into an existing run unless ``overwrite``; with it, remove the old run's files.
 
-    Only call it while holding the folder's claim: it deletes nothing in a folder without our marker.
+    ``resumable``: whether the refusal offers ``--resume`` (meta-training) or not (a transfer). Only call it
+    while holding the folder's claim: it deletes nothing in a folder without our marker.
     """
     if not (out_dir / MARKER).is_file():
-        raise ConfigError(f"{out_dir} has no {MARKER} marker; nothing there is replaced")
+        raise RunFolderError(f"{out_dir} has no {MARKER} marker; nothing there is replaced")
     if (out_dir / "config.yaml").exists() or (out_dir / "checkpoints").exists():
         if not overwrite:
-            raise ConfigError(
-                f"run folder {out_dir} already holds a run; continue it with --resume, choose another "
-                "--out, or pass --overwrite to replace it"
+            resume = "continue it with --resume, " if resumable else ""
+            raise RunFolderError(
+                f"run folder {out_dir} already holds a run; {resume}choose another --out, or pass --overwrite "
+                "to replace it"
             )
         for name in RUN_ENTRIES:
             path = out_dir / name
@@ -193,12 +197,12 @@ def resume_changes(out_dir: Path, config: ExperimentConfig) -> dict[str, tuple[A
         ConfigError: the folder has no readable ``config.yaml``, or the configs differ in any other key.
     """
     if not (out_dir / "config.yaml").is_file():
-        raise ConfigError(f"cannot resume {out_dir}: no config.yaml there (is it a run folder?)")
+        raise RunFolderError(f"cannot resume {out_dir}: no config.yaml there (is it a run folder?)")
     saved = load_config(config_file=out_dir / "config.yaml")
     changed = differing_keys(saved, config)
     refused = [key for key in changed if key not in RESUME_OVERRIDES]
     if refused:
-        raise ConfigError(
+        raise RunFolderError(
             f"cannot resume {out_dir}: the config differs in {', '.join(refused)}; resume with the run's "
             f"own config (only {' and '.join(RESUME_OVERRIDES)} may change) or start a new run"
         )

@@ -1,7 +1,7 @@
 """How much of a model's attention falls on the object, measured against masks.
 
 Per tap layer and for the ``combined`` map (the mean of the taps' maps, each scaled to sum to one; see
-:mod:`universal_attention.visualize`), every map is first scaled to sum to one over the image, then:
+:mod:`universal_attention.analysis.pictures`), every map is first scaled to sum to one over the image, then:
 
 - **pointing game**: whether the map's maximum lies inside the object mask (when several pixels share the
   maximum, the share of them that is inside: uniform attention scores the mask's area);
@@ -14,7 +14,7 @@ ADE20K's mask is a class map (0 = unlabelled, 1..150 SceneParse150 classes). The
 pixels of "object" classes (not "stuff", see :func:`~universal_attention.data.ade20k.ade20k_classes`), and
 the report adds, per layer, the mass per class (averaged over images showing the class, with its mean
 area and mass / area, ranked) and the split between stuff, object and unlabelled pixels (see
-:mod:`universal_attention.ade20k_attention`).
+:mod:`universal_attention.analysis.ade20k`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,16 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from .ade20k_attention import (
+from ..data.images import resize_mask_to
+from ..data.preview import mask_outline
+from ..data.registry import get_dataset
+from ..data.samples import ImageDataset, dataset_name, fixed_subset
+from ..devices import resolve_device
+from ..errors import ConfigError, DatasetError
+from ..models.attention_resnet import AttentionResNet50
+from ..models.controls import check_controls
+from ..runs.loading import RANDOM_LABEL, LoadedModel, image_size_for, random_model, resolve_model
+from .ade20k import (
     ADE20K_CLASSES,
     REGIONS,
     ClassMass,
@@ -40,16 +49,8 @@ from .ade20k_attention import (
     ranked_classes,
     region_masses,
 )
-from .attention_control import check_controls
-from .data.images import resize_mask_to
-from .data.preview import mask_outline
-from .data.registry import get_dataset
-from .data.samples import ImageDataset, dataset_name, fixed_subset
-from .devices import resolve_device
-from .errors import ConfigError, DatasetError
-from .loading import RANDOM_LABEL, LoadedModel, image_size_for, random_model, resolve_model
-from .model import AttentionResNet50
-from .visualize import COMBINED, attention_grid, attention_maps, has_attention, normalised, require_attention
+from .maps import COMBINED, attention_maps, has_attention, normalised, require_attention
+from .pictures import attention_grid
 
 __all__ = [
     "ADE20K_CLASSES",
@@ -292,7 +293,7 @@ def evaluate_attention(
 
     Args:
         model_or_checkpoint: a model, a checkpoint file or run folder, ``"random"``, or a
-            :class:`~universal_attention.loading.LoadedModel` (keeps its label).
+            :class:`~universal_attention.runs.loading.LoadedModel` (keeps its label).
         dataset: a dataset built with ``with_masks=True``, or a dataset name (opened with ``split``,
             ``image_size`` and ``data_root``).
         split: split of a named dataset.
@@ -349,14 +350,14 @@ def evaluate_attention(
         masks_tally.add(objects, class_ids)
         layer_names: list[str] = []
         for key, model in models.items():
-            maps = attention_maps(model, images.to(device), layers=[*model.config.taps, COMBINED])
+            maps = attention_maps(model, images.to(device), layers=[*model.config.tap_layers(), COMBINED])
             layer_names = list(maps)
             tallies[key].add(maps, objects, class_ids)
         for control in controls:
             maps = attention_maps(
                 models["model"],
                 images.to(device),
-                layers=[*models["model"].config.taps, COMBINED],
+                layers=[*models["model"].config.tap_layers(), COMBINED],
                 control=control,
                 masks=masks.to(device),
             )
@@ -437,7 +438,7 @@ def example_grid(
     if class_maps if class_maps is not None else dataset_name(dataset) == "ade20k":
         masks = object_lookup()[masks.long()]
     device = resolve_device(device)
-    maps = attention_maps(model.to(device), images.to(device), layers=[*model.config.taps, COMBINED])
+    maps = attention_maps(model.to(device), images.to(device), layers=[*model.config.tap_layers(), COMBINED])
     outlined = images.clone()
     for image, mask in zip(outlined, masks):
         image[:, mask_outline((mask > 0).to(torch.uint8))] = torch.tensor(OUTLINE, dtype=torch.uint8)[:, None]

@@ -1,0 +1,1 @@
+"""The attention network: AttentionResNet50, its attention blocks and controls, trunks, pretrained weights."""
