@@ -15,4 +15,4 @@ SMALL_OVERRIDES = [
     "model.alignment_size=8",
     "model.query_size=8",
 ]
-"""``--set`` overrides that turn a preset (``quickstart``'s three taps included) into the small model."""
+"""``--set`` overrides that turn a preset (the presets' own taps included) into the small model."""

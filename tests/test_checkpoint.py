@@ -71,18 +71,21 @@ def test_a_checkpoint_written_by_0_1_with_middle_dots_in_its_keys_still_loads(sa
 
 def test_a_checkpoint_of_format_2_records_no_trunk_and_loads_as_resnet50(tmp_path):
     torch.manual_seed(0)
-    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8), num_classes=2)
-    path = save_checkpoint(tmp_path / "new.safetensors", model, load_config(preset="quickstart"), step=3)
+    model = AttentionResNet50(ModelConfig(alignment_size=8, query_size=8, compatibility="additive"), num_classes=2)
+    run = load_config(preset="paper", overrides=["model.compatibility=additive"])
+    path = save_checkpoint(tmp_path / "new.safetensors", model, run, step=3)
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
         tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     model_config = json.loads(metadata["model_config"])
     experiment = json.loads(metadata["experiment_config"])
     assert model_config.pop("trunk") == "resnet50" and experiment["model"].pop("trunk") == "resnet50"
+    del model_config["compatibility"], experiment["model"]["compatibility"]  # a hand-made file: its time's default
     old = {"model_config": json.dumps(model_config), "experiment_config": json.dumps(experiment)}
     save_file(tensors, str(tmp_path / "format-2.safetensors"), metadata=metadata | old | {"format_version": "2"})
     loaded = load_checkpoint(tmp_path / "format-2.safetensors")
     assert loaded.config.trunk == "resnet50" and loaded.experiment.model.trunk == "resnet50"
+    assert loaded.config.compatibility == "additive" == loaded.experiment.model.compatibility
     assert all(torch.equal(value, model.state_dict()[name]) for name, value in loaded.model.state_dict().items())
 
 

@@ -44,7 +44,7 @@ def test_every_form_reports_entropy_spread_and_saturation_where_it_has_tanh(form
 
 def test_the_original_form_saturates_where_its_inputs_are_large_and_the_normalised_form_does_not():
     torch.manual_seed(0)
-    original = AttentionResNet50(SMALL.updated(alignment_size=64, query_size=64))
+    original = AttentionResNet50(SMALL.updated(alignment_size=64, query_size=64, compatibility="additive"))
     torch.manual_seed(0)
     normalised = AttentionResNet50(SMALL.updated(alignment_size=64, query_size=64, compatibility="additive_norm"))
     for model in (original, normalised):
@@ -55,6 +55,24 @@ def test_the_original_form_saturates_where_its_inputs_are_large_and_the_normalis
         for name, model in (("original", original), ("normalised", normalised))
     }
     assert saturated["original"] > 0.5 and saturated["normalised"] < 0.2
+
+
+@pytest.mark.parametrize("preset", ["quickstart", "paper"])
+def test_the_default_compatibility_is_not_saturated_at_initialisation_on_both_presets(preset):
+    """The seed's additive form starts with 0.65-0.88 of its tanh inputs beyond |2| on these presets; the
+    default must not (the preset's own trunk, taps, attention sizes and image size; held-out synthetic images)."""
+    config = load_config(preset=preset)
+    assert config.model.compatibility == "additive_norm"
+    images = torch.cat(
+        [
+            read_held_out(get_dataset(name, "test", image_size=config.data.image_size, with_masks=True), 4).images
+            for name in ("synthetic/colour", "synthetic/texture", "synthetic/size")
+        ]
+    )
+    torch.manual_seed(0)
+    diagnostics = attention_diagnostics(AttentionResNet50(config.model), images)
+    assert list(diagnostics) == list(config.model.tap_layers())
+    assert all(values.saturated is not None and values.saturated <= 0.2 for values in diagnostics.values())
 
 
 def test_the_gradient_of_the_last_backward_reaches_every_attention_block():

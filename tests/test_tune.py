@@ -369,3 +369,36 @@ def test_parallel_trials_run_at_once_on_spark_and_resume(tmp_path):
         else:
             assert (out / result["trial"] / "checkpoints" / "step-000001.safetensors").is_file()
     assert {result["status"] for result in new} == {"ok", "fail"}
+
+
+@pytest.mark.slow
+def test_the_sources_objective_scores_held_out_source_images_without_transfer(tmp_path, monkeypatch):
+    import universal_attention.tuning.search as tune_module
+
+    def no_transfer(*args, **kwargs):
+        raise AssertionError("the sources objective must not transfer")
+
+    monkeypatch.setattr(tune_module, "transfer_evaluate", no_transfer)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"reptile.inner_lr": SPACE["reptile.inner_lr"]}))
+    args = tune_args(tmp_path / "out", space, 2, "--objective", "sources", "--set", "train.source_images=4")
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    assert "sources top-1" in result.output
+    for trial in trials_of(tmp_path / "out"):
+        saved = json.loads((tmp_path / "out" / trial["result"]["trial"] / "results.json").read_text())
+        assert saved["objective"] == "sources" and set(saved["sources"]) == {"synthetic/colour", "synthetic/size"}
+        mean = sum(check["top1"] for check in saved["sources"].values()) / 2
+        assert trial["result"]["top1"] == pytest.approx(mean) == saved["top1"]
+    assert {record["tag"] for record in read_metrics(tmp_path / "out")} == {"tune/sources_top1"}
+    args[args.index("sources")] = "target"  # the same folder under the other objective is another search
+    again = invoke(args)
+    assert again.exit_code == 2 and "holds a search of the sources objective" in again.output
+
+
+def test_the_sources_objective_needs_a_source_with_masks(tmp_path, monkeypatch):
+    monkeypatch.setattr("universal_attention.tuning.search.masked_sources", lambda config: [])
+    config = load_config(preset="quickstart")
+    with pytest.raises(ConfigError, match="none of synthetic/colour, synthetic/texture, synthetic/size has them"):
+        tune(config, config.tune.updated(objective="sources"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

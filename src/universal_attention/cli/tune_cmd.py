@@ -29,12 +29,12 @@ def _trial_name(record: TrialRecord) -> str:
     return record.run_dir.name if record.run_dir is not None else f"tid {record.tid}"
 
 
-def trials_table(result: TuneResult) -> Table:
-    """Every trial, best first: target top-1, the searched values, time, and the error of failed ones."""
+def trials_table(result: TuneResult, objective: str = "target") -> Table:
+    """Every trial, best first: its objective's top-1, the searched values, time, and the error of failed ones."""
     keys = list(dict.fromkeys(key for record in result.trials for key in record.params))
     table = Table(title=f"{len(result.trials)} trials in {result.out_dir}, best first")
     table.add_column("trial", no_wrap=True)
-    table.add_column("target top-1", justify="right")
+    table.add_column(f"{objective} top-1", justify="right")
     for key in keys:
         table.add_column(key, justify="right")
     table.add_column("seconds", justify="right")
@@ -60,6 +60,12 @@ def trials_table(result: TuneResult) -> Table:
     help="Trials the search ends with, counting those already in --out (tune.max_evals).",
 )
 @click.option("--steps-per-trial", type=click.IntRange(min=1), help="Meta-steps per trial (tune.steps_per_trial).")
+@click.option(
+    "--objective",
+    type=click.Choice(get_args(TuneConfig.model_fields["objective"].annotation)),
+    help="What a trial is scored by (tune.objective): target top-1 after transfer (default), or sources: the "
+    "mean held-out source top-1 after meta-training.",
+)
 @click.option(
     "--fix",
     multiple=True,
@@ -87,6 +93,7 @@ def tune_command(
     algo: str | None,
     max_evals: int | None,
     steps_per_trial: int | None,
+    objective: str | None,
     fix: tuple[str, ...],
     space_file: str | None,
     parallel: int | None,
@@ -94,6 +101,8 @@ def tune_command(
     out_dir: str | None,
 ) -> None:
     """Search hyperparameters: each trial meta-trains, then transfers to the target; best config to best.yaml.
+
+    With --objective sources a trial is scored by the held-out source images instead, without transfer.
 
     Any dotted config key can be searched (--space FILE) or fixed (--fix). Every trial is a run folder
     <out>/trial-NNN; <out>/trials.json is saved after every trial, and running the same command again
@@ -109,6 +118,7 @@ def tune_command(
             ("algo", algo),
             ("max_evals", max_evals),
             ("steps_per_trial", steps_per_trial),
+            ("objective", objective),
             ("parallel", parallel),
             ("spark_master", spark_master),
         )
@@ -142,13 +152,13 @@ def tune_command(
     except KeyboardInterrupt:
         console.print("stopped; finished trials are in trials.json; run the same command again to continue")
         sys.exit(130)
-    console.print(trials_table(result))
+    console.print(trials_table(result, tune_config.objective))
     if result.best is None:
         raise UattnError(
             f"no trial succeeded; the errors are in {result.out_dir / 'trials.json'} and in each trial's error.txt"
         )
     console.print(
-        f"best: {_trial_name(result.best)} with target top-1 {result.best.top1:.3f}; its config: "
+        f"best: {_trial_name(result.best)} with {tune_config.objective} top-1 {result.best.top1:.3f}; its config: "
         f"{result.best_config_path}",
         highlight=False,
         soft_wrap=True,

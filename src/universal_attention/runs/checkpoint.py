@@ -41,6 +41,7 @@ FORMAT = "universal-attention-checkpoint"
 FORMAT_VERSION = 3
 FIRST_WITH_TRUNK = 3  # earlier files hold no trunk: every one of them is a ResNet50
 OLD_TRUNK = "resnet50"
+OLD_COMPATIBILITY = "additive"  # the default before format 3 (every file records it; this covers a hand-made one)
 FORMAT_1_DOT = "\u00b7"  # what format 1 wrote for a dot in a head's or attention block's key
 KEYED_MODULES = ("heads", "attention_blocks")
 STATE_PREFIX = "state/"
@@ -215,9 +216,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def _trunk_recorded(model_config: Any, metadata: Mapping[str, str], path: Path) -> Any:
-    """A model config as JSON data, with ``trunk: resnet50`` where a file older than format 3 has none."""
+    """A model config as JSON data, with the defaults of its time (``trunk: resnet50``, ``compatibility:
+    additive``) where a file older than format 3 has none."""
     if isinstance(model_config, dict) and _whole_number(metadata, "format_version", path) < FIRST_WITH_TRUNK:
-        return {"trunk": OLD_TRUNK, **model_config}
+        return {"trunk": OLD_TRUNK, "compatibility": OLD_COMPATIBILITY, **model_config}
     return model_config
 
 

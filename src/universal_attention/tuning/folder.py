@@ -113,6 +113,9 @@ def load_trials(path: Path, search: Mapping[str, Any]) -> list[dict[str, Any]]:
     advice = f"continue {path.parent} with the same settings or choose another --out"
     if old["space"] != search["space"]:
         raise RunFolderError(f"{path.parent} holds a search over another space ({', '.join(old['space'])}); {advice}")
+    objective = old.get("objective", "target")  # files from before the objective existed: target
+    if objective != search["objective"]:
+        raise RunFolderError(f"{path.parent} holds a search of the {objective} objective; {advice}")
     if old["steps_per_trial"] != search["steps_per_trial"]:
         raise RunFolderError(f"{path.parent} holds a search with {old['steps_per_trial']} steps per trial; {advice}")
     changed = differing_keys(validate_config(old["base_config"]), validate_config(search["base_config"]))

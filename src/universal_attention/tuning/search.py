@@ -4,8 +4,10 @@ Every trial takes the base config, sets the sampled values (dotted keys) and ``t
 steps_per_trial``, meta-trains in its own run folder ``<out>/trial-NNN`` (``config.yaml``, ``tb/``,
 ``checkpoints/`` until scored), then transfers the final meta weights to ``data.target`` with
 ``config.transfer``; the objective is minus that target top-1 (the random-init baseline of the final
-comparison is skipped: it does not depend on the searched values). A trial that raises, or ends with a
-non-finite accuracy, is recorded with status ``fail`` and its error, and the search goes on.
+comparison is skipped: it does not depend on the searched values). With ``tune.objective: sources`` a trial
+is scored without transfer, by the mean top-1 of the held-out images of every source that has masks. A
+trial that raises, or ends with a non-finite accuracy, is recorded with status ``fail`` and its error, and the
+search goes on.
 
 The search folder is ours alone (see :mod:`universal_attention.runs.folder`): it carries a marker, this process
 holds its lock while it searches, and only trial folders of ours that never finished are ever removed.
@@ -47,7 +49,7 @@ from hyperopt.exceptions import AllTrialsFailed
 from ..atomic import atomic_write_bytes
 from ..config import ExperimentConfig, TuneConfig, save_config, set_dotted, validate_config
 from ..errors import ConfigError, UattnError
-from ..meta.training import check_datasets, meta_train
+from ..meta.training import check_datasets, masked_sources, meta_train
 from ..runs.folder import claim_folder
 from ..runs.loggers import IMAGES_FOLDER, METRICS_FILE, hparam_value, open_run_logger
 from ..transfer.protocol import protocol_for, transfer_evaluate
@@ -67,7 +69,8 @@ class TrialRecord:
     Attributes:
         tid: hyperopt's trial id (the order trials were proposed in).
         status: ``"ok"`` or ``"fail"``.
-        top1: target top-1 after the trial's meta-training (None when it failed).
+        top1: the objective's top-1 (None when it failed): the target top-1 after the trial's meta-training and
+            transfer, or under ``objective: sources`` the mean held-out source top-1.
         params: the sampled values by dotted key.
         run_dir: the trial's run folder (None when it failed before one was made).
         error: why it failed (one line).
@@ -90,7 +93,7 @@ class TuneResult:
     Attributes:
         out_dir: the search folder.
         trials: every finished trial, by tid.
-        best: the trial with the highest target top-1 (None when every trial failed).
+        best: the trial with the highest objective top-1 (None when every trial failed).
         best_config: the base config with the best values (what ``best.yaml`` holds).
         new_trials: how many trials this call ran (the rest came from ``trials.json``).
     """
@@ -119,6 +122,7 @@ class _Objective:
     out_dir: str
     threads: int | None
     keep_checkpoints: bool
+    objective: str = "target"
 
     def __call__(self, params: dict[str, Any]) -> dict[str, Any]:
         begin = time.time()
@@ -134,7 +138,7 @@ class _Objective:
             if math.isfinite(top1):
                 result.update(status=STATUS_OK, loss=-top1, top1=top1)
             else:
-                result["error"] = f"target top-1 is {top1}"
+                result["error"] = f"{self.objective} top-1 is {top1}"
         result.update(finished=time.time(), seconds=time.time() - begin)
         return result
 
@@ -150,6 +154,8 @@ class _Objective:
             raise KeyboardInterrupt
         if run.final_checkpoint is None:
             raise UattnError("the trial's meta-training wrote no checkpoint")
+        if self.objective == "sources":
+            return self._finish(run_dir, sources_top1(run.comparison), {"sources": run.comparison["sources"]}, params)
         transfer = transfer_evaluate(
             run.final_checkpoint,
             config.data.target,
@@ -158,11 +164,27 @@ class _Objective:
             device=config.train.device,
         )
         top1 = transfer.cell(config.transfer.shots_per_class[-1], config.transfer.attention[0]).top1
-        results = {"target": config.data.target, "top1": top1, "params": params, "transfer": transfer.to_dict()}
+        return self._finish(run_dir, top1, {"target": config.data.target, "transfer": transfer.to_dict()}, params)
+
+    def _finish(self, run_dir: Path, top1: float, details: dict[str, Any], params: dict[str, Any]) -> float:
+        """Write the trial's ``results.json``, drop its checkpoints unless kept, and return its score."""
+        results = {"objective": self.objective, "top1": top1, "params": params, **details}
         atomic_write_bytes(run_dir / "results.json", json.dumps(results, indent=2).encode())
         if not self.keep_checkpoints:
             shutil.rmtree(run_dir / "checkpoints")  # a ResNet50 and its optimiser state: 100-300 MB a trial
         return top1
+
+
+def sources_top1(comparison: Mapping[str, Any]) -> float:
+    """The ``sources`` objective: the mean top-1 over the held-out source checks of a meta-train run's results.
+
+    Raises:
+        ConfigError: the run checked no source (none of its sources has object masks).
+    """
+    checks = comparison.get("sources") or {}
+    if not checks:
+        raise ConfigError("the run checked no source: none of its sources has object masks")
+    return sum(check["top1"] for check in checks.values()) / len(checks)
 
 
 def _record(entry: Mapping[str, Any], out: Path) -> TrialRecord:
@@ -235,9 +257,9 @@ def _spark_trials(tune_config: TuneConfig) -> Iterator[Trials]:
             spark.stop()
 
 
-def _log_trials(out: Path, records: list[TrialRecord]) -> None:
-    """Rewrite the search's log from its trials: per trial (step = trial id) the scalar ``tune/target_top1`` and
-    one HParams entry, in TensorBoard (``<out>/hparams``) and ``<out>/metrics.jsonl``."""
+def _log_trials(out: Path, records: list[TrialRecord], objective: str) -> None:
+    """Rewrite the search's log from its trials: per trial (step = trial id) the scalar ``tune/<objective>_top1``
+    and one HParams entry, in TensorBoard (``<out>/hparams``) and ``<out>/metrics.jsonl``."""
     for name in ("hparams", METRICS_FILE, IMAGES_FOLDER):
         path = out / name
         if path.is_dir() and not path.is_symlink():
@@ -249,8 +271,9 @@ def _log_trials(out: Path, records: list[TrialRecord]) -> None:
             values = {key: hparam_value(value) for key, value in record.params.items()}
             values["status"] = record.status
             top1 = math.nan if record.top1 is None else record.top1
-            logger.scalar("tune/target_top1", top1, record.tid)
-            logger.hparams(values, {"tune/target_top1": top1}, name=f"trial-{record.tid:03d}")
+            tag = f"tune/{objective}_top1"
+            logger.scalar(tag, top1, record.tid)
+            logger.hparams(values, {tag: top1}, name=f"trial-{record.tid:03d}")
 
 
 def tune(
@@ -264,7 +287,7 @@ def tune(
     """Search hyperparameters of ``config`` with hyperopt, continuing an earlier run of the same search.
 
     Args:
-        config: the base run; its ``data.target`` and ``transfer`` settings define the objective.
+        config: the base run; its ``data.target`` and ``transfer`` settings define the ``target`` objective.
         tune_config: algorithm, ``max_evals``, ``steps_per_trial``, space, fixed values, parallelism
             (default: ``config.tune``).
         out_dir: the search folder (default ``runs/tune-<config.name>``).
@@ -276,7 +299,8 @@ def tune(
         ``<out>/best.yaml``.
 
     Raises:
-        ConfigError: an unknown key, a malformed space, a missing optional dependency, or an out folder
+        ConfigError: an unknown key, a malformed space, a missing optional dependency, the ``sources`` objective
+            with no source that has masks, or an out folder
             holding a different search, files uattn did not write, or in use by another process.
         DatasetError: a dataset of the base config is unknown or not on disk (before anything is written).
         UattnError: Spark could not be started (parallel trials).
@@ -289,7 +313,18 @@ def tune(
     for key, value in tune_config.fix.items():
         set_dotted(base, key, value)
     check_datasets(validate_config(base))
-    search = {"space": space_to_dict(space), "steps_per_trial": tune_config.steps_per_trial, "base_config": base}
+    if tune_config.objective == "sources" and not masked_sources(validate_config(base)):
+        raise ConfigError(
+            "tune.objective=sources scores the held-out images of sources with object masks, and none of "
+            f"{', '.join(config.data.sources)} has them (the synthetic tasks, oxford_pets and cub200 do); "
+            "use tune.objective=target"
+        )
+    search = {
+        "space": space_to_dict(space),
+        "steps_per_trial": tune_config.steps_per_trial,
+        "objective": tune_config.objective,
+        "base_config": base,
+    }
     out = Path(out_dir or f"runs/tune-{config.name}").resolve()
     with claim_folder(out, "search", adopt=holds_trials(out)):
         return _search_in_folder(out, config, tune_config, base, search, space, on_trial, on_message)
@@ -320,7 +355,7 @@ def _search_in_folder(
         best_config=None,
         new_trials=len(entries) - known,
     )
-    _log_trials(out, result.trials)
+    _log_trials(out, result.trials, tune_config.objective)
     result.best = next((record for record in result.ranked() if record.status == STATUS_OK), None)
     if result.best is not None:
         tree = copy.deepcopy(base)
@@ -352,7 +387,11 @@ def _search(
         max(1, (os.cpu_count() or 1) // tune_config.parallel) if parallel and not tune_config.spark_master else None
     )
     objective = _Objective(
-        base=trial_base, out_dir=str(out), threads=threads, keep_checkpoints=tune_config.keep_checkpoints
+        base=trial_base,
+        out_dir=str(out),
+        threads=threads,
+        keep_checkpoints=tune_config.keep_checkpoints,
+        objective=tune_config.objective,
     )
     saved = {"entries": list(entries)}
 
