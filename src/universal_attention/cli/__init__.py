@@ -8,7 +8,7 @@ import click
 
 from .._version import __version__
 from ..errors import UattnError
-from .output import make_console
+from .output import make_console, styled
 
 error_console = make_console(stderr=True)
 
@@ -23,7 +23,7 @@ class UattnGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             message = error.format_message() if isinstance(error, click.UsageError) else str(error)
-            error_console.print(f"[red]error:[/red] {' '.join(message.split())}", highlight=False, soft_wrap=True)
+            error_console.print(styled(("error:", "red"), " ", " ".join(message.split())), soft_wrap=True)
             sys.exit(2)
 
 

@@ -18,7 +18,7 @@ from ..data.registry import get_dataset
 from ..devices import resolve_device
 from ..errors import ConfigError
 from ..runs.loading import DEFAULT_IMAGE_SIZE, RANDOM, image_size_for, resolve_model
-from .output import echo_json, json_option, make_console
+from .output import echo_json, json_option, make_console, styled
 
 TOP_CLASSES = 10
 START_NAMES = {
@@ -124,9 +124,10 @@ def visualize(
     )
     if checkpoint == RANDOM:
         console.print(
-            "[yellow]the model is untrained[/yellow] (--ckpt random): its attention shows the "
-            "architecture, not anything learned",
-            highlight=False,
+            styled(
+                ("the model is untrained", "yellow"),
+                " (--ckpt random): its attention shows the architecture, not anything learned",
+            ),
             soft_wrap=True,
         )
     for name, top in zip(result.names, result.predictions or []):
@@ -140,7 +141,7 @@ def visualize(
             soft_wrap=True,
         )
     for line in result.skipped:
-        console.print(f"[yellow]skipped[/yellow] {line}", highlight=False, soft_wrap=True)
+        console.print(styled(("skipped", "yellow"), f" {line}"), soft_wrap=True)
     if save_maps:
         result.save_maps(save_maps)
         console.print(f"maps: {save_maps}", highlight=False, soft_wrap=True)
@@ -277,7 +278,7 @@ def evaluate_attention_command(
         name, split, root=data_root, image_size=image_size_for(loaded.experiment, image_size), with_masks=True
     )
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         console=console,

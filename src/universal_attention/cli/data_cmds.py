@@ -18,7 +18,7 @@ from ..data.preview import sample_grid, sample_rows
 from ..data.registry import describe_datasets, get_dataset, masks_available, resolve_data_root, splits
 from ..data.samples import ImageDataset
 from ..errors import DatasetError
-from .output import echo_json, json_option, make_console
+from .output import echo_json, json_option, make_console, styled
 
 MAX_LISTED_ISSUES = 50
 
@@ -33,7 +33,11 @@ split_option = click.option("--split", default=None, help="One split (default: e
 
 def _progress(console: Console) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
     )
 
 
@@ -56,7 +60,7 @@ def list_datasets(data_root: Path | None, as_json: bool) -> None:
     for column in ("name", "expected", "found", "classes", "images per split", "masks"):
         table.add_column(column, overflow="fold")
     for info in describe_datasets(root):
-        found = "[green]found[/green]" if info.found else "[red]missing[/red]"
+        found = styled(("found", "green")) if info.found else styled(("missing", "red"))
         images = ", ".join(f"{split} {count}" for split, count in info.images.items()) or "-"
         classes = "-" if info.classes is None else str(info.classes)
         table.add_row(info.name, info.expected, found, classes, images, info.masks or "-")
@@ -70,7 +74,7 @@ def _print_report(console: Console, report: VerifyReport, folder: Path) -> None:
         for column in ("file", "status", "detail"):
             table.add_column(column, overflow="fold")
         for issue in report.issues[:MAX_LISTED_ISSUES]:
-            status = "converted" if issue.usable else "[red]skipped[/red]"
+            status = styled("converted") if issue.usable else styled(("skipped", "red"))
             shown = issue.path.relative_to(folder) if issue.path.is_relative_to(folder) else issue.path
             table.add_row(str(shown), status, issue.detail)
         console.print(table)

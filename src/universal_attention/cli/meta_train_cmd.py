@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import click
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -41,7 +40,7 @@ def sources_table(sources: dict) -> Table:
                 f"{entry['attention']['relative_to_area'][tap]:.2f}",
                 f"{entry['attention']['entropy'][tap]:.3f}",
             ]
-        table.add_row(escape(name), *cells)
+        table.add_row(name, *cells)
     return table
 
 
@@ -139,7 +138,7 @@ def meta_train_command(
         TextColumn("step"),
         MofNCompleteColumn(),
         BarColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -225,7 +224,7 @@ def transfer(
     per_start = len(run_config.transfer.attention) * len(run_config.transfer.shots_per_class)
     per_start *= run_config.transfer.seeds * run_config.transfer.draws
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeRemainingColumn(),
@@ -238,7 +237,7 @@ def transfer(
             progress.update(bar, advance=1, description=f"{run_tag(start, run)} top-1 {run.top1:.3f}")
 
         def on_message(text: str) -> None:
-            console.print(f"[yellow]{escape(text)}[/yellow]", highlight=False, soft_wrap=True)
+            console.print(text, style="yellow", soft_wrap=True)
 
         report = transfer_run(
             starts,
@@ -258,6 +257,6 @@ def transfer(
         console.print(fractions_table(report))
     out = Path(out_dir)
     console.print(
-        escape(f"results: {out / 'results.json'}  TensorBoard: {out / 'tb'}  metrics: {out / 'metrics.jsonl'}"),
+        f"results: {out / 'results.json'}  TensorBoard: {out / 'tb'}  metrics: {out / 'metrics.jsonl'}",
         soft_wrap=True,
     )

@@ -14,7 +14,7 @@ from rich.table import Table
 from ..config import TuneConfig, parse_override
 from ..errors import UattnError
 from .options import config_options, resolve_config
-from .output import make_console
+from .output import make_console, styled
 
 if TYPE_CHECKING:
     from ..tuning.search import TrialRecord, TuneResult
@@ -134,10 +134,9 @@ def tune_command(
     def on_trial(record: TrialRecord, done: int) -> None:
         name = _trial_name(record)
         shown = ", ".join(f"{key}={_value(value)}" for key, value in record.params.items())
-        outcome = f"top-1 {record.top1:.3f}" if record.top1 is not None else f"[red]failed[/red]: {record.error}"
+        outcome = (f"top-1 {record.top1:.3f}",) if record.top1 is not None else (("failed", "red"), f": {record.error}")
         console.print(
-            f"{name} ({done}/{tune_config.max_evals}): {outcome}  ({shown}, {record.seconds:.0f} s)",
-            highlight=False,
+            styled(f"{name} ({done}/{tune_config.max_evals}): ", *outcome, f"  ({shown}, {record.seconds:.0f} s)"),
             soft_wrap=True,
         )
 
