@@ -263,6 +263,24 @@ def test_trials_json_with_a_missing_key_is_one_line(search_copy, edit):
     assert (out / "trial-000" / "results.json").is_file()
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("top1", float("nan")), ("top1", float("inf")), ("top1", "0.9"), ("loss", None), ("seconds", "1")],
+)
+@pytest.mark.slow
+def test_a_score_that_is_not_a_finite_number_is_refused_not_ranked(search_copy, key, value):
+    out, space = search_copy
+    ok = next(
+        i
+        for i, t in enumerate(json.loads((out / "trials.json").read_text())["trials"])
+        if t["result"]["status"] == "ok"
+    )
+    _edit_trials(out, lambda d: d["trials"][ok]["result"].update({key: value}))
+    line = one_line_error(CliRunner().invoke(main, tune_args(out, space)))
+    assert "trials.json" in line and f"its '{key}'" in line and "is not a finite number" in line
+    assert (out / "trial-000" / "results.json").is_file()  # nothing finished is lost
+
+
 @pytest.mark.parametrize("trial", ["../../victim", "/tmp", "trial-000/../../x", "", 7])
 @pytest.mark.slow
 def test_a_trial_field_outside_the_search_folder_is_refused(search_copy, trial):

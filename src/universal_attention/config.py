@@ -150,6 +150,13 @@ class DataConfig(_Config):
     augment: bool = True
     cache: bool = True
 
+    @field_validator("data_root")
+    @classmethod
+    def _root_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty; give a folder, or leave it out for $UATTN_DATA_ROOT or ./data")
+        return value
+
 
 class SamplerConfig(_Config):
     """How tasks are drawn from the source datasets."""
@@ -488,14 +495,17 @@ def load_config(
     config_file: str | Path | None = None,
     overrides: Iterable[str] = (),
     base: ExperimentConfig | None = None,
+    values: Mapping[str, Any] | None = None,
 ) -> ExperimentConfig:
-    """Resolve a config: defaults (or ``base``), then ``preset``, then ``config_file``, then overrides.
+    """Resolve a config: defaults (or ``base``), then ``preset``, then ``config_file``, then overrides, then values.
 
     Args:
         preset: a name in :data:`PRESETS` (``paper``, ``quickstart``).
         config_file: a YAML/JSON file holding a (possibly partial) ExperimentConfig.
         overrides: dotted assignments such as ``"reptile.inner_steps=8"``.
         base: a resolved config to start from instead of the defaults (e.g. a checkpoint's own).
+        values: dotted keys with values taken as they are, never read as YAML (what a command's own options
+            give: ``--data-root '/d #1'`` is that path, ``'~'`` is not null).
 
     Raises:
         ConfigError: one line naming the wrong key or value and what is allowed.
@@ -509,6 +519,8 @@ def load_config(
         tree = _merge(tree, read_config_file(config_file))
     for text in overrides:
         key, value = parse_override(text)
+        set_dotted(tree, key, value)
+    for key, value in (values or {}).items():
         set_dotted(tree, key, value)
     return validate_config(tree)
 

@@ -18,6 +18,7 @@ from ..data.registry import get_dataset
 from ..devices import resolve_device
 from ..errors import ConfigError
 from ..runs.loading import DEFAULT_IMAGE_SIZE, RANDOM, image_size_for, resolve_model
+from .options import data_root_option
 from .output import echo_json, json_option, make_console, styled
 
 TOP_CLASSES = 10
@@ -245,7 +246,7 @@ def classes_table(report: AttentionReport) -> Table:
     show_default=True,
     help="Where attention_report.json and attention_examples.png go.",
 )
-@click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
+@data_root_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @json_option
 def evaluate_attention_command(

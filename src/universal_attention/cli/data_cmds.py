@@ -18,16 +18,11 @@ from ..data.preview import sample_grid, sample_rows
 from ..data.registry import describe_datasets, get_dataset, masks_available, resolve_data_root, splits
 from ..data.samples import ImageDataset
 from ..errors import DatasetError
+from .options import data_root_option
 from .output import echo_json, json_option, make_console, styled
 
 MAX_LISTED_ISSUES = 50
 
-data_root_option = click.option(
-    "--data-root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder holding the datasets (default: $UATTN_DATA_ROOT, else ./data).",
-)
 split_option = click.option("--split", default=None, help="One split (default: every split of the dataset).")
 
 
@@ -49,7 +44,7 @@ def data() -> None:
 @data.command("list")
 @data_root_option
 @json_option
-def list_datasets(data_root: Path | None, as_json: bool) -> None:
+def list_datasets(data_root: str | None, as_json: bool) -> None:
     """Every dataset: the folder it is expected in, whether it is found, classes and images per split."""
     console = make_console()
     root = resolve_data_root(data_root)
@@ -90,7 +85,7 @@ def _print_report(console: Console, report: VerifyReport, folder: Path) -> None:
 @click.argument("name")
 @data_root_option
 @split_option
-def verify(name: str, data_root: Path | None, split: str | None) -> None:
+def verify(name: str, data_root: str | None, split: str | None) -> None:
     """Read every image of NAME and report odd and unreadable files.
 
     Exits 0 when the dataset is usable (odd files are converted or skipped), 2 when it is missing or a
@@ -123,7 +118,7 @@ def _verify_with_progress(console: Console, dataset: ImageListDataset, label: st
 @click.option("--split", default="train", show_default=True, help="Split to sample.")
 @data_root_option
 @click.option("--image-size", default=128, show_default=True, help="Side of each thumbnail in pixels.")
-def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root: Path | None, image_size: int) -> None:
+def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root: str | None, image_size: int) -> None:
     """Write a grid of samples of NAMES with class names (and mask outlines where they have masks): one
     dataset fills a square grid, several make one row each."""
     console = make_console()
@@ -151,7 +146,7 @@ def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root
 @split_option
 @data_root_option
 @click.option("--masks", is_flag=True, help="Also cache masks (oxford_pets, cub200, ade20k, synthetic).")
-def prepare(name: str, image_size: int, split: str | None, data_root: Path | None, masks: bool) -> None:
+def prepare(name: str, image_size: int, split: str | None, data_root: str | None, masks: bool) -> None:
     """Decode and resize NAME once into <data-root>/.cache (rebuilt only when its files change)."""
     console = make_console()
     root = resolve_data_root(data_root)

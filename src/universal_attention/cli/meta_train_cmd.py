@@ -12,7 +12,7 @@ from rich.table import Table
 from .. import distributed
 from ..errors import ConfigError
 from ..meta.training import meta_train
-from .options import config_options, resolve_config
+from .options import config_options, data_root_option, resolve_config
 from .output import make_console
 
 START_LABELS = {
@@ -87,7 +87,7 @@ def comparison_table(comparison: dict) -> Table:
 @config_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/<config name>).")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Meta-steps to run (train.max_steps).")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
+@data_root_option
 @click.option("--device", help="auto, cpu, cuda, cuda:1 ... (train.device).")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in the run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest readable checkpoint.")
@@ -115,22 +115,23 @@ def meta_train_command(
     Under torchrun (torchrun --nproc_per_node N -m universal_attention.cli meta-train ...) every process
     adapts to its own tasks and the Reptile updates are averaged; only rank 0 writes.
     """
-    extra = list(overrides)
-    if max_steps is not None:
-        extra.append(f"train.max_steps={max_steps}")
-    if data_root is not None:
-        extra.append(f"data.data_root={data_root}")
-    if device is not None:
-        extra.append(f"train.device={device}")
-    if compare is not None:
-        extra.append(f"train.compare=[{compare}]")
+    options = {
+        key: value
+        for key, value in (
+            ("train.max_steps", max_steps),
+            ("data.data_root", data_root),
+            ("train.device", device),
+            ("train.compare", None if compare is None else [part.strip() for part in compare.split(",")]),
+        )
+        if value is not None
+    }
     if resume and out_dir is None:
         raise ConfigError("--resume needs --out: the run folder to continue")
     if resume and out_dir is not None and preset is None and config_file is None:
         config_file = str(Path(out_dir) / "config.yaml")
         if not Path(config_file).is_file():
             raise ConfigError(f"cannot resume {out_dir}: no config.yaml there (is it a run folder?)")
-    config = resolve_config(preset, config_file, tuple(extra))
+    config = resolve_config(preset, config_file, overrides, values=options)
     out = out_dir or f"runs/{config.name}"
     main_process = int(os.environ.get("RANK", "0")) == 0
     console = make_console(quiet=not main_process)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
 from ..config import PRESETS, ExperimentConfig, load_config
+
+data_root_option = click.option(
+    "--data-root",
+    type=click.Path(file_okay=False),  # a str as given: a Path would turn '' into '.'
+    default=None,
+    help="Folder holding the datasets (default: $UATTN_DATA_ROOT, else ./data).",
+)
 
 
 def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -34,9 +41,14 @@ def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def resolve_config(
-    preset: str | None, config_file: str | None, overrides: tuple[str, ...], default_preset: str | None = None
+    preset: str | None,
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    default_preset: str | None = None,
+    values: Mapping[str, Any] | None = None,
 ) -> ExperimentConfig:
-    """The ExperimentConfig the shared options describe."""
+    """The ExperimentConfig the shared options describe; ``values`` (a command's own options, by dotted key) are
+    applied last and as they are, not read as YAML like ``--set``."""
     if preset is None and config_file is None:
         preset = default_preset
-    return load_config(preset=preset, config_file=config_file, overrides=overrides)
+    return load_config(preset=preset, config_file=config_file, overrides=overrides, values=values)

@@ -15,7 +15,7 @@ from ..runs.checkpoint import experiment_of, read_metadata, resolve_checkpoint
 from ..transfer.protocol import protocol_for
 from ..transfer.results import TransferRun
 from ..transfer.run import run_tag, transfer_run
-from .options import config_options
+from .options import config_options, data_root_option
 from .output import echo_json, json_option, make_console
 
 
@@ -29,6 +29,8 @@ def parse_shots(text: str) -> list[int | str]:
             shots.append(int(part))
         else:
             raise ConfigError(f"--shots '{text}': each entry must be a positive number of images per class or 'all'")
+    if not shots:
+        raise ConfigError(f"--shots '{text}' names no shot count; give e.g. --shots 1,5,all")
     return shots
 
 
@@ -168,7 +170,7 @@ def parse_controls(text: str) -> tuple[str, ...]:
     help="The transfer's folder: config.yaml, results.json, metrics.jsonl and TensorBoard logs.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a transfer that --out already holds.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding the datasets.")
+@data_root_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @config_options
 @json_option
@@ -211,13 +213,14 @@ def transfer(
         "batchnorm": batchnorm,
         "head_init": head_init,
         "remove_object": remove_object,
-        "attention": parse_controls(controls) if controls else None,
-        "shots_per_class": tuple(parse_shots(shots)) if shots else None,
+        "attention": None if controls is None else parse_controls(controls),
+        "shots_per_class": None if shots is None else tuple(parse_shots(shots)),
     }
     # every start point transfers at the run's image size (protocol_for), baselines as the checkpoint
     tree = protocol_for(experiment).model_dump() | {key: value for key, value in updates.items() if value is not None}
     data = experiment.data.updated(
-        target=target or experiment.data.target, data_root=data_root or experiment.data.data_root
+        target=experiment.data.target if target is None else target,
+        data_root=experiment.data.data_root if data_root is None else data_root,
     )
     run_config = experiment.updated(transfer=validate_section(TransferConfig, tree, "transfer"), data=data)
     starts = [checkpoint] + [name for name in baselines if name != checkpoint]

@@ -154,9 +154,20 @@ class DatasetInfo:
 
 
 def resolve_data_root(root: str | Path | None = None) -> Path:
-    """The data root: ``root`` if given, else ``$UATTN_DATA_ROOT``, else ``./data`` (made absolute)."""
-    chosen = root if root is not None else os.environ.get("UATTN_DATA_ROOT") or "data"
-    return Path(chosen).expanduser().absolute()
+    """The data root: ``root`` if given, else ``$UATTN_DATA_ROOT``, else ``./data`` (made absolute, ``~``
+    expanded).
+
+    Raises:
+        DatasetError: ``root`` is empty, or the chosen root exists and is not a folder.
+    """
+    if root is not None and not str(root).strip():
+        raise DatasetError("the data root is empty; give a folder, or leave it out for $UATTN_DATA_ROOT or ./data")
+    from_environment = root is None and bool(os.environ.get("UATTN_DATA_ROOT"))
+    chosen = Path(root if root is not None else os.environ.get("UATTN_DATA_ROOT") or "data").expanduser().absolute()
+    if chosen.exists() and not chosen.is_dir():
+        where = "$UATTN_DATA_ROOT" if from_environment else "the data root"
+        raise DatasetError(f"{where} {chosen} is not a folder; point it at the folder that holds the datasets")
+    return chosen
 
 
 def _synthetic_tasks() -> tuple[str, ...]:

@@ -10,6 +10,7 @@ and a ``trial`` field that must name a ``trial-NNN`` folder directly inside the 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from collections.abc import Callable, Mapping
@@ -55,11 +56,19 @@ def _entry_problem(entry: Any) -> str | None:
         return f"its 'trial' {result['trial']!r} is not a trial-NNN folder inside the search folder"
     if not isinstance(result.get("params", {}), dict):
         return "its 'params' is not a JSON object"
+    required = ("top1", "loss") if result["status"] == "ok" else ()  # a NaN score would win the search
+    for key in (*required, "seconds"):
+        if (key in required or key in result) and not _finite_number(result.get(key)):
+            return f"its '{key}' {result.get(key)!r} is not a finite number"
     try:
         doc_from_json(entry)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         return f"hyperopt cannot read it ({type(error).__name__}: {error})"
     return None
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _search_problem(search: Any) -> str | None:
