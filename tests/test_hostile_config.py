@@ -51,5 +51,5 @@ def test_a_binary_space_file_is_one_line(tmp_path):
     path.write_bytes(BINARY)
     result = CliRunner().invoke(main, ["tune", "--space", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
-    assert result.output.strip().splitlines() == [f"error: space file {path} is not a text file (YAML)"]
+    assert result.output.strip().splitlines() == [f"error: space file {path} is not a text file (YAML or JSON)"]
     assert not (tmp_path / "out").exists()

@@ -52,6 +52,11 @@ def default_taps(trunk: str) -> tuple[str, ...]:
 
 _EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", re.ASCII)
+MAX_WIDTH = 16_384  # attention sizes: a 10^9-wide projection would try to allocate terabytes
+MAX_BATCH = 4_096
+MAX_COUNT = 10_000  # classes per task, shots per class
+MAX_CONFIG_BYTES = 1_000_000
+"""The largest config or space file read: every config written by uattn is a few kilobytes."""
 
 
 _Self = TypeVar("_Self", bound="_Config")
@@ -101,8 +106,8 @@ class ModelConfig(_Config):
     normalisation: Literal["softmax", "sigmoid"] = "softmax"
     attention: bool = True
     padding: Literal["zeros", "replicate"] = "zeros"
-    alignment_size: int = Field(256, ge=1)
-    query_size: int = Field(512, ge=1)
+    alignment_size: int = Field(256, ge=1, le=MAX_WIDTH)
+    query_size: int = Field(512, ge=1, le=MAX_WIDTH)
     backbone_weights: str = "none"
     channels_last: bool = True
     bf16_autocast: bool = True
@@ -162,11 +167,11 @@ class SamplerConfig(_Config):
     """How tasks are drawn from the source datasets."""
 
     mode: Literal["dataset", "episodic"] = "dataset"
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     task_weighting: Literal["uniform", "size"] = "uniform"
-    n_way: int = Field(5, ge=2)
-    k_shot: int = Field(5, ge=1)
-    query_shots: int = Field(5, ge=1)
+    n_way: int = Field(5, ge=2, le=MAX_COUNT)
+    k_shot: int = Field(5, ge=1, le=MAX_COUNT)
+    query_shots: int = Field(5, ge=1, le=MAX_COUNT)
     seed: int = 0
 
 
@@ -190,7 +195,7 @@ class ReptileConfig(_Config):
     outer_lr: float = Field(1e-3, gt=0)
     outer_optimizer: Literal["sgd", "adam"] = "adam"
     outer_beta1: float = Field(0.0, ge=0, lt=1)
-    meta_batch_size: int = Field(1, ge=1)
+    meta_batch_size: int = Field(1, ge=1, le=MAX_BATCH)
     anneal: bool = False
 
 
@@ -212,7 +217,7 @@ class TransferConfig(_Config):
     schedule: Literal["constant", "cosine"] = "constant"
     batchnorm: Literal["train", "frozen"] = "train"
     head_init: Literal["zeros", "random", "prototypes"] = "random"
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     image_size: int | None = Field(None, ge=16, le=1024)
     shots_per_class: tuple[int | Literal["all"], ...] = ("all",)
     seeds: int = Field(1, ge=1)
@@ -282,7 +287,7 @@ class TrainConfig(_Config):
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(50, ge=0)
     eval_steps: int = Field(50, ge=1)
-    eval_test_images: int = Field(256, ge=1)
+    eval_test_images: int = Field(256, ge=1, le=100_000)
     image_log_every: int = Field(100, ge=0)
     final_comparison: bool = True
     compare: tuple[Literal["random", "joint", "supervised"], ...] = ("random",)
@@ -412,8 +417,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     check_dotted_key(key)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = safe_yaml(raw) if raw.strip() else ""
+    except (yaml.YAMLError, RecursionError):
         value = raw
     if isinstance(value, str) and _EXPONENT_NUMBER.match(value):  # YAML 1.1 reads 1e-3 as a string
         value = float(value)
@@ -465,22 +470,58 @@ def validate_config(tree: Mapping[str, Any]) -> ExperimentConfig:
         raise ConfigError(validation_message(error, ExperimentConfig)) from None
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: a few hundred bytes of nested ``*name`` references can expand to gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases (*name) are not allowed; write the values out")
+        return super().compose_node(parent, index)
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` without aliases (:class:`yaml.YAMLError` on one)."""
+    return yaml.load(text, Loader=_NoAliasLoader)
+
+
+def read_text_file(path: Path, what: str) -> tuple[str, str]:
+    """A small text file (a config, a search space) read whole, and its kind (``JSON`` or ``YAML``).
+
+    Raises:
+        ConfigError: it is missing or not a regular file, larger than :data:`MAX_CONFIG_BYTES`, or not text.
+    """
+    if not path.is_file():  # a FIFO or a device is not a file: reading it could block for ever
+        hint = "; pass a YAML or JSON file written by 'uattn config show'" if what == "config file" else ""
+        raise ConfigError(f"{what} {path} not found{hint}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{what} {path} is {path.stat().st_size:,} bytes, more than a config can be ({MAX_CONFIG_BYTES:,})"
+        )
+    try:
+        return path.read_text(encoding="utf-8"), "JSON" if path.suffix == ".json" else "YAML"
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a text file (YAML or JSON)") from None
+
+
+def parse_text_file(path: Path, what: str) -> Any:
+    """The data in a small YAML or JSON file: no aliases, bounded size and nesting.
+
+    Raises:
+        ConfigError: see :func:`read_text_file`; or it is not valid YAML/JSON, uses an alias, or nests too deeply.
+    """
+    text, kind = read_text_file(path, what)
+    try:
+        return json.loads(text) if kind == "JSON" else safe_yaml(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{what} {path} is not valid {kind}: {str(error).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path} nests too deeply to be a config") from None
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into a dict (not yet validated)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass a YAML or JSON file written by 'uattn config show'")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not a text file (YAML or JSON)") from None
-    try:
-        tree = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(
-            f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-            f"{str(error).splitlines()[0]}"
-        ) from None
+    tree = parse_text_file(path, "config file")
     if tree is None:
         return {}
     if not isinstance(tree, dict):

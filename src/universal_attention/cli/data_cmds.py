@@ -113,11 +113,24 @@ def _verify_with_progress(console: Console, dataset: ImageListDataset, label: st
 
 @data.command("show")
 @click.argument("names", nargs=-1, required=True)
-@click.option("-n", "count", default=16, show_default=True, help="Number of samples (per dataset when several).")
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    help="Number of samples (per dataset when several).",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
 @click.option("--split", default="train", show_default=True, help="Split to sample.")
 @data_root_option
-@click.option("--image-size", default=128, show_default=True, help="Side of each thumbnail in pixels.")
+@click.option(
+    "--image-size",
+    type=click.IntRange(16, 1024),
+    default=128,
+    show_default=True,
+    help="Side of each thumbnail in pixels.",
+)
 def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root: str | None, image_size: int) -> None:
     """Write a grid of samples of NAMES with class names (and mask outlines where they have masks): one
     dataset fills a square grid, several make one row each."""
@@ -142,7 +155,13 @@ def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root
 
 @data.command("prepare")
 @click.argument("name")
-@click.option("--image-size", default=128, show_default=True, help="Side of the cached square images.")
+@click.option(
+    "--image-size",
+    type=click.IntRange(16, 1024),
+    default=128,
+    show_default=True,
+    help="Side of the cached square images.",
+)
 @split_option
 @data_root_option
 @click.option("--masks", is_flag=True, help="Also cache masks (oxford_pets, cub200, ade20k, synthetic).")

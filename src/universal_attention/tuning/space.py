@@ -18,12 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from hyperopt import hp
 from hyperopt.pyll import Apply, scope
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from ..config import check_dotted_key, validation_message
+from ..config import check_dotted_key, parse_text_file, validation_message
 from ..errors import ConfigError
 
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
@@ -138,15 +137,7 @@ def space_to_dict(space: Mapping[str, Distribution]) -> dict[str, dict[str, Any]
 
 def read_space_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML space file (a mapping of dotted keys to distributions), not yet validated."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"space file {path} not found")
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"space file {path} is not a text file (YAML)") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"space file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    tree = parse_text_file(Path(path), "space file")
     if not isinstance(tree, dict):
         raise ConfigError(
             f"space file {path} must map dotted config keys to distributions, e.g. "
