@@ -245,3 +245,25 @@ def test_a_checkpoint_does_not_choose_the_data_root_of_transfer(checkpoint, tmp_
     monkeypatch.setenv("UATTN_DATA_ROOT", str(mine))
     line = one_line_error(CliRunner().invoke(main, ["transfer", "--ckpt", str(planted), "--out", str(tmp_path / "t")]))
     assert f"beans not found: expected {mine / 'beans'}" in line
+
+
+def test_a_fifo_named_like_a_checkpoint_is_refused_without_blocking(tmp_path):
+    import os
+
+    from click.testing import CliRunner
+
+    from universal_attention.cli import main
+
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    result = CliRunner().invoke(main, ["info", str(fifo)])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == f"error: checkpoint {fifo} is not a regular file; give a .safetensors file or a run folder"
+    )
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "step-000009.safetensors")  # the newest by name, and not a file
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "no checkpoint in" in result.output

@@ -215,3 +215,20 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(tmp_path, damage):
     assert cached.images.dtype == torch.uint8 and tuple(cached.images.shape) == (6, 3, 8, 8)
     assert torch.equal(cached.images, source.images) and cached.labels.tolist() == [0, 1, 2, 0, 1, 2]
     assert cached.classes == source.classes and json.loads(json.dumps(cached.classes)) == cached.classes
+
+
+def test_symlinks_to_folders_in_a_class_folder_do_not_make_the_walk_endless(tmp_path):
+    import os
+
+    from PIL import Image
+
+    from universal_attention.data.registry import get_dataset
+
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        Image.new("RGB", (8, 8), (10, 200, 10)).save(tmp_path / label / "one.jpg")
+    os.symlink(".", tmp_path / "cat" / "loop")
+    os.symlink(".", tmp_path / "cat" / "loop2")
+    os.symlink(tmp_path, tmp_path / "dog" / "up")
+    dataset = get_dataset(f"folder:{tmp_path}", "train")
+    assert len(dataset) == 2 and [label for _, label in (dataset[0], dataset[1])] == [0, 1]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
 from ..errors import DatasetError
 from .base import ImageListDataset
@@ -26,7 +27,7 @@ def image_folder(name: str, split: str, directory: Path, *, image_size: int | No
         classes, class_to_idx = find_classes(directory)
     except FileNotFoundError as error:
         raise DatasetError(f"{name}: no class folders in {directory}; expected {directory}/<class>/<image>") from error
-    samples = make_dataset(directory, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    samples = image_samples(directory, class_to_idx)
     if not samples:
         raise DatasetError(f"{name}: no images ({', '.join(IMG_EXTENSIONS)}) in {directory}/<class>/")
     return ImageListDataset(
@@ -38,6 +39,21 @@ def image_folder(name: str, split: str, directory: Path, *, image_size: int | No
         base=directory,
         image_size=image_size,
     )
+
+
+def image_samples(directory: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
+    """``(path, label)`` of every image file under ``directory/<class>/``, in torchvision's order (sorted folders,
+    then sorted names). Unlike torchvision's ``make_dataset`` the walk does not follow symlinked folders (a link
+    to ``.`` inside a class folder would make it endless). Files that are not images (a FIFO named ``x.jpg``
+    included) are listed and then skipped and counted by the reader."""
+    samples = []
+    for name, label in sorted(class_to_idx.items()):
+        found = []
+        for root, folders, files in os.walk(directory / name, followlinks=False):
+            folders.sort()
+            found += [os.path.join(root, file) for file in files if file.lower().endswith(IMG_EXTENSIONS)]
+        samples += [(path, label) for path in sorted(found)]
+    return samples
 
 
 def load_beans(base: Path, split: str, *, image_size: int | None = None) -> ImageListDataset:

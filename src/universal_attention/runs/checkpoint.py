@@ -169,15 +169,21 @@ def resolve_checkpoint(path: str | Path) -> Path:
             f"checkpoint {path} not found; give a .safetensors file written by uattn meta-train "
             "or save_checkpoint, or a run folder"
         )
+    if not path.is_file():  # a FIFO, socket or device: opening it could block for ever
+        raise CheckpointError(f"checkpoint {path} is not a regular file; give a .safetensors file or a run folder")
     return path
 
 
 def step_checkpoints(folder: Path) -> list[Path]:
-    """The ``step-N.safetensors`` files in ``folder``, highest step number first (not name order: past step
-    999999 the names grow a digit)."""
+    """The ``step-N.safetensors`` regular files in ``folder``, highest step number first (not name order: past
+    step 999999 the names grow a digit)."""
     if not folder.is_dir():
         return []
-    numbered = [(int(match.group(1)), path) for path in folder.iterdir() if (match := _STEP_FILE.match(path.name))]
+    numbered = [
+        (int(match.group(1)), path)
+        for path in folder.iterdir()
+        if (match := _STEP_FILE.match(path.name)) and path.is_file()  # never a FIFO or a folder of that name
+    ]
     return [path for _, path in sorted(numbered, reverse=True)]
 
 
