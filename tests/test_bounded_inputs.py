@@ -83,3 +83,29 @@ def test_size_like_fields_have_a_range_that_fits_memory(override, message):
 def test_size_options_of_data_commands_have_a_range(tmp_path, args):
     result = CliRunner().invoke(main, [*args, *(["-o", str(tmp_path / "g.png")] if args[1] == "show" else [])])
     assert result.exit_code == 2 and "is not in the range" in result.output
+
+
+@pytest.mark.parametrize("key", ["sampler.seed", "transfer.seed", "tune.seed", "train.seed"])
+@pytest.mark.parametrize("value", ["-1", str(2**64)])
+def test_seeds_outside_what_the_generators_take_are_one_line(key, value):
+    assert one_line("config", "show", "--set", f"{key}={value}").startswith(f"error: {key}: Input should be")
+
+
+@pytest.mark.parametrize("variable", ["RANK", "WORLD_SIZE", "LOCAL_RANK"])
+def test_a_torchrun_variable_that_is_not_a_whole_number_is_one_line(tmp_path, variable, monkeypatch):
+    from universal_attention import distributed
+
+    monkeypatch.setenv(variable, "abc")
+    if variable == "RANK":
+        result = CliRunner().invoke(main, ["meta-train", "--preset", "quickstart", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 2
+        assert result.output.strip().splitlines() == [
+            "error: environment variable RANK is 'abc', not a whole number; "
+            "torchrun sets it (unset it to run one process)"
+        ]
+        assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=f"environment variable {variable} is 'abc'"):
+        distributed.launch_variable(variable, 0)
+    if variable == "WORLD_SIZE":
+        with pytest.raises(ConfigError):
+            distributed.launched_by_torchrun()

@@ -55,6 +55,7 @@ _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", re.ASCII)
 MAX_WIDTH = 16_384  # attention sizes: a 10^9-wide projection would try to allocate terabytes
 MAX_BATCH = 4_096
 MAX_COUNT = 10_000  # classes per task, shots per class
+MAX_SEED = 2**32 - 1  # what every generator takes (numpy's is the narrowest)
 MAX_CONFIG_BYTES = 1_000_000
 """The largest config or space file read: every config written by uattn is a few kilobytes."""
 
@@ -172,7 +173,7 @@ class SamplerConfig(_Config):
     n_way: int = Field(5, ge=2, le=MAX_COUNT)
     k_shot: int = Field(5, ge=1, le=MAX_COUNT)
     query_shots: int = Field(5, ge=1, le=MAX_COUNT)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class ReptileConfig(_Config):
@@ -222,7 +223,7 @@ class TransferConfig(_Config):
     shots_per_class: tuple[int | Literal["all"], ...] = ("all",)
     seeds: int = Field(1, ge=1)
     draws: int = Field(1, ge=1, le=1000)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     attention: tuple[Control, ...] = Field(("learned",), min_length=1)
     remove_object: bool = False
     max_test_images: int | None = Field(None, ge=1)
@@ -262,7 +263,7 @@ class TuneConfig(_Config):
     fix: dict[str, Any] = Field(default_factory=dict)
     parallel: int = Field(1, ge=1)
     spark_master: str | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     keep_checkpoints: bool = False
 
 
@@ -291,7 +292,7 @@ class TrainConfig(_Config):
     image_log_every: int = Field(100, ge=0)
     final_comparison: bool = True
     compare: tuple[Literal["random", "joint", "supervised"], ...] = ("random",)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     attention_supervision: float = Field(0.0, ge=0)
     source_images: int = Field(32, ge=1, le=10_000)
 

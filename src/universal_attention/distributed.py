@@ -18,6 +18,7 @@ from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from .devices import resolve_device
+from .errors import ConfigError
 
 TIMEOUT = timedelta(minutes=30)
 """How long a process waits for the others in any collective before it fails instead of hanging: longer than
@@ -39,9 +40,24 @@ class DistributedInfo:
         return self.rank == 0
 
 
+def launch_variable(name: str, default: int) -> int:
+    """A whole-number variable of torchrun's environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``).
+
+    Raises:
+        ConfigError: it is set to something that is not a whole number of at least 0.
+    """
+    text = os.environ.get(name, str(default)).strip()
+    if not text.isascii() or not text.isdigit():
+        raise ConfigError(
+            f"environment variable {name} is {text[:40]!r}, not a whole number; torchrun sets it "
+            "(unset it to run one process)"
+        )
+    return int(text)
+
+
 def launched_by_torchrun() -> bool:
     """Whether torchrun's environment variables are set (``WORLD_SIZE`` above 1)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launch_variable("WORLD_SIZE", 1) > 1
 
 
 def init_distributed(device: str = "auto") -> DistributedInfo:
@@ -58,7 +74,7 @@ def init_distributed(device: str = "auto") -> DistributedInfo:
     if not launched_by_torchrun():
         return DistributedInfo(device=resolved)
     use_cuda = resolved.type == "cuda"
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = launch_variable("LOCAL_RANK", 0)
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -133,7 +132,7 @@ def meta_train_command(
             raise ConfigError(f"cannot resume {out_dir}: no config.yaml there (is it a run folder?)")
     config = resolve_config(preset, config_file, overrides, values=options)
     out = out_dir or f"runs/{config.name}"
-    main_process = int(os.environ.get("RANK", "0")) == 0
+    main_process = distributed.launch_variable("RANK", 0) == 0
     console = make_console(quiet=not main_process)
     columns = (
         TextColumn("step"),
