@@ -55,6 +55,7 @@ _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", re.ASCII)
 MAX_WIDTH = 16_384  # attention sizes: a 10^9-wide projection would try to allocate terabytes
 MAX_BATCH = 4_096
 MAX_COUNT = 10_000  # classes per task, shots per class
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024  # image sides in pixels
 MAX_SEED = 2**32 - 1  # what every generator takes (numpy's is the narrowest)
 MAX_CONFIG_BYTES = 1_000_000
 """The largest config or space file read: every config written by uattn is a few kilobytes."""
@@ -152,7 +153,7 @@ class DataConfig(_Config):
     sources: tuple[str, ...] = Field(PAPER_SOURCES, min_length=1)
     target: str = "caltech101"
     data_root: str | None = None
-    image_size: int = Field(128, ge=16, le=1024)
+    image_size: int = Field(128, ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)
     augment: bool = True
     cache: bool = True
 
@@ -219,7 +220,7 @@ class TransferConfig(_Config):
     batchnorm: Literal["train", "frozen"] = "train"
     head_init: Literal["zeros", "random", "prototypes"] = "random"
     batch_size: int = Field(64, ge=1, le=MAX_BATCH)
-    image_size: int | None = Field(None, ge=16, le=1024)
+    image_size: int | None = Field(None, ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)
     shots_per_class: tuple[int | Literal["all"], ...] = ("all",)
     seeds: int = Field(1, ge=1)
     draws: int = Field(1, ge=1, le=1000)
@@ -485,7 +486,7 @@ def safe_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_NoAliasLoader)
 
 
-def read_text_file(path: Path, what: str) -> tuple[str, str]:
+def _read_text_file(path: Path, what: str) -> tuple[str, str]:
     """A small text file (a config, a search space) read whole, and its kind (``JSON`` or ``YAML``).
 
     Raises:
@@ -508,9 +509,9 @@ def parse_text_file(path: Path, what: str) -> Any:
     """The data in a small YAML or JSON file: no aliases, bounded size and nesting.
 
     Raises:
-        ConfigError: see :func:`read_text_file`; or it is not valid YAML/JSON, uses an alias, or nests too deeply.
+        ConfigError: see :func:`_read_text_file`; or it is not valid YAML/JSON, uses an alias, or nests too deeply.
     """
-    text, kind = read_text_file(path, what)
+    text, kind = _read_text_file(path, what)
     try:
         return json.loads(text) if kind == "JSON" else safe_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -12,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..atomic import atomic_write_bytes
+from ..config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ..data.base import ImageListDataset, VerifyReport
 from ..data.cache import CachedDataset, build_cache, cache_key
 from ..data.preview import sample_grid, sample_rows
@@ -22,6 +25,18 @@ from .options import data_root_option
 from .output import echo_json, json_option, make_console, styled
 
 MAX_LISTED_ISSUES = 50
+
+
+def image_size_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--image-size``, in the range a config's ``data.image_size`` takes."""
+    return click.option(
+        "--image-size",
+        type=click.IntRange(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+        default=128,
+        show_default=True,
+        help=help_text,
+    )
+
 
 split_option = click.option("--split", default=None, help="One split (default: every split of the dataset).")
 
@@ -124,13 +139,7 @@ def _verify_with_progress(console: Console, dataset: ImageListDataset, label: st
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
 @click.option("--split", default="train", show_default=True, help="Split to sample.")
 @data_root_option
-@click.option(
-    "--image-size",
-    type=click.IntRange(16, 1024),
-    default=128,
-    show_default=True,
-    help="Side of each thumbnail in pixels.",
-)
+@image_size_option("Side of each thumbnail in pixels.")
 def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root: str | None, image_size: int) -> None:
     """Write a grid of samples of NAMES with class names (and mask outlines where they have masks): one
     dataset fills a square grid, several make one row each."""
@@ -155,13 +164,7 @@ def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root
 
 @data.command("prepare")
 @click.argument("name")
-@click.option(
-    "--image-size",
-    type=click.IntRange(16, 1024),
-    default=128,
-    show_default=True,
-    help="Side of the cached square images.",
-)
+@image_size_option("Side of the cached square images.")
 @split_option
 @data_root_option
 @click.option("--masks", is_flag=True, help="Also cache masks (oxford_pets, cub200, ade20k, synthetic).")
