@@ -66,6 +66,11 @@ BENCHMARKS = [
         {"finetune_frozen_bn_img_per_s": "", "finetune_train_bn_img_per_s": "", "quickstart_transfer_seconds": "<= 90"},
     ),
     ("scaling.py", [], {"paper_seconds_per_1000_steps": ""}),
+    (
+        "cli_startup.py",
+        [],
+        {"cli_help_over_python_seconds": "<= 0.5", "cli_help_seconds": "", "torch_import_seconds": ""},
+    ),
 ]
 # On a CPU the cost curve uses 8 images per inner step instead of the paper's 64 (its ms_per_image column
 # predicts the paper's batch); a GPU runs the paper's own.
@@ -101,6 +106,9 @@ NOTES = """\
   (the start model's statistics) and in train mode, side by side. `quickstart_transfer_seconds` is the transfer
   part of the quickstart's final comparison: two start points with the preset's protocol (steps budget, draws,
   test images).
+- `cli_help_seconds` is `python -m universal_attention --help` in a fresh interpreter (median of 7);
+  `cli_help_over_python_seconds` is its cost beyond `python -c pass`, against `torch_import_seconds`, what every
+  command paid before the command line loaded torch only in the commands that use it.
 - `paper_seconds_per_1000_steps` comes from the cost curve below: on a CPU, points at 8 images per inner step
   predict the paper's 64 by their time per image.
 """

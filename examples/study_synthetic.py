@@ -7,7 +7,14 @@ of the synthetic family, with the same images and steps:
 - ``reptile``: Reptile with persistent heads (the original experiment's protocol, a dataset is a task);
 - ``reptile_reset``: Reptile with a fresh head and shuffled labels for every task (the Reptile paper's);
 - ``joint``: joint training, one optimiser step per batch (``reptile.algorithm: joint``);
+- ``supervised``: ``reptile`` with attention told where (``train.attention_supervision: 1``): the positive
+  control, what meta-learned *where* could give at best at this budget;
+- ``reptile_replicate``: ``reptile`` with the trunk's convolutions padding by repeating edge pixels
+  (``model.padding: replicate``) instead of zeros: does zero padding draw the maps to the image frame?
 - ``random``: the initial weights, untrained.
+
+Every trained start point's held-out source check (top-1 and attention per source, from ``meta_train``) is
+kept too: a start point that has not learned its sources cannot have learned where they are.
 
 Each is measured on the held-out targets (orientation, glyph, hue) with the few-shot protocol:
 
@@ -18,7 +25,8 @@ Each is measured on the held-out targets (orientation, glyph, hue) with the few-
   target, one draw per seed: the costly protocol on a subset;
 - attention on the target's objects before any transfer: mass in the mask relative to its area per tap
   (uniform = 1), share on the image frame;
-- the object-removed control: a probe on the first target drawn without its objects must score chance.
+- the object-removed control: a probe on the first target drawn without its objects must score chance;
+- zeros against replicate padding: the share of attention on the image frame, paired by seed.
 
 Writes ``<out>/study.json`` (every run and every summary), ``<out>/summary.md`` (the tables) and the chart
 ``<out>/accuracy_vs_shots.png`` (``--chart-format svg`` or ``pdf`` for a vector file; drawn with matplotlib, the
@@ -60,26 +68,47 @@ from universal_attention.transfer.stats import mean_ci
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-STARTS = ("reptile", "reptile_reset", "joint", "random")
+STARTS = ("reptile", "reptile_reset", "joint", "supervised", "reptile_replicate", "random")
 START_OVERRIDES = {
     "reptile": ["reptile.heads=persistent"],
     "reptile_reset": ["reptile.heads=reset"],
     "joint": ["reptile.algorithm=joint"],
+    "supervised": ["reptile.heads=persistent", "train.attention_supervision=1.0"],
+    "reptile_replicate": ["reptile.heads=persistent", "model.padding=replicate"],
     "random": [],
 }
+TRAINED = STARTS[:-1]
 CONTROLS = ("learned", "uniform", "oracle")
-COLOURS = {"reptile": "#c82828", "reptile_reset": "#e68c14", "joint": "#285ac8", "random": "#6e6e6e"}
+MEASURES = ("relative_to_area", "frame_share", "pointing_game")
+COLOURS = {
+    "reptile": "#c82828",
+    "reptile_reset": "#e68c14",
+    "joint": "#285ac8",
+    "supervised": "#2a9d4b",
+    "reptile_replicate": "#9b4dca",
+    "random": "#6e6e6e",
+}
+PAIRS = (
+    ("reptile", "joint"),
+    ("reptile_reset", "joint"),
+    ("reptile", "random"),
+    ("reptile_reset", "random"),
+    ("joint", "random"),
+    ("supervised", "random"),
+)
+"""The paired top-1 differences the summary shows (every start point is compared with joint and random)."""
 CHART_FORMATS = ("png", "svg", "pdf")
 
 
-def build_start(name: str, config, seed: int, folder: Path) -> AttentionResNet50:
-    """Train (or, for ``random``, just initialise) one start point from the seed's initial weights."""
+def build_start(name: str, config, seed: int, folder: Path) -> tuple[AttentionResNet50, dict]:
+    """Train (or, for ``random``, just initialise) one start point from the seed's initial weights; with it, the
+    run's held-out source check (``{}`` for ``random``)."""
     run = load_config(base=config, overrides=[*START_OVERRIDES[name], f"train.seed={seed}", f"sampler.seed={seed}"])
     if name == "random":
         torch.manual_seed(seed)  # as meta_train does just before it builds the model: the same initial weights
-        return AttentionResNet50(run.model)
-    meta_train(run, folder / f"{name}-{seed}", on_message=lambda text: None)
-    return load_checkpoint(folder / f"{name}-{seed}").model
+        return AttentionResNet50(run.model), {}
+    result = meta_train(run, folder / f"{name}-{seed}", on_message=lambda text: None)
+    return load_checkpoint(folder / f"{name}-{seed}").model, result.comparison.get("sources", {})
 
 
 def measure(name: str, model: AttentionResNet50, config, seed: int, args) -> dict:
@@ -119,11 +148,7 @@ def measure(name: str, model: AttentionResNet50, config, seed: int, args) -> dic
     }
     report = evaluate_attention(model, first, limit=args.attention_images, image_size=size, baselines=())
     measured["attention"] = {
-        layer: {
-            "relative_to_area": scores.relative_to_area,
-            "frame_share": scores.frame_share,
-            "pointing_game": scores.pointing_game,
-        }
+        layer: {measure_name: getattr(scores, measure_name) for measure_name in MEASURES}
         for layer, scores in report.starts["model"].layers.items()
     }
     return measured
@@ -140,7 +165,15 @@ def delta_text(entry: dict) -> str:
     return f"{entry['delta_top1']:+.3f} [{low:+.3f}, {high:+.3f}]{resolved}"
 
 
-def summary_markdown(reports: dict, finetune: dict, removed: dict, attention: dict, shots: list) -> str:
+def interval_text(summary: list) -> str:
+    """``mean ± std [low, high]`` of a :func:`mean_ci` triple."""
+    mean, std, (low, high) = summary
+    return f"{mean:.2f} ± {std:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def summary_markdown(
+    reports: dict, finetune: dict, removed: dict, attention: dict, sources: dict, padding: dict, shots: list
+) -> str:
     """The study's tables (see the module docstring)."""
     lines = ["## Linear probe, learned attention: top-1 mean ± sample std [95 % CI]", ""]
     for target, report in reports.items():
@@ -157,23 +190,15 @@ def summary_markdown(reports: dict, finetune: dict, removed: dict, attention: di
     lines += [
         "## Paired differences in top-1 (learned attention, linear probe) [95 % bootstrap CI]; * resolved",
         "",
-        "| target | shots | reptile - joint | reptile_reset - joint | reptile - random | "
-        "reptile_reset - random | joint - random |",
-        "|---|---|---|---|---|---|---|",
+        "| target | shots | " + " | ".join(f"{a} - {b}" for a, b in PAIRS) + " |",
+        "|---|---|" + "---|" * len(PAIRS),
     ]
     for target, report in reports.items():
         deltas = {
             (c["start"], c["baseline"], c["shots"]): c for c in report["comparisons"] if c["attention"] == "learned"
         }
         for s in shots:
-            pairs = [
-                ("reptile", "joint"),
-                ("reptile_reset", "joint"),
-                ("reptile", "random"),
-                ("reptile_reset", "random"),
-                ("joint", "random"),
-            ]
-            lines.append(f"| {target} | {s} | " + " | ".join(delta_text(deltas[(a, b, s)]) for a, b in pairs) + " |")
+            lines.append(f"| {target} | {s} | " + " | ".join(delta_text(deltas[(a, b, s)]) for a, b in PAIRS) + " |")
     lines += [
         "",
         "## Attention controls at the largest shots: top-1 per control and the oracle fraction",
@@ -216,18 +241,90 @@ def summary_markdown(reports: dict, finetune: dict, removed: dict, attention: di
     layers = list(attention[STARTS[0]])
     lines += [
         "",
-        "## Attention on the first target's objects before transfer (mean ± sample std over seeds)",
+        "## Attention on the first target's objects before transfer: mean ± sample std [95 % CI] over seeds",
         "",
         "| start | measure | " + " | ".join(layers) + " |",
         "|---|---|" + "---|" * len(layers),
     ]
     for measure_name in ("relative_to_area", "frame_share"):
         for start in STARTS:
-            cells = [
-                f"{mean:.2f} ± {std:.2f}" for mean, std in (attention[start][layer][measure_name] for layer in layers)
-            ]
+            cells = [interval_text(attention[start][layer][measure_name]) for layer in layers]
             lines.append(f"| {start} | {measure_name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Frame share, zero against replicate padding (reptile): paired by seed, mean [95 % CI]; * resolved",
+        "",
+        "| tap | zeros | replicate | replicate - zeros |",
+        "|---|---|---|---|",
+    ]
+    for layer, entry in padding.items():
+        low, high = entry["ci"]
+        resolved = "" if low <= 0 <= high else " *"
+        lines.append(
+            f"| {layer} | {entry['zeros']:.2f} | {entry['replicate']:.2f} | "
+            f"{entry['delta']:+.2f} [{low:+.2f}, {high:+.2f}]{resolved} |"
+        )
+    names = list(sources[TRAINED[0]])
+    source_layers = list(sources[TRAINED[0]][names[0]]["relative_to_area"]) if names else []
+    lines += [
+        "",
+        "## Held-out source images after meta-training: top-1, and relative_to_area per tap (mean ± std)",
+        "",
+        "| start | source | top-1 | " + " | ".join(source_layers) + " |",
+        "|---|---|---|" + "---|" * len(source_layers),
+    ]
+    for start in TRAINED:
+        for name in names:
+            entry = sources[start][name]
+            areas = [
+                f"{entry['relative_to_area'][layer][0]:.2f} ± {entry['relative_to_area'][layer][1]:.2f}"
+                for layer in source_layers
+            ]
+            top1 = f"{entry['top1'][0]:.3f} ± {entry['top1'][1]:.3f}"
+            lines.append(f"| {start} | {name} | {top1} | " + " | ".join(areas) + " |")
     return "\n".join(lines) + "\n"
+
+
+def summarise_attention(attention: dict) -> dict:
+    """Per start point, tap and measure: :func:`mean_ci` over seeds of the target attention scores."""
+    return {
+        s: {layer: {m: mean_ci([seed[layer][m] for seed in runs]) for m in MEASURES} for layer in runs[0]}
+        for s, runs in attention.items()
+    }
+
+
+def summarise_sources(sources: dict) -> dict:
+    """Per trained start point and source: :func:`mean_ci` over seeds of top-1 and of relative_to_area per tap."""
+    summary: dict = {}
+    for start in TRAINED:
+        runs = sources[start]
+        summary[start] = {
+            name: {
+                "top1": mean_ci([run[name]["top1"] for run in runs]),
+                "relative_to_area": {
+                    layer: mean_ci([run[name]["attention"]["relative_to_area"][layer] for run in runs])
+                    for layer in runs[0][name]["attention"]["relative_to_area"]
+                },
+            }
+            for name in (runs[0] if runs else {})
+        }
+    return summary
+
+
+def padding_comparison(attention: dict) -> dict:
+    """Frame share per tap of ``reptile`` (zero padding) and ``reptile_replicate``, the difference paired by seed."""
+    comparison = {}
+    for layer in attention["reptile"][0]:
+        zeros = [seed[layer]["frame_share"] for seed in attention["reptile"]]
+        replicate = [seed[layer]["frame_share"] for seed in attention["reptile_replicate"]]
+        mean, _, ci = mean_ci([b - a for a, b in zip(zeros, replicate)])
+        comparison[layer] = {
+            "zeros": statistics.fmean(zeros),
+            "replicate": statistics.fmean(replicate),
+            "delta": mean,
+            "ci": ci,
+        }
+    return comparison
 
 
 def figure_class() -> type[Figure]:
@@ -328,13 +425,16 @@ def main() -> None:
     finetunes: dict[str, list[TransferResult]] = {s: [] for s in STARTS}
     removed: dict[str, list[TransferResult]] = {s: [] for s in STARTS}
     attention: dict[str, list[dict]] = {s: [] for s in STARTS}
+    sources: dict[str, list[dict]] = {s: [] for s in TRAINED}
     seconds: dict[str, list[float]] = {s: [] for s in STARTS}
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(args.seeds):
             for start in STARTS:
                 clock = time.perf_counter()
-                model = build_start(start, config, seed, Path(folder))
+                model, checked = build_start(start, config, seed, Path(folder))
                 trained = time.perf_counter() - clock
+                if start in sources:
+                    sources[start].append(checked)
                 measured = measure(start, model, config, seed, args)
                 for target in args.targets:
                     probes[target][start].append(measured["probe"][target])
@@ -354,19 +454,14 @@ def main() -> None:
     }
     finetune_report = transfer_report([merge_results(finetunes[s]) for s in STARTS], baselines)
     removed_cells = {s: transfer_report([merge_results(removed[s])])["cells"][0] for s in STARTS}
-    attention_summary = {
-        s: {
-            layer: {
-                m: mean_ci([seed[layer][m] for seed in attention[s]])[:2]
-                for m in ("relative_to_area", "frame_share", "pointing_game")
-            }
-            for layer in attention[s][0]
-        }
-        for s in STARTS
-    }
+    attention_summary = summarise_attention(attention)
+    sources_summary = summarise_sources(sources)
+    padding = padding_comparison(attention)
     atomic_write_bytes(
         args.out / "summary.md",
-        summary_markdown(reports, finetune_report, removed_cells, attention_summary, args.shots).encode(),
+        summary_markdown(
+            reports, finetune_report, removed_cells, attention_summary, sources_summary, padding, args.shots
+        ).encode(),
     )
     plot(reports, args.shots, 0.25, args.out / f"accuracy_vs_shots.{args.chart_format}", args.chart_format)
     wall = time.perf_counter() - begin
@@ -383,6 +478,11 @@ def main() -> None:
             ]
             for t, r in reports.items()
         },
+        "relative_to_area": {
+            s: {layer: attention_summary[s][layer]["relative_to_area"] for layer in attention_summary[s]}
+            for s in STARTS
+        },
+        "sources_top1": {s: {name: entry["top1"] for name, entry in sources_summary[s].items()} for s in TRAINED},
     }
     atomic_write_bytes(
         args.out / "study.json",
@@ -393,6 +493,9 @@ def main() -> None:
                 "object_removed": removed_cells,
                 "attention": {s: attention[s] for s in STARTS},
                 "attention_summary": attention_summary,
+                "sources": {s: sources[s] for s in TRAINED},
+                "sources_summary": sources_summary,
+                "padding": padding,
                 "headline": headline,
                 "seconds_per_start": {s: statistics.fmean(v) for s, v in seconds.items()},
                 "wall_seconds": wall,

@@ -84,3 +84,26 @@ def test_run_all_marks_targets_and_adds_the_cost_curve(tmp_path, monkeypatch):
     report = (tmp_path / "benchmarks.md").read_text()
     assert "| attention_above_flops | 0.02 | <= 0.01 | no |" in report
     assert "**1234.5 s**" in report and "| 128 |" in report and "(benchmarks-scaling.png)" in report
+
+
+def test_cli_startup_reports_medians_and_the_cost_beyond_the_interpreter(monkeypatch, capsys):
+    script = load_script("benchmarks/cli_startup.py")
+    seconds = {"pass": 0.02, "--help": 0.3, "--version": 0.25, "import torch": 2.0}
+    ran = []
+
+    def fake_wall_seconds(command):
+        ran.append(command)
+        return next(value for key, value in seconds.items() if key in " ".join(command))
+
+    monkeypatch.setattr(script, "wall_seconds", fake_wall_seconds)
+    monkeypatch.setattr(sys, "argv", ["cli_startup.py", "--repeats", "3"])
+    script.main()
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures == {
+        "python_seconds": 0.02,
+        "cli_help_seconds": 0.3,
+        "cli_version_seconds": 0.25,
+        "torch_import_seconds": 2.0,
+        "cli_help_over_python_seconds": 0.28,
+    }
+    assert len(ran) == 4 * (1 + 3)  # one warm-up run each, then three interleaved rounds

@@ -161,3 +161,29 @@ def test_saving_something_that_is_not_the_model_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="needs an AttentionResNet50, got Linear"):
         save_checkpoint(tmp_path / "c.safetensors", torch.nn.Linear(2, 2))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_class_names_travel_with_the_model_and_files_without_them_still_load(tmp_path):
+    from click.testing import CliRunner
+
+    from universal_attention.cli import main
+
+    from faults import rewrite_checkpoint
+
+    model = AttentionResNet50(SMALL)
+    model.add_head("pets", 3, ["abyssinian", "beagle", "two\nlines"])
+    model.add_head("plain", 2)
+    path = save_checkpoint(tmp_path / "named.safetensors", model)
+    assert load_checkpoint(path).model.class_names == {"pets": ["abyssinian", "beagle", "two\nlines"]}
+    shown = CliRunner().invoke(main, ["info", str(path)])
+    assert shown.exit_code == 0 and "abyssinian, beagle" in shown.output
+    as_json = json.loads(CliRunner().invoke(main, ["info", str(path), "--json"]).output)
+    assert as_json["class_names"]["pets"][1] == "beagle"
+    older = rewrite_checkpoint(path, tmp_path / "older.safetensors", drop=("class_names",))
+    assert load_checkpoint(older).model.class_names == {}
+    for damaged in ({"pets": ["one"]}, {"nope": ["a"]}, ["pets"]):
+        crafted = rewrite_checkpoint(path, tmp_path / "damaged.safetensors", class_names=damaged)
+        with pytest.raises(CheckpointError, match="class_names"):
+            load_checkpoint(crafted)
+    with pytest.raises(Exception, match="3 classes but 2 class names"):
+        model.add_head("pets", 3, ["a", "b"])

@@ -148,3 +148,15 @@ def test_evaluate_attention_needs_a_dataset_with_masks(args, fake_data_root, tmp
     result = run("evaluate-attention", "--ckpt", path, *args, "--data-root", fake_data_root, "--out", tmp_path)
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_visualize_prints_the_class_names_a_checkpoint_carries(tmp_path):
+    model = AttentionResNet50(TINY)
+    model.add_head("pets", 3, ["abyssinian", "beagle", "chihuahua"])
+    path = save_checkpoint(tmp_path / "pets.safetensors", model)
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (120, 80, 40)).save(image)
+    result = run("visualize", image, "--ckpt", path, "--image-size", 32, "-o", tmp_path / "v.png")
+    assert result.exit_code == 0, result.output
+    line = next(text for text in result.output.splitlines() if "photo.png: " in text)
+    assert sum(name in line for name in ("abyssinian", "beagle", "chihuahua")) == 3 and "class 0" not in line

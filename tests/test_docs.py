@@ -52,3 +52,25 @@ def test_api_examples_import_from_the_top_level_and_assert(block):
     ours = {name for name in imported if name.split(".")[0] == "universal_attention"}
     assert ours == {"universal_attention"}, f"docs/api.md imports {ours}: use from universal_attention import ..."
     assert any(isinstance(node, ast.Assert) for node in ast.walk(tree)), "a docs/api.md example checks nothing"
+
+
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def test_readme_and_the_docs_state_the_presets_as_they_are():
+    from universal_attention import load_config
+
+    quickstart, paper = load_config(preset="quickstart"), load_config(preset="paper")
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    index = " ".join((ROOT / "docs" / "index.md").read_text().split())
+    sources = [name.removeprefix("synthetic/") for name in quickstart.data.sources]
+    assert f"meta-train on {NUMBER_WORDS[len(sources)]} built-in synthetic tasks" in readme
+    assert f"{NUMBER_WORDS[len(sources)]} source tasks, " + ", ".join(f"`{name}`" for name in sources[:-1]) in readme
+    assert f"Reptile on {len(sources)} synthetic tasks" in index
+    assert (
+        quickstart.data.target.removeprefix("synthetic/")
+        in readme.split("held out")[0].rsplit("in the quickstart", 1)[1]
+    )
+    assert f"small `{quickstart.model.trunk}` trunk" in readme
+    assert f"{quickstart.train.max_steps} meta-steps" in readme
+    assert paper.model.trunk == "resnet50" and f"ResNet50 at {paper.data.image_size} px" in readme

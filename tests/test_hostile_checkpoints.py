@@ -211,6 +211,7 @@ def test_checkpoints_are_ordered_by_step_number_past_a_million(tmp_path):
     config = load_config(preset="quickstart", overrides=RUN + ["train.max_steps=1000001", "train.keep_last=2"])
     out = tmp_path / "run"
     save_config(config, out / "config.yaml")
+    (out / ".uattn-run").write_text('{"kind": "run"}\n')  # a run folder made by hand is marked by hand
     run = _Run(config, out, DistributedInfo())
     save_checkpoint(out / "checkpoints" / checkpoint_name(999_999), run.model, config, step=999_999, state=run.state())
     result = meta_train(config, out, resume=True, on_message=quiet)

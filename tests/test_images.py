@@ -106,3 +106,19 @@ def test_resize_and_crop_mask_stays_binary_and_aligned_with_the_image():
     assert square.shape == (10, 10)
     assert square.unique().tolist() == [1]
     assert resize_and_crop_mask(torch.tensor([[0, 7], [7, 0]], dtype=torch.uint8), 4).unique().tolist() == [0, 7]
+
+
+@pytest.mark.parametrize(("orientation", "red_corner"), [(6, "top right"), (8, "bottom left")])
+def test_a_photo_with_an_exif_orientation_is_decoded_upright(tmp_path, orientation, red_corner):
+    """Stored 200 x 100 with the red block top left; shown upright (100 x 200) as every viewer shows it."""
+    stored = Image.new("RGB", (200, 100), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 40, 40))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"phone-{orientation}.jpg"
+    stored.save(path, quality=95, exif=exif)
+    image, _ = read_image(path)
+    assert tuple(image.shape) == (3, 200, 100)
+    corners = {"top left": image[:, 5, 5], "top right": image[:, 5, -5], "bottom left": image[:, -5, 5]}
+    reds = [name for name, pixel in corners.items() if pixel[0] > 200 and pixel[2] < 60]
+    assert reds == [red_corner]

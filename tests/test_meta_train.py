@@ -153,3 +153,15 @@ def test_periodic_target_checks_read_the_target_through_the_cache(tmp_path, monk
     assert len(decodes_after_step) == 3
     assert decodes_after_step[0] > 0  # the first check builds the target's cache
     assert decodes_after_step[2] == decodes_after_step[0]  # later checks decode nothing
+
+
+def test_the_run_writes_its_config_and_final_figures_as_hparams_for_comparing_runs(run):
+    out, _ = run
+    (entry,) = read_metrics(out, kind="hparams")
+    assert entry["params"]["reptile.inner_steps"] == 1 and entry["params"]["model.trunk"] == "resnet10"
+    assert entry["params"]["data.sources"] == '["synthetic/colour", "synthetic/size"]'
+    results = json.loads((out / "results.json").read_text())
+    assert entry["metrics"]["final/meta_trained/top1"] == pytest.approx(results["meta_trained"]["top1"])
+    assert {"final/random_init/top1", "final/joint/top1", "final/sources/synthetic/colour/top1"} <= set(
+        entry["metrics"]
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,54 @@ def test_the_import_costs_little_beside_torch_and_torchvision():
     raise AssertionError("import universal_attention took " + ", then ".join(attempts))
 
 
+COMMAND_LINES = [
+    ["--help"],
+    ["--version"],
+    ["config", "show", "--preset", "quickstart"],
+    *(
+        [*command, "--help"]
+        for command in (
+            ["meta-train"],
+            ["transfer"],
+            ["tune"],
+            ["visualize"],
+            ["evaluate-attention"],
+            ["info"],
+            ["config"],
+            ["config", "trunks"],
+            ["data"],
+            ["data", "list"],
+            ["data", "verify"],
+            ["data", "show"],
+            ["data", "prepare"],
+        )
+    ),
+]
+STARTUP = """
+import json, sys
+from universal_attention.cli import main
+loaded = {}
+for args in json.loads(sys.argv[1]):
+    try:
+        main(args, prog_name="uattn")
+    except SystemExit as end:
+        assert end.code in (0, None), (args, end.code)
+    loaded[" ".join(args)] = [m for m in ("torch", "torchvision", "tensorboard") if m in sys.modules]
+print(json.dumps(loaded))
+"""
+
+
+def test_the_command_line_starts_without_torch():
+    """``uattn --help``, ``--version``, ``config show`` and every subcommand's ``--help`` load no torch,
+    torchvision or tensorboard (commands import them when they run)."""
+    result = subprocess.run(
+        [sys.executable, "-c", STARTUP, json.dumps(COMMAND_LINES)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded == {" ".join(args): [] for args in COMMAND_LINES}
+
+
 def test_every_public_name_resolves_and_tune_loads_on_first_use():
     for name in universal_attention.__all__:
         assert getattr(universal_attention, name) is not None, name
@@ -83,3 +132,11 @@ def test_every_module_opens_with_a_one_line_summary_of_its_job():
         if "\n" in summary or not summary.endswith("."):
             missing.append(str(path.relative_to(PACKAGE)))
     assert missing == [], "modules without a one-line summary (first docstring line, then a blank line or the end)"
+
+
+def test_python_dash_m_runs_the_command_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "universal_attention", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: uattn") and "meta-train" in result.stdout

@@ -16,7 +16,7 @@ from universal_attention import load_config
 from small import SMALL_OVERRIDES, SMALL_TAPS
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "study_synthetic.py"
-STARTS = ("reptile", "reptile_reset", "joint", "random")
+STARTS = ("reptile", "reptile_reset", "joint", "supervised", "reptile_replicate", "random")
 TINY = [
     "--seeds",
     "2",
@@ -104,10 +104,28 @@ def test_attention_is_measured_per_tap_with_the_frame_share(study):
 
 
 @pytest.mark.slow
+def test_every_trained_start_point_reports_its_held_out_sources_and_padding_is_compared_by_seed(study):
+    _, report = study
+    trained = [s for s in STARTS if s != "random"]
+    assert set(report["sources_summary"]) == set(trained)
+    for start in trained:
+        assert len(report["sources"][start]) == 2  # one check per seed
+        assert set(report["sources_summary"][start]) == {"synthetic/colour", "synthetic/texture", "synthetic/size"}
+        for entry in report["sources_summary"][start].values():
+            mean, _, _ = entry["top1"]
+            assert 0.0 <= mean <= 1.0 and set(entry["relative_to_area"]) >= set(SMALL_TAPS)
+    for layer, entry in report["padding"].items():
+        zeros = [seed[layer]["frame_share"] for seed in report["attention"]["reptile"]]
+        replicate = [seed[layer]["frame_share"] for seed in report["attention"]["reptile_replicate"]]
+        assert entry["delta"] == pytest.approx(sum(b - a for a, b in zip(zeros, replicate)) / 2)
+
+
+@pytest.mark.slow
 def test_study_writes_its_tables_and_its_chart_in_the_format_asked_for(study):
     out, _ = study
     tables = (out / "summary.md").read_text()
     assert "reptile - joint" in tables and "Object-removed control" in tables and "oracle fraction" in tables
+    assert "supervised - random" in tables and "replicate padding" in tables and "Held-out source images" in tables
     assert (out / "accuracy_vs_shots.svg").read_bytes().startswith(b"<?xml")
     assert not (out / "accuracy_vs_shots.png").exists()
 
@@ -136,7 +154,7 @@ def test_every_start_point_of_a_seed_begins_from_the_same_weights(tmp_path):
             "train.final_comparison=false",
         ],
     )
-    random = module.build_start("random", config, 3, tmp_path).backbone.conv1.weight
+    random = module.build_start("random", config, 3, tmp_path)[0].backbone.conv1.weight
     module.build_start("joint", config, 3, tmp_path)
     assert torch.equal(initial[0], random)
 

@@ -167,3 +167,56 @@ def test_random_models_are_the_same_every_time_and_leave_the_global_seed_alone()
     first = random_model(TINY)
     assert torch.rand(1) == before
     torch.testing.assert_close(first.query.weight, random_model(TINY).query.weight)
+
+
+def test_map_figures_are_relative_to_uniform():
+    from universal_attention.analysis.pictures import map_figures
+
+    assert map_figures(torch.ones(4, 4)) == pytest.approx((1.0, 1.0))
+    one_hot = torch.zeros(4, 4)
+    one_hot[1, 2] = 3.0
+    assert map_figures(one_hot) == pytest.approx((16.0, 0.0))
+    half = torch.ones(4, 4)
+    half[:2] = 3.0  # three quarters of the mass on half the locations
+    peak, entropy = map_figures(half)
+    assert peak == pytest.approx(1.5) and 0.9 < entropy < 1.0
+
+
+def test_a_shared_scale_shows_a_near_uniform_map_dim_and_adds_a_colour_bar():
+    from universal_attention.analysis.pictures import colorize
+
+    image = torch.zeros(3, 16, 16, dtype=torch.uint8)
+    nearly_uniform = torch.ones(1, 16, 16)
+    nearly_uniform[0, 0, 0] = 1.1
+    stretched = overlay(image, nearly_uniform, alpha=1.0)
+    shared = overlay(image, nearly_uniform, alpha=1.0, peak=4.0)
+    # stretched to its own peak the flat part sits near the top of the colour range; on a shared scale up to
+    # 4 x uniform it sits at a quarter
+    assert stretched.getpixel((8, 8)) == tuple(colorize(torch.tensor(1 / 1.1).numpy()).tolist())
+    assert shared.getpixel((8, 8)) == pytest.approx(tuple(colorize(torch.tensor(0.25).numpy()).tolist()), abs=2)
+    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    maps = {"a": torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))}
+    per_map = attention_grid(images, maps, annotate=True)
+    with_bar = attention_grid(images, maps, annotate=True, scale="shared")
+    assert with_bar.height > per_map.height and with_bar.width == per_map.width
+    with pytest.raises(ValueError, match="per-map, shared"):
+        attention_grid(images, maps, scale="log")
+
+
+def test_visualize_annotates_every_panel_and_takes_the_shared_scale(model, tmp_path):
+    from click.testing import CliRunner
+
+    from universal_attention.analysis import pictures
+    from universal_attention.cli import attention_cmds, main
+
+    assert attention_cmds.SCALES == pictures.SCALES
+    images = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    plain = visualize_attention(model, images, device="cpu").picture
+    shared = visualize_attention(model, images, device="cpu", scale="shared").picture
+    assert shared.height > plain.height
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (120, 80, 40)).save(path)
+    result = CliRunner().invoke(
+        main, ["visualize", str(path), "--image-size", "32", "--scale", "shared", "-o", str(tmp_path / "v.png")]
+    )
+    assert result.exit_code == 0, result.output

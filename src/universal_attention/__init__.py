@@ -5,8 +5,9 @@ faster. Every entry point the docs use imports from here::
 
     from universal_attention import AttentionResNet50, ModelConfig, load_checkpoint, meta_train, tune
 
-The import is light: hyperopt, tensorboard, scipy and pyspark load only where they are used (``tune`` and
-its result types load hyperopt on first access).
+The import is light: every name but the version and the error types loads its module on first access, so
+``import universal_attention`` loads no torch, and hyperopt, tensorboard, scipy and pyspark load only where they
+are used.
 """
 
 from __future__ import annotations
@@ -15,23 +16,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .analysis.diagnostics import SourceCheck, TapDiagnostics, attention_diagnostics, source_check
-from .analysis.evaluate import AttentionReport, evaluate_attention
-from .analysis.files import Visualization, visualize_attention
-from .analysis.maps import attention_maps
-from .analysis.pictures import attention_grid, overlay
-from .config import (
-    DataConfig,
-    ExperimentConfig,
-    ModelConfig,
-    ReptileConfig,
-    SamplerConfig,
-    TrainConfig,
-    TransferConfig,
-    TuneConfig,
-    load_config,
-)
-from .data.registry import get_dataset
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -41,21 +25,71 @@ from .errors import (
     RunFolderError,
     TrainingError,
     UattnError,
+    UnsavedResultError,
+    WriteError,
 )
-from .meta.reptile import Reptile, Task
-from .meta.sampler import TaskSampler
-from .meta.training import MetaTrainResult, meta_train
-from .models.attention_resnet import AttentionOutput, AttentionResNet50
-from .runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .transfer.protocol import transfer_evaluate
-from .transfer.report import transfer_report
-from .transfer.results import TransferResult
 
 if TYPE_CHECKING:
+    from .analysis.diagnostics import SourceCheck, TapDiagnostics, attention_diagnostics, source_check
+    from .analysis.evaluate import AttentionReport, evaluate_attention
+    from .analysis.files import Visualization, visualize_attention
+    from .analysis.maps import attention_maps
+    from .analysis.pictures import attention_grid, overlay
+    from .config import (
+        DataConfig,
+        ExperimentConfig,
+        ModelConfig,
+        ReptileConfig,
+        SamplerConfig,
+        TrainConfig,
+        TransferConfig,
+        TuneConfig,
+        load_config,
+    )
+    from .data.registry import get_dataset
+    from .meta.reptile import Reptile, Task
+    from .meta.sampler import TaskSampler
+    from .meta.training import MetaTrainResult, meta_train
+    from .models.attention_resnet import AttentionOutput, AttentionResNet50
+    from .runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from .transfer.protocol import transfer_evaluate
+    from .transfer.report import transfer_report
+    from .transfer.results import TransferResult
     from .tuning.search import TrialRecord, TuneResult, tune
 
-_LAZY = {"tune": "tuning.search", "TuneResult": "tuning.search", "TrialRecord": "tuning.search"}
-"""Public names whose module imports hyperopt: loaded on first access (PEP 562)."""
+_LAZY = {
+    **dict.fromkeys(("SourceCheck", "TapDiagnostics", "attention_diagnostics", "source_check"), "analysis.diagnostics"),
+    **dict.fromkeys(("AttentionReport", "evaluate_attention"), "analysis.evaluate"),
+    **dict.fromkeys(("Visualization", "visualize_attention"), "analysis.files"),
+    "attention_maps": "analysis.maps",
+    **dict.fromkeys(("attention_grid", "overlay"), "analysis.pictures"),
+    **dict.fromkeys(
+        (
+            "DataConfig",
+            "ExperimentConfig",
+            "ModelConfig",
+            "ReptileConfig",
+            "SamplerConfig",
+            "TrainConfig",
+            "TransferConfig",
+            "TuneConfig",
+            "load_config",
+        ),
+        "config",
+    ),
+    "get_dataset": "data.registry",
+    **dict.fromkeys(("Reptile", "Task"), "meta.reptile"),
+    "TaskSampler": "meta.sampler",
+    **dict.fromkeys(("MetaTrainResult", "meta_train"), "meta.training"),
+    **dict.fromkeys(("AttentionOutput", "AttentionResNet50"), "models.attention_resnet"),
+    **dict.fromkeys(("Checkpoint", "load_checkpoint", "save_checkpoint"), "runs.checkpoint"),
+    "transfer_evaluate": "transfer.protocol",
+    "transfer_report": "transfer.report",
+    "TransferResult": "transfer.results",
+    **dict.fromkeys(("tune", "TuneResult", "TrialRecord"), "tuning.search"),
+}
+"""Every public name but the version and the errors, with the module it lives in: loaded on first access
+(PEP 562), so that importing the package (and ``uattn --help``) loads no torch."""
 
 
 def __getattr__(name: str) -> Any:
@@ -64,6 +98,10 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
@@ -96,7 +134,9 @@ __all__ = [
     "TuneConfig",
     "TuneResult",
     "UattnError",
+    "UnsavedResultError",
     "Visualization",
+    "WriteError",
     "__version__",
     "attention_diagnostics",
     "attention_grid",

@@ -6,7 +6,9 @@ planted symlink cannot redirect), which is fsynced, renamed over the target, and
 the rename survives a power cut. New folders are fsynced into their parents the same way.
 
 A write killed halfway leaves a temporary named ``.<name>.tmp-<random>``; :func:`remove_temporaries` deletes
-such leftovers when a folder is next opened for writing by the process that owns it.
+such leftovers when a folder is next opened for writing by the process that owns it. A write the system refuses
+(a full disk, a read-only or forbidden folder) raises :class:`~universal_attention.errors.WriteError`, one line
+naming the path; the file there before, if any, is unchanged.
 """
 
 from __future__ import annotations
@@ -18,11 +20,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import UnsavedResultError, WriteError
+
 TEMPORARY_INFIX = ".tmp-"
 _TEMPORARY = re.compile(r"^\..+\.tmp-[A-Za-z0-9_]+$")
 _OLD_CACHE_TEMPORARY = re.compile(r"^\..+\.safetensors\.\d+-[0-9a-f]{8}\.tmp$")  # caches of version 0.1
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once at import: there is no way to read the umask without setting it
+
+
+@contextmanager
+def _refused_as_write_error(path: Path, kept: str) -> Iterator[None]:
+    """Turn the system's refusal to write ``path`` (``OSError``) into one :class:`WriteError` line."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as error:
+        raise WriteError(f"cannot write {path} ({error.strerror or error}); {kept}") from error
 
 
 def fsync_folder(folder: Path) -> None:
@@ -43,12 +58,13 @@ def make_folder(folder: str | Path) -> Path:
         missing.append(current)
         current = current.parent
     for path in reversed(missing):
-        try:
-            path.mkdir()
-        except FileExistsError:  # made meanwhile by another process, or a file in the way
-            if not path.is_dir():
-                raise
-        fsync_folder(path.parent)
+        with _refused_as_write_error(path, "nothing was written there"):
+            try:
+                path.mkdir()
+            except FileExistsError:  # made meanwhile by another process, or a file in the way
+                if not path.is_dir():
+                    raise
+            fsync_folder(path.parent)
     return folder
 
 
@@ -86,14 +102,15 @@ def atomic_write_with(path: str | Path, write: Callable[[str], None]) -> None:
     """Replace ``path`` atomically with what ``write(temporary_name)`` writes there (for writers that take a file
     name, such as safetensors' ``save_file``, which streams a many-gigabyte cache without a copy in memory)."""
     path = Path(path)
-    with _temporary_beside(path) as temporary:
-        write(temporary)
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
+    with _refused_as_write_error(path, "the file there before, if any, is unchanged"):
+        with _temporary_beside(path) as temporary:
+            write(temporary)
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        fsync_folder(path.parent)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -107,15 +124,16 @@ def create_exclusive(path: str | Path, data: bytes) -> bool:
     Two processes racing to create the same file both see one file, complete, written by one of them.
     """
     path = Path(path)
-    with _temporary_beside(path) as temporary:
-        _write_all(temporary, data)
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        return False
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    fsync_folder(path.parent)
+    with _refused_as_write_error(path, "nothing was written there"):
+        with _temporary_beside(path) as temporary:
+            _write_all(temporary, data)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+        fsync_folder(path.parent)
     return True
 
 
@@ -135,3 +153,30 @@ def remove_temporaries(folder: str | Path, stem: str = "") -> None:
     for entry in os.scandir(folder):
         if entry.name.startswith(f".{stem}") and is_temporary(entry.name) and entry.is_file(follow_symlinks=False):
             Path(entry.path).unlink(missing_ok=True)
+
+
+def write_result(path: str | Path, data: bytes, result: object, kept: str) -> None:
+    """Write a finished result's file; if the system refuses, save it in the temporary folder instead and raise
+    :class:`UnsavedResultError` carrying ``result``, so that the caller can still show it.
+
+    Args:
+        path: where the result belongs (``results.json`` of a run).
+        data: the file's bytes.
+        result: what the caller returns when the write works (kept on the error).
+        kept: what is safe on disk all the same, for the error's line ("the checkpoints are kept").
+    """
+    path = Path(path)
+    try:
+        atomic_write_bytes(path, data)
+    except WriteError as error:
+        fallback: str | None = None
+        try:
+            descriptor, fallback = tempfile.mkstemp(prefix=f"uattn-{path.stem}-", suffix=path.suffix)
+            os.close(descriptor)
+            _write_all(fallback, data)
+            where = f"the result is saved to {fallback} instead"
+        except OSError:
+            if fallback is not None:
+                Path(fallback).unlink(missing_ok=True)
+            fallback, where = None, "no other place could take the result either"
+        raise UnsavedResultError(f"{error}; {kept}; {where}", result, fallback) from error

@@ -56,6 +56,9 @@ MAX_WIDTH = 16_384  # attention sizes: a 10^9-wide projection would try to alloc
 MAX_BATCH = 4_096
 MAX_COUNT = 10_000  # classes per task, shots per class
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024  # image sides in pixels
+RANDOM, IMAGENET = "random", "imagenet"  # the start points named instead of a checkpoint
+DEFAULT_IMAGE_SIZE = 128  # the image side of a model that records none (a checkpoint without its run config)
+DISPLAY_SIZE = 384  # default side of the pictures of image files (never more than the photo has)
 MAX_SEED = 2**32 - 1  # what every generator takes (numpy's is the narrowest)
 MAX_CONFIG_BYTES = 1_000_000
 """The largest config or space file read: every config written by uattn is a few kilobytes."""
@@ -323,6 +326,17 @@ class ExperimentConfig(_Config):
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible dict (tuples become lists)."""
         return self.model_dump(mode="json")
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` with dotted keys (``"reptile.inner_lr": 0.001``), the form ``--set`` takes."""
+
+        def flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+            flat: dict[str, Any] = {}
+            for key, value in tree.items():
+                flat.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+            return flat
+
+        return flatten(self.to_dict(), "")
 
     def to_yaml(self) -> str:
         """The resolved config as YAML, in field order."""

@@ -37,3 +37,17 @@ class TrainingError(UattnError):
 class RunFolderError(UattnError):
     """A run or search folder cannot be used: uattn did not make it, another process holds it, it is of another
     kind or already holds a run; names the folder and the way on (another ``--out``, ``--resume``)."""
+
+
+class WriteError(UattnError, OSError):
+    """A file could not be written (a full disk, a read-only or forbidden folder): names the path, the reason
+    and what was kept. It is an ``OSError`` too, so code that handles the system's refusals catches it."""
+
+
+class UnsavedResultError(WriteError):
+    """A finished result could not be written where it belongs; ``result`` holds it (so a caller can still show
+    it) and ``fallback`` the file it was saved to instead, when a safe place was found (else ``None``)."""
+
+    def __init__(self, message: str, result: object, fallback: str | None) -> None:
+        super().__init__(message)
+        self.result, self.fallback = result, fallback

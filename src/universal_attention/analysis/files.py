@@ -14,6 +14,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from ..atomic import atomic_write_bytes
+from ..config import DISPLAY_SIZE
 from ..data.images import read_image, resize_and_crop
 from ..data.registry import SYNTHETIC_PREFIX
 from ..data.synthetic import TASK_CLASSES
@@ -22,10 +23,9 @@ from ..errors import ImageError, ModelError
 from ..models.attention_resnet import DEFAULT_HEAD, AttentionResNet50
 from ..runs.loading import LoadedModel, image_size_for, resolve_model
 from .maps import eval_forward, require_attention, upsample_maps
-from .pictures import attention_grid
+from .pictures import Scale, attention_grid
 
 MIN_CELL = 160  # pictures in visualize_attention's grid are shown at least this wide
-DISPLAY_SIZE = 384  # default side of the pictures of image files (never more than the photo has)
 
 
 @dataclass
@@ -120,7 +120,8 @@ def pick_head(model: AttentionResNet50, task: str | None) -> str | None:
 
 
 def head_class_names(head: str, classes: int) -> list[str]:
-    """Class names of a head when they are known without reading data (synthetic tasks), else indices."""
+    """Class names of a head that its model does not carry (checkpoints written before they stored them): known
+    without reading data for synthetic tasks, else indices."""
     names = TASK_CLASSES.get(head.removeprefix(SYNTHETIC_PREFIX), ()) if head.startswith(SYNTHETIC_PREFIX) else ()
     return list(names) if len(names) == classes else [f"class {index}" for index in range(classes)]
 
@@ -195,6 +196,7 @@ def visualize_attention(
     alpha: float = 0.5,
     max_images: int = 16,
     device: str | torch.device = "auto",
+    scale: Scale = "per-map",
 ) -> Visualization:
     """Attention overlays of image files (or a ``[B, 3, H, W]`` tensor) in one labelled picture.
 
@@ -211,6 +213,9 @@ def visualize_attention(
         max_images: at most this many images from the files given.
         device: where to run the model: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:1"``... (a model
             you pass is moved there).
+        scale: ``per-map`` (every map stretched to the full colour range) or ``shared`` (one scale relative to
+            uniform attention for every panel, with a colour bar); every panel states its map's peak and entropy
+            relative to uniform either way.
 
     Raises:
         ImageError: a file is missing or unreadable. ModelError: unknown layer or task, or no attention.
@@ -233,7 +238,7 @@ def visualize_attention(
     predictions = None
     captions = [f"{name} ({note})" if note else name for name, note in zip(batch.names, batch.notes)]
     if head is not None and output.logits is not None:
-        names = head_class_names(head, model.head_classes[head])
+        names = model.class_names.get(head) or head_class_names(head, model.head_classes[head])
         predictions = top_predictions(output.logits.cpu(), names)
         captions = [
             caption + f"\n{head}: " + " · ".join(f"{label} {p:.2f}" for label, p in top)
@@ -246,6 +251,8 @@ def visualize_attention(
         alpha=alpha,
         title=f"attention of {loaded.label}",
         cell_size=max(MIN_CELL, batch.display.shape[-1]),
+        annotate=True,
+        scale=scale,
     )
     native = {name: amap.cpu() for name, amap in output.attention.items()}
     return Visualization(

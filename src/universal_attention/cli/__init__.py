@@ -14,17 +14,26 @@ error_console = make_console(stderr=True)
 
 
 class UattnGroup(click.Group):
-    """A click group that turns library errors and bad options into one red line and exit code 2."""
+    """A click group that turns library errors, bad options and the system's refusals (a full disk, a read-only
+    folder: ``OSError``) into one red line and exit code 2."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (UattnError, click.UsageError) as error:
+        except (UattnError, click.UsageError, OSError) as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            message = error.format_message() if isinstance(error, click.UsageError) else str(error)
-            error_console.print(styled(("error:", "red"), " ", " ".join(message.split())), soft_wrap=True)
+            error_console.print(styled(("error:", "red"), " ", " ".join(_message(error).split())), soft_wrap=True)
             sys.exit(2)
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, click.UsageError):
+        return error.format_message()
+    if isinstance(error, OSError) and not isinstance(error, UattnError):
+        where = f"{error.filename}: " if error.filename is not None else ""
+        return f"{where}{error.strerror or error}; files written before are kept"
+    return str(error)
 
 
 @click.group(cls=UattnGroup, context_settings={"help_option_names": ["-h", "--help"]})

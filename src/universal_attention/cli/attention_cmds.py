@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from ..analysis.ade20k import REGIONS
-from ..analysis.evaluate import BASELINES, AttentionReport, evaluate_attention, example_grid
-from ..analysis.files import DISPLAY_SIZE, visualize_attention
-from ..analysis.maps import COMBINED
-from ..atomic import atomic_write_bytes, make_folder
-from ..data.registry import get_dataset
-from ..devices import resolve_device
-from ..errors import ConfigError
-from ..runs.loading import DEFAULT_IMAGE_SIZE, RANDOM, image_size_for, resolve_model
+from ..config import DEFAULT_IMAGE_SIZE, DISPLAY_SIZE, RANDOM
+from ..errors import ConfigError, RunFolderError
 from .options import data_root_option
 from .output import echo_json, json_option, make_console, styled
 
+if TYPE_CHECKING:  # these load torch: each command imports what it uses when it runs
+    import torch
+
+    from ..analysis.evaluate import AttentionReport
+    from ..analysis.pictures import Scale
+    from ..data.samples import ImageDataset
+    from ..runs.loading import LoadedModel
+
 TOP_CLASSES = 10
+SCALES = ("per-map", "shared")
+"""The colour scales of ``uattn visualize`` (:data:`~universal_attention.analysis.pictures.SCALES`, named here so
+that ``uattn visualize --help`` loads no torch)."""
 START_NAMES = {
     "model": "model",
     "random_init": "random init",
@@ -88,6 +93,14 @@ def _layers(values: tuple[str, ...]) -> list[str] | None:
     help="At most this many images (folders can hold many).",
 )
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of the maps.")
+@click.option(
+    "--scale",
+    type=click.Choice(SCALES),
+    default="per-map",
+    show_default=True,
+    help="per-map stretches every map to the full colour range; shared draws every map on one scale relative to "
+    "uniform attention, with a colour bar. Every panel states its map's peak and entropy relative to uniform.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 def visualize(
     images: tuple[Path, ...],
@@ -100,10 +113,13 @@ def visualize(
     save_maps: Path | None,
     max_images: int,
     alpha: float,
+    scale: str,
     device: str,
 ) -> None:
     """Overlay a model's attention on IMAGES (files or folders) in one PNG: per image, the original and one
     overlay per tap layer, with the top predictions when the model has a head for the task."""
+    from ..analysis.files import visualize_attention
+
     console = make_console()
     result = visualize_attention(
         checkpoint,
@@ -115,6 +131,7 @@ def visualize(
         alpha=alpha,
         max_images=max_images,
         device=device,
+        scale=cast("Scale", scale),
     )
     result.save(out)
     console.print(
@@ -170,6 +187,9 @@ def layers_table(report: AttentionReport) -> Table:
 
 def regions_table(report: AttentionReport) -> Table:
     """ADE20K, combined map: attention mass, area and mass / area on object, stuff and unlabelled pixels."""
+    from ..analysis.ade20k import REGIONS
+    from ..analysis.maps import COMBINED
+
     table = Table(title="object vs stuff pixels (combined map)", title_justify="left")
     for column in ("pixels", "start", "mass", "area", "mass / area"):
         table.add_column(column, justify="left" if column in ("pixels", "start") else "right", no_wrap=True)
@@ -190,6 +210,8 @@ def regions_table(report: AttentionReport) -> Table:
 
 def classes_table(report: AttentionReport) -> Table:
     """ADE20K: the model's classes ranked by mass / area (combined map), top and bottom."""
+    from ..analysis.maps import COMBINED
+
     ranked = (report.starts["model"].classes or {})[COMBINED]
     shown = ranked if len(ranked) <= 2 * TOP_CLASSES else ranked[:TOP_CLASSES] + ranked[-TOP_CLASSES:]
     table = Table(
@@ -244,8 +266,9 @@ def classes_table(report: AttentionReport) -> Table:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("runs/attention"),
     show_default=True,
-    help="Where attention_report.json and attention_examples.png go.",
+    help="Where attention_report.json and attention_examples.png go (a folder of its own, marked as uattn's).",
 )
+@click.option("--overwrite", is_flag=True, help="Replace the report that --out already holds.")
 @data_root_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @json_option
@@ -259,13 +282,18 @@ def evaluate_attention_command(
     no_baselines: bool,
     controls: str,
     out_dir: Path,
+    overwrite: bool,
     data_root: str | None,
     device: str,
     as_json: bool,
 ) -> None:
     """Pointing game and attention mass in object masks, per tap layer, beside a random init and uniform
     attention; ADE20K adds attention per class and the stuff / object split."""
-    console = make_console(stderr=as_json)
+    from ..data.registry import get_dataset
+    from ..devices import resolve_device
+    from ..runs.folder import claim_folder
+    from ..runs.loading import image_size_for, resolve_model
+
     run_device = resolve_device(device)
     loaded = resolve_model(checkpoint)
     if dataset is not None:
@@ -278,6 +306,34 @@ def evaluate_attention_command(
     masked = get_dataset(
         name, split, root=data_root, image_size=image_size_for(loaded.experiment, image_size), with_masks=True
     )
+    with claim_folder(out_dir, "attention"):  # refused now, before the evaluation, if --out is not ours
+        if (out_dir / "attention_report.json").exists() and not overwrite:
+            raise RunFolderError(
+                f"{out_dir} already holds an attention report; choose another --out, or pass --overwrite to replace it"
+            )
+        _evaluate_into(
+            out_dir, loaded, masked, name, split, limit, batch_size, no_baselines, controls, run_device, as_json
+        )
+
+
+def _evaluate_into(
+    out_dir: Path,
+    loaded: LoadedModel,
+    masked: ImageDataset,
+    name: str,
+    split: str,
+    limit: int,
+    batch_size: int,
+    no_baselines: bool,
+    controls: str,
+    run_device: torch.device,
+    as_json: bool,
+) -> None:
+    """:func:`evaluate_attention_command` while it holds ``out_dir``: evaluate, print, write the two files."""
+    from ..analysis.evaluate import BASELINES, evaluate_attention, example_grid
+    from ..atomic import atomic_write_bytes
+
+    console = make_console(stderr=as_json)
     with Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -308,7 +364,6 @@ def evaluate_attention_command(
         if report.class_maps:
             console.print(regions_table(report))
             console.print(classes_table(report))
-    make_folder(out_dir)
     atomic_write_bytes(out_dir / "attention_report.json", report.to_json().encode())
     buffer = io.BytesIO()
     example_grid(loaded.model, masked, limit=limit, device=run_device).save(buffer, format="PNG")

@@ -8,9 +8,11 @@ from dataclasses import asdict
 import click
 from rich.table import Table
 
-from ..runs.checkpoint import load_checkpoint, parameter_count
 from .options import config_options, resolve_config
 from .output import echo_json, json_option, make_console
+
+MAX_SHOWN_NAMES = 20
+"""Class names listed per head by ``uattn info`` (``--json`` gives them all)."""
 
 
 @click.group("config")
@@ -65,6 +67,8 @@ def info(checkpoint: str, verify: bool, as_json: bool) -> None:
     Loading checks the file: sizes against its tensors, its content digest and finite weights; a damaged
     file is one red line and exit code 2.
     """
+    from ..runs.checkpoint import load_checkpoint, parameter_count  # torch loads when a command needs it
+
     loaded = load_checkpoint(checkpoint)
     if as_json:
         echo_json(
@@ -75,6 +79,7 @@ def info(checkpoint: str, verify: bool, as_json: bool) -> None:
                 "parameters": parameter_count(loaded.model),
                 "library_version": loaded.metadata.get("library_version"),
                 "heads": loaded.model.head_classes,
+                "class_names": loaded.model.class_names,
                 "model": loaded.config.model_dump(mode="json"),
                 "experiment": None if loaded.experiment is None else loaded.experiment.to_dict(),
                 "extra": {key: value for key, value in loaded.metadata.items() if key != "library_version"},
@@ -97,6 +102,9 @@ def info(checkpoint: str, verify: bool, as_json: bool) -> None:
     table.add_row(
         "heads", ", ".join(f"{task} ({classes})" for task, classes in loaded.model.head_classes.items()) or "none"
     )
+    for task, names in loaded.model.class_names.items():
+        shown = names if len(names) <= MAX_SHOWN_NAMES else [*names[:MAX_SHOWN_NAMES], f"... {len(names)} in all"]
+        table.add_row(f"classes of {task}", ", ".join(shown))
     for key, value in loaded.config.model_dump(mode="json").items():
         table.add_row(f"model.{key}", json.dumps(value))
     if loaded.experiment is not None:

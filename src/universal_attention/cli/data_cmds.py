@@ -6,23 +6,22 @@ import io
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..atomic import atomic_write_bytes
 from ..config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
-from ..data.base import ImageListDataset, VerifyReport
-from ..data.cache import CachedDataset, build_cache, cache_key
-from ..data.preview import sample_grid, sample_rows
-from ..data.registry import describe_datasets, get_dataset, masks_available, resolve_data_root, splits
-from ..data.samples import ImageDataset
 from ..errors import DatasetError
 from .options import data_root_option
 from .output import echo_json, json_option, make_console, styled
+
+if TYPE_CHECKING:  # the data modules load torch: each command imports what it uses when it runs
+    from ..data.base import ImageListDataset, VerifyReport
+    from ..data.cache import CachedDataset
+    from ..data.samples import ImageDataset
 
 MAX_LISTED_ISSUES = 50
 
@@ -61,6 +60,8 @@ def data() -> None:
 @json_option
 def list_datasets(data_root: str | None, as_json: bool) -> None:
     """Every dataset: the folder it is expected in, whether it is found, classes and images per split."""
+    from ..data.registry import describe_datasets, resolve_data_root
+
     console = make_console()
     root = resolve_data_root(data_root)
     if as_json:
@@ -106,6 +107,9 @@ def verify(name: str, data_root: str | None, split: str | None) -> None:
     Exits 0 when the dataset is usable (odd files are converted or skipped), 2 when it is missing or a
     split has no readable image at all.
     """
+    from ..data.base import ImageListDataset
+    from ..data.registry import get_dataset, masks_available, resolve_data_root, splits
+
     console = make_console()
     root = resolve_data_root(data_root)
     for current in [split] if split else splits(name):
@@ -143,6 +147,10 @@ def _verify_with_progress(console: Console, dataset: ImageListDataset, label: st
 def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root: str | None, image_size: int) -> None:
     """Write a grid of samples of NAMES with class names (and mask outlines where they have masks): one
     dataset fills a square grid, several make one row each."""
+    from ..atomic import atomic_write_bytes
+    from ..data.preview import sample_grid, sample_rows
+    from ..data.registry import get_dataset, masks_available, resolve_data_root
+
     console = make_console()
     root = resolve_data_root(data_root)
     datasets = {
@@ -170,6 +178,9 @@ def show(names: tuple[str, ...], count: int, output: Path, split: str, data_root
 @click.option("--masks", is_flag=True, help="Also cache masks (oxford_pets, cub200, ade20k, synthetic).")
 def prepare(name: str, image_size: int, split: str | None, data_root: str | None, masks: bool) -> None:
     """Decode and resize NAME once into <data-root>/.cache (rebuilt only when its files change)."""
+    from ..data.cache import cache_key
+    from ..data.registry import get_dataset, resolve_data_root, splits
+
     console = make_console()
     root = resolve_data_root(data_root)
     for current in [split] if split else splits(name):
@@ -186,6 +197,8 @@ def _cache_with_progress(
     console: Console, dataset: ImageDataset, root: Path, key: str, image_size: int, label: str
 ) -> tuple[CachedDataset, bool]:
     """``build_cache`` under a progress bar named ``label``; also whether anything was read (built, not reused)."""
+    from ..data.cache import build_cache
+
     read: list[int] = []
     with _progress(console) as progress:
         task = progress.add_task(label, total=len(dataset))

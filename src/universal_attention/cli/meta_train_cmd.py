@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .. import distributed
-from ..errors import ConfigError
-from ..meta.training import meta_train
+from ..errors import ConfigError, UnsavedResultError
 from .options import config_options, data_root_option, resolve_config
 from .output import make_console
+
+if TYPE_CHECKING:
+    from ..meta.training import MetaTrainResult
 
 START_LABELS = {
     "meta_trained": "meta-trained",
@@ -114,6 +117,9 @@ def meta_train_command(
     Under torchrun (torchrun --nproc_per_node N -m universal_attention.cli meta-train ...) every process
     adapts to its own tasks and the Reptile updates are averaged; only rank 0 writes.
     """
+    from .. import distributed  # torch loads when the command runs, not when uattn starts
+    from ..meta.training import meta_train
+
     options = {
         key: value
         for key, value in (
@@ -153,15 +159,27 @@ def meta_train_command(
                 shown += f"  target top-1 {target['top1']:.3f}"
             progress.update(bar, completed=step, description=shown)
 
-        result = meta_train(
-            config,
-            out,
-            overwrite=overwrite,
-            resume=resume,
-            on_step=on_step,
-            on_message=lambda text: progress.console.print(text, highlight=False, soft_wrap=True),
-        )
+        unsaved: UnsavedResultError | None = None
+        try:
+            result = meta_train(
+                config,
+                out,
+                overwrite=overwrite,
+                resume=resume,
+                on_step=on_step,
+                on_message=lambda text: progress.console.print(text, highlight=False, soft_wrap=True),
+            )
+            saved_to: str | None = str(result.out_dir / "results.json")
+        except UnsavedResultError as error:  # shown all the same, then the error's one line
+            result, saved_to, unsaved = cast("MetaTrainResult", error.result), error.fallback, error
     distributed.destroy()
+    print_summary(console, result, saved_to)
+    if unsaved is not None:
+        raise unsaved
+
+
+def print_summary(console: Console, result: MetaTrainResult, saved_to: str | None) -> None:
+    """The finished run's tables and where its files are (``saved_to``: where its results went, if anywhere)."""
     if result.interrupted or not result.comparison:
         return
     if result.comparison.get("sources"):
@@ -181,6 +199,4 @@ def meta_train_command(
         f"{result.images_per_second:.0f} img/s meta-training)",
         soft_wrap=True,
     )
-    console.print(
-        f"final checkpoint: {result.final_checkpoint}  results: {result.out_dir / 'results.json'}", soft_wrap=True
-    )
+    console.print(f"final checkpoint: {result.final_checkpoint}  results: {saved_to or 'not saved'}", soft_wrap=True)

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..config import ExperimentConfig, TransferConfig, load_config, validate_section
-from ..errors import ConfigError
-from ..models.controls import check_controls
-from ..runs.checkpoint import experiment_of, read_metadata, resolve_checkpoint
-from ..transfer.protocol import protocol_for
-from ..transfer.results import TransferRun
-from ..transfer.run import run_tag, transfer_run
+from ..errors import ConfigError, UnsavedResultError
 from .options import config_options, data_root_option
 from .output import echo_json, json_option, make_console
+
+if TYPE_CHECKING:  # these load torch: the command imports them when it runs
+    from ..transfer.results import TransferRun
 
 
 def parse_shots(text: str) -> list[int | str]:
@@ -42,6 +41,8 @@ def experiment_for(
     A checkpoint is data, not instructions: its ``data.data_root`` (a path on the machine that trained it) is
     dropped, so the data root comes from --data-root, --set, $UATTN_DATA_ROOT or ./data.
     """
+    from ..runs.checkpoint import experiment_of, read_metadata, resolve_checkpoint
+
     if preset is None and config_file is None and checkpoint not in ("random", "imagenet"):
         path = resolve_checkpoint(checkpoint)
         saved = experiment_of(read_metadata(path), path)
@@ -109,6 +110,8 @@ def fractions_table(report: dict) -> Table:
 
 def parse_controls(text: str) -> tuple[str, ...]:
     """``"learned,uniform"`` -> ``("learned", "uniform")``, every name checked."""
+    from ..models.controls import check_controls
+
     controls = tuple(part.strip() for part in text.split(",") if part.strip())
     check_controls(controls)
     return controls
@@ -202,6 +205,9 @@ def transfer(
     Every start point runs the same protocol, run for run: each (attention, shots, seed, draw) gets the same
     shot draw, batch order and new-head initialisation, so differences to a --baseline are paired.
     """
+    from ..transfer.protocol import protocol_for
+    from ..transfer.run import run_tag, transfer_run
+
     console = make_console(stderr=as_json)
     experiment = experiment_for(checkpoint, preset, config_file, overrides)
     updates = {
@@ -242,24 +248,31 @@ def transfer(
         def on_message(text: str) -> None:
             console.print(text, style="yellow", soft_wrap=True)
 
-        report = transfer_run(
-            starts,
-            run_config,
-            out_dir,
-            baselines=baselines,
-            overwrite=overwrite,
-            device=device,
-            on_run=on_run,
-            on_message=on_message,
-        )
+        unsaved: UnsavedResultError | None = None
+        try:
+            report = transfer_run(
+                starts,
+                run_config,
+                out_dir,
+                baselines=baselines,
+                overwrite=overwrite,
+                device=device,
+                on_run=on_run,
+                on_message=on_message,
+            )
+        except UnsavedResultError as error:  # shown all the same, then the error's one line
+            report, unsaved = cast(dict, error.result), error
     if as_json:
         echo_json(report)
-        return
-    console.print(results_table(report))
-    if report["oracle_fraction"]:
-        console.print(fractions_table(report))
+    else:
+        console.print(results_table(report))
+        if report["oracle_fraction"]:
+            console.print(fractions_table(report))
+    if unsaved is not None:
+        raise unsaved
     out = Path(out_dir)
-    console.print(
-        f"results: {out / 'results.json'}  TensorBoard: {out / 'tb'}  metrics: {out / 'metrics.jsonl'}",
-        soft_wrap=True,
-    )
+    if not as_json:
+        console.print(
+            f"results: {out / 'results.json'}  TensorBoard: {out / 'tb'}  metrics: {out / 'metrics.jsonl'}",
+            soft_wrap=True,
+        )

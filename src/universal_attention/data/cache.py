@@ -31,7 +31,7 @@ from ..errors import DatasetError
 from .images import resize_and_crop, resize_and_crop_mask
 from .registry import get_dataset, resolve_data_root
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: images turned upright by their EXIF orientation
 WORKERS_FROM = 256
 """Datasets with at least this many images are decoded by two DataLoader workers (about 1.5x faster on
 2 cores); smaller ones in the calling process, where starting workers would cost more than it saves."""

@@ -2,9 +2,11 @@
 
 Real datasets contain odd files: grayscale, CMYK, palette and RGBA images, 16-bit PNGs, 1x1 images,
 truncated JPEGs, and text saved under an image name. :func:`read_image` converts every decodable file
-to RGB and says what it did; it returns ``None`` (never raises) for a file that cannot be decoded, and for
-files it will not decode: anything but a regular file (a FIFO would block forever) and images of more than
-:data:`MAX_PIXELS` pixels.
+to RGB, turned upright as its EXIF orientation says (a phone photo stored sideways), and says what it
+did; it returns ``None`` (never raises) for a file that cannot be decoded, and for files it will not
+decode: anything but a regular file (a FIFO would block forever), images of more than :data:`MAX_PIXELS`
+pixels, and images longer than :data:`MAX_ASPECT_RATIO` times their width (a 1 x 2,000,000 px strip is a
+2 KB PNG, and resizing its short side to the image size would take tens of gigabytes).
 """
 
 from __future__ import annotations
@@ -19,15 +21,20 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
+
+from ..errors import ImageError
 
 T = TypeVar("T")
 
 MAX_PIXELS = 89_478_485
 """Images with more pixels are unreadable here (Pillow's own bomb warning limit, about 90 MP): decoding one would
 take gigabytes; a JPEG counts at its draft size."""
+MAX_ASPECT_RATIO = 32
+"""Images whose long side is more than this many times their short side are refused: the resize target (short side
+at the image size, at most 1,024 px) stays under 32 M pixels."""
 # Everything Pillow's decoders raise on a broken or hostile file.
 _DECODE_ERRORS = (
     OSError,
@@ -40,12 +47,22 @@ _DECODE_ERRORS = (
     OverflowError,
     MemoryError,
 )
+_ORIENTATION = 0x0112  # the EXIF tag: how the stored pixels are turned for display
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _TRUNCATED_LOCK = threading.Lock()
 
 
 class _Refused(Exception):
-    """A file read_image will not decode (too many pixels)."""
+    """A file read_image will not decode (too many pixels, or too elongated)."""
+
+
+def shape_problem(width: int, height: int) -> str | None:
+    """Why an image of ``width x height`` pixels is not decoded or resized here, or ``None``."""
+    if width * height > MAX_PIXELS:
+        return f"too large ({width}x{height} px; at most {MAX_PIXELS:,} are decoded)"
+    if max(width, height) > MAX_ASPECT_RATIO * max(1, min(width, height)):
+        return f"too elongated ({width}x{height} px; at most {MAX_ASPECT_RATIO}:1)"
+    return None
 
 
 @contextmanager
@@ -70,9 +87,12 @@ def _decode(
         with Image.open(path) as image:
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))  # decode at a reduced scale, still >= size
-            if image.width * image.height > MAX_PIXELS:
-                raise _Refused(f"too large ({image.width}x{image.height} px; at most {MAX_PIXELS:,} are decoded)")
+            problem = shape_problem(image.width, image.height)
+            if problem is not None:
+                raise _Refused(problem)
             image.load()
+            if image.getexif().get(_ORIENTATION, 1) != 1:  # a phone photo stored sideways, shown upright by viewers
+                image = ImageOps.exif_transpose(image)
             return convert(image)
 
     try:
@@ -185,7 +205,16 @@ def resize_and_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     Args:
         image: ``uint8 [3, H, W]``.
         size: output side in pixels.
+
+    Raises:
+        ImageError: the image is longer than :data:`MAX_ASPECT_RATIO` times its width (its resize would not fit
+            in memory).
     """
+    height, width = image.shape[-2:]
+    if max(height, width) > MAX_ASPECT_RATIO * max(1, min(height, width)):
+        raise ImageError(
+            f"an image of {width}x{height} px is too elongated to resize (at most {MAX_ASPECT_RATIO}:1); crop it"
+        )
     if tuple(image.shape[-2:]) != (size, size):
         image = F.resize(image, [size], interpolation=InterpolationMode.BILINEAR, antialias=True)
         image = F.center_crop(image, [size, size])

@@ -15,6 +15,12 @@ OUTLINE = (255, 220, 0)
 CAPTION_HEIGHT = 14
 
 
+def printable(text: str) -> str:
+    """``text`` as one drawable line: a control character (a newline in a class folder's name) is shown escaped
+    (``\\n``), since drawing and measuring text take single lines."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
 def mask_outline(mask: torch.Tensor) -> torch.Tensor:
     """Boolean ``[H, W]``: pixels whose mask value differs from their right or lower neighbour.
 
@@ -34,7 +40,7 @@ def sample_rows(datasets: dict[str, Any], n: int = 8, *, tile: int = 128) -> Ima
     draw = ImageDraw.Draw(sheet)
     top = 0
     for name, grid in grids.items():
-        draw.text((2, top + 1), name, fill=(0, 0, 0), font=ImageFont.load_default())
+        draw.text((2, top + 1), printable(name), fill=(0, 0, 0), font=ImageFont.load_default())
         sheet.paste(grid, (0, top + CAPTION_HEIGHT))
         top += CAPTION_HEIGHT + grid.height
     return sheet
@@ -66,7 +72,7 @@ def sample_grid(dataset: Any, n: int = 16, *, tile: int = 128, columns: int | No
             thumbnail[:, edge] = torch.tensor(OUTLINE, dtype=torch.uint8)[:, None]
         left, top = (slot % columns) * tile, (slot // columns) * (tile + CAPTION_HEIGHT)
         sheet.paste(Image.fromarray(np.ascontiguousarray(thumbnail.permute(1, 2, 0).numpy())), (left, top))
-        caption = str(dataset.classes[int(item[1])])
+        caption = printable(str(dataset.classes[int(item[1])]))
         while len(caption) > 1 and draw.textlength(caption, font=font) > tile - 4:
             caption = caption[:-1]
         draw.text((left + 2, top + tile + 1), caption, fill=(0, 0, 0), font=font)

@@ -36,11 +36,11 @@ from ..analysis.diagnostics import (
     source_scalars,
 )
 from ..analysis.logged import log_attention
-from ..atomic import atomic_write_bytes
+from ..atomic import write_result
 from ..config import ExperimentConfig, load_config, save_config
 from ..data.registry import SYNTHETIC_PREFIX, check_dataset, get_dataset, masks_available
 from ..data.samples import ImageDataset
-from ..errors import CheckpointError, TrainingError
+from ..errors import CheckpointError, RunFolderError, TrainingError, WriteError
 from ..models.attention_resnet import AttentionResNet50
 from ..runs.checkpoint import checkpoint_name, load_checkpoint, nonfinite_tensor, save_checkpoint
 from ..runs.folder import (
@@ -53,6 +53,7 @@ from ..runs.folder import (
 from ..runs.loggers import RunLogger, open_run_logger
 from .comparison import compare_start_points, quick_transfer
 from .reptile import Reptile
+from .resume import foreign_keys, resume_state_problem
 from .sampler import TaskSampler
 from .supervision import supervised_loss
 
@@ -162,8 +163,11 @@ class _Run:
         torch.manual_seed(config.train.seed)
         self.model = AttentionResNet50(config.model)
         for name, dataset in self.sources.items():
-            classes = config.sampler.n_way if config.sampler.mode == "episodic" else len(dataset.classes)
-            self.model.add_head(name, classes)
+            if config.sampler.mode == "episodic":  # an episode's classes change from task to task: no names
+                self.model.add_head(name, config.sampler.n_way)
+            else:  # reset heads see their labels shuffled for every task: their outputs have no fixed names either
+                names = None if config.reptile.heads == "reset" else dataset.classes
+                self.model.add_head(name, len(dataset.classes), names)
         self.model.to_device(info.device)
         loss_fn = (
             supervised_loss(config.train.attention_supervision, config.model.normalisation) if supervised else None
@@ -220,16 +224,36 @@ class _Run:
         return [value.cpu() for value in gathered]
 
     def restore(self, path: Path) -> int:
-        """Load a checkpoint of this run and return its step."""
+        """Load a checkpoint of this run and return its step.
+
+        Raises:
+            RunFolderError: the checkpoint is another run's (its config differs; the keys are named).
+            CheckpointError: it is unreadable or its resume state does not validate (the caller skips it).
+            TrainingError: it was written by another number of processes.
+        """
         loaded = load_checkpoint(path)
-        self.model.load_state_dict(loaded.model.state_dict())
+        foreign = foreign_keys(loaded.experiment, self.config)
+        if foreign:
+            raise RunFolderError(
+                f"cannot resume {self.out}: {path.name} is not a checkpoint of this run (its config differs in "
+                f"{', '.join(foreign)}); move it out of {path.parent} or start a new run"
+            )
         state = loaded.state
-        ranks = sum(1 for key in state if key.startswith("sampler.rank"))
+        ranks = sum(1 for key in state if key.startswith("sampler.rank") and key.endswith(".generator"))
         if ranks != self.info.world_size:
             raise TrainingError(
                 f"{path} was written by a run of {ranks} process(es); resume it with the same number "
                 f"(this run has {self.info.world_size})"
             )
+        problem = resume_state_problem(
+            state,
+            world_size=ranks,
+            outer_shapes=[parameter.shape for parameter in self.reptile.meta],
+            inner_shapes=[parameter.shape for parameter in self.model.parameters()],
+        )
+        if problem is not None:
+            raise CheckpointError(f"its resume state does not validate: {problem}")
+        self.model.load_state_dict(loaded.model.state_dict())
         self.reptile.load_state_dict(
             {key[len("reptile.") :]: value for key, value in state.items() if key.startswith("reptile.")}
         )
@@ -258,9 +282,17 @@ class _Run:
         if not self.info.is_main:
             return None
         folder = self.out / "checkpoints"
-        path = save_checkpoint(
-            folder / checkpoint_name(step), self.model, self.config, step=step, extra=extra, state=state
-        )
+        try:
+            path = save_checkpoint(
+                folder / checkpoint_name(step), self.model, self.config, step=step, extra=extra, state=state
+            )
+        except WriteError as error:
+            newest = readable_checkpoints(folder)
+            kept = f"the newest checkpoint, {newest[0].name}, is kept" if newest else "no checkpoint was kept yet"
+            raise WriteError(
+                f"{error}; the run stopped at step {step} and {kept}; free space (or make {folder} writable) and "
+                f"continue with: uattn meta-train --out {self.out} --resume"
+            ) from error
         remove_old_checkpoints(folder, self.config.train.keep_last)
         return path
 
@@ -330,7 +362,7 @@ def meta_train(
     out = Path(out_dir)
     check_datasets(config)
     changes = resume_changes(out, config) if resume else {}
-    with holding_run_folder(out, main=info.is_main, adopt=resume):
+    with holding_run_folder(out, main=info.is_main):
         return _run_in_folder(
             config,
             out,
@@ -416,20 +448,23 @@ def _run_in_folder(
                 stop["raise"] = False
                 for key in ("meta_trained", "random_init", *baselines):
                     logger.scalar(f"final/{key}/top1", comparison[key]["top1"], step)
+                logger.hparams(run_hparams(config), final_metrics(comparison))
             except StopRequested as stopped:
                 stop["raise"] = False
                 comparison, interrupted = {**comparison, **_stopped_comparison(out, str(stopped), on_message)}, True
+        result = MetaTrainResult(
+            out_dir=out,
+            steps=step,
+            final_checkpoint=last_path,
+            seconds=seconds,
+            images_per_second=images_seen / max(meta_seconds, 1e-9),
+            comparison=comparison,
+            interrupted=interrupted,
+        )
         if logger is not None and comparison:
-            atomic_write_bytes(out / "results.json", json.dumps(comparison, indent=2).encode())
-    return MetaTrainResult(
-        out_dir=out,
-        steps=step,
-        final_checkpoint=last_path,
-        seconds=seconds,
-        images_per_second=images_seen / max(meta_seconds, 1e-9),
-        comparison=comparison,
-        interrupted=interrupted,
-    )
+            kept = f"the checkpoints in {out / 'checkpoints'} are kept"
+            write_result(out / "results.json", json.dumps(comparison, indent=2).encode(), result, kept)
+    return result
 
 
 def _stopped_comparison(out: Path, signal_name: str, on_message: Callable[[str], None]) -> dict[str, Any]:
@@ -437,6 +472,27 @@ def _stopped_comparison(out: Path, signal_name: str, on_message: Callable[[str],
     redo = f"uattn transfer --ckpt {out} --baseline random"
     on_message(f"{signal_name} stopped the final comparison; the checkpoints are saved; redo it with: {redo}")
     return {"interrupted": f"{signal_name} stopped the final comparison", "redo": redo}
+
+
+def run_hparams(config: ExperimentConfig) -> dict[str, bool | int | float | str]:
+    """The run's config as hyperparameters for TensorBoard's HParams tab: dotted keys, lists and nulls as text."""
+    return {
+        key: value if isinstance(value, bool | int | float | str) else json.dumps(value)
+        for key, value in config.to_flat_dict().items()
+    }
+
+
+def final_metrics(comparison: dict[str, Any]) -> dict[str, float]:
+    """The final comparison's figures that separate runs: every start point's target top-1 and every held-out
+    source's top-1."""
+    metrics = {
+        f"final/{key}/top1": entry["top1"]
+        for key, entry in comparison.items()
+        if isinstance(entry, dict) and isinstance(entry.get("top1"), float)
+    }
+    for name, check in comparison.get("sources", {}).items():
+        metrics[f"final/sources/{name}/top1"] = check["top1"]
+    return metrics
 
 
 BASELINE_OVERRIDES = {

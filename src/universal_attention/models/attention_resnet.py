@@ -6,6 +6,7 @@ either ``uint8`` in 0..255 or floating point in 0..1; the model scales and appli
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple, cast
 from urllib.parse import quote
@@ -101,6 +102,8 @@ class AttentionResNet50(nn.Module):
             self.feature_size = self._channels("layer4")
         self.heads = nn.ModuleDict()
         self.head_classes: dict[str, int] = {}
+        self.class_names: dict[str, list[str]] = {}
+        """Each head's class names, where they are known (from the dataset it was built for)."""
         if num_classes is not None:
             self.add_head(DEFAULT_HEAD, num_classes)
 
@@ -128,10 +131,16 @@ class AttentionResNet50(nn.Module):
     def _channels(self, tap: str) -> int:
         return block_channels(self.backbone.get_submodule(tap))
 
-    def add_head(self, task: str, num_classes: int) -> nn.Linear:
-        """Add (or replace) the linear head of ``task`` with ``num_classes`` outputs and return it."""
+    def add_head(self, task: str, num_classes: int, class_names: Sequence[str] | None = None) -> nn.Linear:
+        """Add (or replace) the linear head of ``task`` with ``num_classes`` outputs and return it; ``class_names``
+        (one per output, e.g. the dataset's ``classes``) travel with the model into its checkpoints."""
         if num_classes < 1:
             raise ModelError(f"head '{task}' needs at least 1 class, got {num_classes}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ModelError(f"head '{task}' has {num_classes} classes but {len(class_names)} class names")
+        self.class_names.pop(task, None)
+        if class_names is not None:
+            self.class_names[task] = [str(name) for name in class_names]
         reference = next(self.backbone.parameters())
         head = nn.Linear(self.feature_size, num_classes).to(device=reference.device, dtype=reference.dtype)
         self.heads[module_key(task)] = head

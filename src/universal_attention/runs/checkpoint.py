@@ -145,6 +145,7 @@ def save_checkpoint(
         "library_version": __version__,
         "model_config": model.config.model_dump_json(),
         "heads": json.dumps(model.head_classes),
+        "class_names": json.dumps(model.class_names),
         "step": str(int(step)),
         "extra": json.dumps(extra or {}),
     }
@@ -260,6 +261,25 @@ def _heads(text: str, path: Path) -> dict[str, int]:
     return heads
 
 
+def _class_names(metadata: Mapping[str, str], heads: Mapping[str, int], path: Path) -> dict[str, list[str]]:
+    """The heads' class names (files written before they were stored have none), each list as long as its head."""
+    try:
+        names = json.loads(metadata.get("class_names", "{}"))
+    except ValueError:
+        names = None
+    if not isinstance(names, dict) or not all(
+        task in heads
+        and isinstance(values, list)
+        and len(values) == heads[task]
+        and all(isinstance(value, str) for value in values)
+        for task, values in names.items()
+    ):
+        raise CheckpointError(
+            f"{path} has damaged metadata: class_names must map heads to one name per class; use an earlier checkpoint"
+        )
+    return names
+
+
 def _parse_metadata(metadata: Mapping[str, str], path: Path) -> tuple[ModelConfig, dict[str, int], dict[str, Any]]:
     """The model config, heads and extra data of a checkpoint, each checked."""
     try:
@@ -296,21 +316,37 @@ def _build(config: ModelConfig, heads: Mapping[str, int]) -> AttentionResNet50:
     return model
 
 
-def _check_shapes(path: Path, config: ModelConfig, heads: Mapping[str, int], shapes: Mapping[str, list[int]]) -> None:
+def _check_shapes(
+    path: Path, config: ModelConfig, heads: Mapping[str, int], shapes: Mapping[str, list[int]]
+) -> dict[str, torch.dtype]:
     """Refuse a file whose tensors are not the model its metadata describes, before anything is allocated: a
     size in the metadata (a head of 10^11 classes, an alignment layer of 10^9) is only believed when the file
-    holds tensors of that size."""
+    holds tensors of that size. Returns the dtype the model keeps each tensor in (see :func:`_check_kinds`)."""
     try:
         with torch.device("meta"):
-            expected = {name: list(value.shape) for name, value in _build(config, heads).state_dict().items()}
+            state = _build(config, heads).state_dict()
     except UattnError as error:
         raise CheckpointError(f"{path} describes a model this library cannot build: {error}") from None
+    expected = {name: list(value.shape) for name, value in state.items()}
     for name in sorted(expected.keys() | shapes.keys()):
         if expected.get(name) != shapes.get(name):
             raise CheckpointError(
                 f"{path} does not match its own model config: {name} is "
                 f"{shapes.get(name, 'missing')} in the file but {expected.get(name, 'absent')} "
                 "in the model it describes; use an earlier checkpoint"
+            )
+    return {name: value.dtype for name, value in state.items()}
+
+
+def _check_kinds(path: Path, weights: Mapping[str, torch.Tensor], dtypes: Mapping[str, torch.dtype]) -> None:
+    """Refuse a tensor that loading would silently change in kind: complex values (their imaginary part would be
+    dropped), or floating-point values where the model keeps whole numbers and the reverse."""
+    for name, value in weights.items():
+        wanted = dtypes[name]
+        if value.is_complex() or value.is_floating_point() != wanted.is_floating_point:
+            raise CheckpointError(
+                f"{path} holds {name} as {value.dtype} where the model keeps {wanted}; loading it would change "
+                "its values, so the file is not a checkpoint this library wrote; use an earlier checkpoint"
             )
 
 
@@ -330,7 +366,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         with safe_open(str(path), framework="pt") as handle:
             names = list(handle.keys())
-            _check_shapes(
+            dtypes = _check_shapes(
                 path,
                 model_config,
                 heads,
@@ -350,6 +386,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         )
     state = {name[len(STATE_PREFIX) :]: value for name, value in tensors.items() if name.startswith(STATE_PREFIX)}
     weights = {current_key(name): value for name, value in tensors.items() if not name.startswith(STATE_PREFIX)}
+    _check_kinds(path, weights, dtypes)
     bad = nonfinite_tensor(weights)
     if bad is not None:
         raise CheckpointError(
@@ -357,6 +394,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         )
     model = _build(model_config, heads)
     model.load_state_dict(weights, strict=True)
+    model.class_names = _class_names(metadata, heads, path)
     model.config = model_config
     extra["library_version"] = metadata.get("library_version")
     return Checkpoint(

@@ -1,10 +1,12 @@
 """Run and search folders are ours alone: a marker, a lock, refusing to overwrite, resume checks, checkpoints.
 
-A folder uattn writes a run (``uattn meta-train``) or a search (``uattn tune``) into carries a marker file,
-``.uattn-run`` (JSON: kind, created, library version), written before anything else. Nothing is ever deleted
-in a folder without it, and while a process writes there it holds an exclusive ``flock`` on the marker, so a
-second process on the same folder is refused with one line. Temporaries of writes that were killed are
-removed when the folder is next claimed.
+A folder uattn writes a run (``uattn meta-train``), a search (``uattn tune``), a transfer (``uattn transfer``)
+or an attention report (``uattn evaluate-attention``) into carries a marker file, ``.uattn-run`` (JSON: kind,
+created, library version), written before anything else. Nothing is ever deleted or replaced in a folder without
+it: a folder holding such files but no marker is refused (a copied ``trials.json`` or checkpoint proves nothing),
+and the line says how to mark one by hand. While a process writes there it holds an exclusive ``flock`` on the
+marker, so a second process on the same folder is refused with one line. Temporaries of writes that were killed
+are removed when the folder is next claimed.
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ from ..errors import RunFolderError, UattnError
 from .checkpoint import step_checkpoints
 
 MARKER = ".uattn-run"
-KINDS = {"run": "uattn meta-train", "search": "uattn tune", "transfer": "uattn transfer"}
+KINDS = {
+    "run": "uattn meta-train",
+    "search": "uattn tune",
+    "transfer": "uattn transfer",
+    "attention": "uattn evaluate-attention",
+}
 RUN_ENTRIES = ("checkpoints", "tb", "config.yaml", "results.json", "compare", "metrics.jsonl", "images")
 SEARCH_ENTRIES = ("trials.json", "best.yaml", "hparams")
+ATTENTION_ENTRIES = ("attention_report.json", "attention_examples.png")
 RESUME_OVERRIDES = ("reptile.inner_lr", "reptile.outer_lr")
 """Keys a run may change when it is resumed: lowering a learning rate is the way on after a non-finite loss."""
 
@@ -60,7 +68,7 @@ def _entries_of_ours(folder: Path) -> list[str]:
     """Names in ``folder`` that a run or a search would manage (and might replace or delete)."""
     if not folder.is_dir():
         return []
-    names = [name for name in (*RUN_ENTRIES, *SEARCH_ENTRIES) if (folder / name).exists()]
+    names = [name for name in (*RUN_ENTRIES, *SEARCH_ENTRIES, *ATTENTION_ENTRIES) if (folder / name).exists()]
     return names + sorted(path.name for path in folder.glob("trial-*"))
 
 
@@ -76,18 +84,18 @@ def _read_kind(marker: Path) -> str:
     return kind
 
 
-def claim_folder(folder: str | Path, kind: str, *, adopt: bool = False) -> FolderClaim:
+def claim_folder(folder: str | Path, kind: str) -> FolderClaim:
     """Make ``folder`` ours (its marker written first) and lock it for this process.
 
     Args:
-        folder: the run or search folder; created, each new level fsynced into its parent, if missing.
-        kind: ``"run"`` or ``"search"``.
-        adopt: mark a folder that holds run or search files but no marker, because the caller has checked
-            that they are ours (a run or search of version 0.1 being continued).
+        folder: the folder; created, each new level fsynced into its parent, if missing.
+        kind: one of :data:`KINDS`.
 
     Raises:
-        RunFolderError: the folder holds such files but no marker (uattn did not make it), is a folder of the
-            other kind, or another process holds its lock.
+        RunFolderError: the folder holds files a command of ours writes but no marker (uattn did not make it,
+            or it is a folder of version 0.1: the line says how to mark it), is a folder of another kind, or
+            another process holds its lock.
+        WriteError: the system refused to create the folder or its marker (a read-only or full disk).
     """
     folder = Path(folder)
     marker = folder / MARKER
@@ -95,10 +103,12 @@ def claim_folder(folder: str | Path, kind: str, *, adopt: bool = False) -> Folde
         raise RunFolderError(f"{folder} is a file, not a folder; choose another --out")
     if not os.path.lexists(marker):
         found = _entries_of_ours(folder)
-        if found and not adopt:
+        if found:
+            stamp_by_hand = json.dumps({"kind": kind})
             raise RunFolderError(
                 f"{folder} holds {found[0]} but no {MARKER} marker, so uattn did not make it and "
-                "nothing there is replaced or deleted; choose another --out"
+                f"nothing there is replaced or deleted; choose another --out (to go on with a {kind} folder "
+                f"that uattn 0.1 made, mark it first: echo '{stamp_by_hand}' > {marker})"
             )
         make_folder(folder)
         stamp = {
@@ -131,14 +141,14 @@ def claim_folder(folder: str | Path, kind: str, *, adopt: bool = False) -> Folde
 
 
 @contextmanager
-def holding_run_folder(folder: Path, *, main: bool, adopt: bool) -> Iterator[None]:
+def holding_run_folder(folder: Path, *, main: bool) -> Iterator[None]:
     """The main process claims the run folder for the block; every process learns whether it could, so that
     no process waits for a main process that gave up."""
     claim: FolderClaim | None = None
     error: UattnError | None = None
     if main:
         try:
-            claim = claim_folder(folder, "run", adopt=adopt)
+            claim = claim_folder(folder, "run")
         except UattnError as refused:
             error = refused
     if distributed.all_reduce_count(float(error is not None)) > 0:
@@ -173,19 +183,9 @@ def prepare_run_folder(out_dir: Path, overwrite: bool, *, resumable: bool = True
                 path.unlink(missing_ok=True)
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def differing_keys(first: ExperimentConfig, second: ExperimentConfig) -> list[str]:
     """Dotted keys whose values differ between two configs."""
-    one, two = _flatten(first.to_dict()), _flatten(second.to_dict())
+    one, two = first.to_flat_dict(), second.to_flat_dict()
     return sorted(key for key in one.keys() | two.keys() if one.get(key) != two.get(key))
 
 
@@ -206,7 +206,7 @@ def resume_changes(out_dir: Path, config: ExperimentConfig) -> dict[str, tuple[A
             f"cannot resume {out_dir}: the config differs in {', '.join(refused)}; resume with the run's "
             f"own config (only {' and '.join(RESUME_OVERRIDES)} may change) or start a new run"
         )
-    saved_values, new_values = _flatten(saved.to_dict()), _flatten(config.to_dict())
+    saved_values, new_values = saved.to_flat_dict(), config.to_flat_dict()
     return {key: (saved_values[key], new_values[key]) for key in changed}
 
 

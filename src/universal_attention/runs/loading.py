@@ -13,15 +13,12 @@ from typing import NamedTuple, cast
 import torch
 from torch import nn
 
-from ..config import ExperimentConfig, ModelConfig
+from ..config import DEFAULT_IMAGE_SIZE, IMAGENET, RANDOM, ExperimentConfig, ModelConfig
 from ..models.attention_resnet import AttentionResNet50
 from .checkpoint import load_checkpoint
 
-RANDOM = "random"
 RANDOM_LABEL = "random init (untrained)"
-IMAGENET = "imagenet"
 IMAGENET_LABEL = "ImageNet trunk"
-DEFAULT_IMAGE_SIZE = 128
 
 
 class LoadedModel(NamedTuple):

@@ -209,7 +209,7 @@ class _Protocol:
         self, train: Items, control: str, generator: torch.Generator
     ) -> tuple[int, list[float], Tensor, Tensor]:
         model = copy.deepcopy(self.start)
-        head = model.add_head(TARGET_HEAD, len(self.classes))
+        head = model.add_head(TARGET_HEAD, len(self.classes), self.classes)
         features = None
         if self.config.head_init == "prototypes":
             features = predict(model, train, control, self.device, head=None)

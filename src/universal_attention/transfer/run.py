@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_write_bytes
+from ..atomic import write_result
 from ..config import ExperimentConfig, save_config
 from ..devices import resolve_device
 from ..errors import ModelError
@@ -122,4 +122,5 @@ def _transfer_starts(
             continue
         results.append(result)
         report = transfer_report(results, baselines)
-        atomic_write_bytes(out / RESULTS_FILE, json.dumps(report, indent=2).encode())
+        kept = f"{RESULTS_FILE} there keeps what it held" + (" (the starts before)" if index else "")
+        write_result(out / RESULTS_FILE, json.dumps(report, indent=2).encode(), report, kept)

@@ -80,14 +80,6 @@ def _search_problem(search: Any) -> str | None:
     return None
 
 
-def holds_trials(out: Path) -> bool:
-    """Whether ``out/trials.json`` is a trials file of this library (so ``out`` is a search of ours)."""
-    try:
-        return json.loads((out / "trials.json").read_text()).get("format") == TRIALS_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def load_trials(path: Path, search: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The checked trial entries of an earlier run of the same search (none when ``path`` is missing).
 

@@ -48,12 +48,12 @@ from hyperopt.exceptions import AllTrialsFailed
 
 from ..atomic import atomic_write_bytes
 from ..config import ExperimentConfig, TuneConfig, save_config, set_dotted, validate_config
-from ..errors import ConfigError, UattnError
+from ..errors import ConfigError, UattnError, WriteError
 from ..meta.training import check_datasets, masked_sources, meta_train
 from ..runs.folder import claim_folder
 from ..runs.loggers import IMAGES_FOLDER, METRICS_FILE, hparam_value, open_run_logger
 from ..transfer.protocol import protocol_for, transfer_evaluate
-from .folder import TRIALS_FORMAT, TRIALS_VERSION, holds_trials, load_trials, new_trial_dir, remove_unrecorded
+from .folder import TRIALS_FORMAT, TRIALS_VERSION, load_trials, new_trial_dir, remove_unrecorded
 from .space import Distribution, hyperopt_space, search_space, space_to_dict
 from .trials import Recorder, RecordingTrials, doc_from_json, doc_to_json, plain
 
@@ -131,6 +131,8 @@ class _Objective:
         result: dict[str, Any] = {"status": STATUS_FAIL, "params": params, "trial": run_dir.name, "started": begin}
         try:
             top1 = self._run(params, run_dir)
+        except WriteError:  # a full or read-only disk fails every trial after it: the search stops
+            raise
         except Exception as error:  # recorded, and the search goes on
             result["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
             atomic_write_bytes(run_dir / "error.txt", traceback.format_exc().encode())
@@ -326,7 +328,7 @@ def tune(
         "base_config": base,
     }
     out = Path(out_dir or f"runs/tune-{config.name}").resolve()
-    with claim_folder(out, "search", adopt=holds_trials(out)):
+    with claim_folder(out, "search"):
         return _search_in_folder(out, config, tune_config, base, search, space, on_trial, on_message)
 
 
@@ -398,7 +400,13 @@ def _search(
     def on_finished(docs: list[dict[str, Any]], new: list[int]) -> None:
         saved["entries"] = sorted((doc_to_json(doc, expressions) for doc in docs), key=lambda e: e["tid"])
         document = {"format": TRIALS_FORMAT, "version": TRIALS_VERSION, "search": search, "trials": saved["entries"]}
-        atomic_write_bytes(out / "trials.json", json.dumps(document, indent=2).encode())
+        try:
+            atomic_write_bytes(out / "trials.json", json.dumps(document, indent=2).encode())
+        except WriteError as error:
+            raise WriteError(
+                f"{error}; every finished trial is kept in its trial folder; free space and rerun the same "
+                "command to continue the search"
+            ) from error
         if on_trial is not None:
             by_tid = {entry["tid"]: entry for entry in saved["entries"]}
             for count, tid in enumerate(new, start=len(saved["entries"]) - len(new) + 1):
