@@ -71,6 +71,29 @@ BENCHMARKS = [
         [],
         {"cli_help_over_python_seconds": "<= 0.5", "cli_help_seconds": "", "torch_import_seconds": ""},
     ),
+    (
+        "target_check.py",
+        [],
+        {
+            "spearman_linear_vs_finetune": "",
+            "spearman_finetune_reseeded": "",
+            "finetune_check_seconds": "",
+            "linear_check_seconds": "",
+            "linear_vs_finetune_seconds": "",
+        },
+    ),
+    (
+        "quickstart.py",
+        [],
+        {
+            "quickstart_seconds": "",
+            "quickstart_stage_meta_train_seconds": "",
+            "quickstart_stage_baselines_seconds": "",
+            "quickstart_stage_transfer_seconds": "",
+            "quickstart_stage_attention_seconds": "",
+            "quickstart_stage_other_seconds": "",
+        },
+    ),
 ]
 # On a CPU the cost curve uses 8 images per inner step instead of the paper's 64 (its ms_per_image column
 # predicts the paper's batch); a GPU runs the paper's own.
@@ -109,6 +132,14 @@ NOTES = """\
 - `cli_help_seconds` is `python -m universal_attention --help` in a fresh interpreter (median of 7);
   `cli_help_over_python_seconds` is its cost beyond `python -c pass`, against `torch_import_seconds`, what every
   command paid before the command line loaded torch only in the commands that use it.
+- `spearman_linear_vs_finetune` ranks a random init and the checkpoints of a 600-step quickstart run (every 100
+  steps) by the periodic target check two ways, `train.eval_mode: finetune` (the default) and `linear` (the solved
+  probe on frozen features); `spearman_finetune_reseeded` is the finetuning check against itself under another
+  transfer seed, the bar the cheaper check has to meet before it can be the default. `*_check_seconds` are the
+  medians of one check.
+- `quickstart_seconds` and `quickstart_stage_*_seconds` are `uattn meta-train --preset quickstart` in a fresh
+  interpreter, whole and by stage (`stage_seconds` of its `results.json`; `other`: start-up, the held-out source
+  checks, writing the files).
 - `paper_seconds_per_1000_steps` comes from the cost curve below: on a CPU, points at 8 images per inner step
   predict the paper's 64 by their time per image.
 """

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 from test_atomic_writes import load_script
+from test_meta_train import TINY
 
 from small import SMALL_OVERRIDES, SMALL_TRUNK
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ARGUMENTS = [argument for override in SMALL_OVERRIDES for argument in ("--set", override)]
+TINY_ARGUMENTS = [argument for override in TINY for argument in ("--set", override)]  # the small model too
 
 
 def last_json(script: str, *arguments: str) -> dict:
@@ -107,3 +109,32 @@ def test_cli_startup_reports_medians_and_the_cost_beyond_the_interpreter(monkeyp
         "cli_help_over_python_seconds": 0.28,
     }
     assert len(ran) == 4 * (1 + 3)  # one warm-up run each, then three interleaved rounds
+
+
+def test_target_check_ranks_ties_by_their_mean_rank_and_correlates_ranks():
+    script = load_script("benchmarks/target_check.py")
+    assert script.ranks([0.3, 0.1, 0.3, 0.2]) == [3.5, 1.0, 3.5, 2.0]
+    assert script.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert script.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert script.spearman([1, 1, 1], [1, 2, 3]) != script.spearman([1, 1, 1], [1, 2, 3])  # nan: no ranking
+
+
+@pytest.mark.slow
+def test_target_check_scores_every_checkpoint_with_each_kind_of_check():
+    result = last_json("target_check.py", "--steps", "2", "--every", "1", *TINY_ARGUMENTS)
+    assert result["starts"] == ["random_init", "step-000001", "step-000002"]
+    assert set(result["top1"]) == {"finetune", "linear", "finetune_reseeded"}
+    assert all(len(values) == 3 and all(0 <= v <= 1 for v in values) for values in result["top1"].values())
+    assert result["linear_vs_finetune_seconds"] == pytest.approx(
+        result["linear_check_seconds"] / result["finetune_check_seconds"], abs=0.05
+    )
+    assert result["trunk"] == SMALL_TRUNK
+
+
+@pytest.mark.slow
+def test_quickstart_benchmark_times_the_command_and_its_stages():
+    result = last_json("quickstart.py", *TINY_ARGUMENTS, "--set", "train.max_steps=2", "--set", "train.eval_every=0")
+    stages = [key for key in result if key.startswith("quickstart_stage_")]
+    assert "quickstart_stage_meta_train_seconds" in stages and "quickstart_stage_other_seconds" in stages
+    assert sum(result[key] for key in stages) == pytest.approx(result["quickstart_seconds"], abs=0.5)
+    assert 0 <= result["target_top1"] <= 1

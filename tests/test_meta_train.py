@@ -1,10 +1,11 @@
 import json
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
-from universal_attention import load_checkpoint, load_config, meta_train
+from universal_attention import AttentionResNet50, load_checkpoint, load_config, meta_train
 from universal_attention.cli import main
 from universal_attention.runs.loggers import read_metrics
 
@@ -165,3 +166,13 @@ def test_the_run_writes_its_config_and_final_figures_as_hparams_for_comparing_ru
     assert {"final/random_init/top1", "final/joint/top1", "final/sources/synthetic/colour/top1"} <= set(
         entry["metrics"]
     )
+
+
+@pytest.mark.parametrize("mode", ["finetune", "linear"])
+def test_the_periodic_check_runs_as_train_eval_mode_says(mode):
+    from universal_attention.meta.comparison import quick_transfer
+
+    config = load_config(preset="quickstart", overrides=[*TINY, f"train.eval_mode={mode}"])
+    result = quick_transfer(AttentionResNet50(config.model), config, torch.device("cpu"))
+    assert result.mode == mode and len(result.runs) == 1
+    assert (result.runs[0].train_loss == []) == (mode == "linear")  # the probe trains no weights

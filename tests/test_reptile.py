@@ -243,3 +243,37 @@ def test_joint_training_refuses_torchrun(monkeypatch):
     monkeypatch.setattr("universal_attention.meta.reptile.is_distributed", lambda: True)
     with pytest.raises(ConfigError, match="algorithm=joint runs in one process"):
         Reptile(Linear([0.0]), ReptileConfig(algorithm="joint"), loss_fn=linear_loss)
+
+
+def test_prefetched_gives_the_items_in_order_and_reads_no_further():
+    from universal_attention.meta.reptile import prefetched
+
+    source = iter(range(10))
+    assert list(prefetched(source, 4)) == [0, 1, 2, 3]
+    assert next(source) == 4  # the reader stopped at the count: the task's next batch is still there
+
+
+def test_prefetched_raises_a_reading_error_at_the_item_it_stopped():
+    from universal_attention.meta.reptile import prefetched
+
+    def batches():
+        yield 1
+        raise OSError("unreadable image")
+
+    read = prefetched(batches(), 3)
+    assert next(read) == 1
+    with pytest.raises(OSError, match="unreadable image"):
+        next(read)
+
+
+def test_prefetch_changes_nothing_in_the_result():
+    def run(prefetch: bool) -> list[torch.Tensor]:
+        model = Linear([1.0, 2.0])
+        config = ReptileConfig(inner_steps=3, inner_lr=0.1, outer_optimizer="sgd", outer_lr=0.5, prefetch=prefetch)
+        reptile = Reptile(model, config, loss_fn=linear_loss)
+        for step in range(3):
+            xs = (torch.tensor([float(step + i), -1.0]) for i in itertools.count())
+            reptile.meta_step([Task("t", ((x,) for x in xs))])
+        return [model.w.detach().clone()]
+
+    torch.testing.assert_close(run(True), run(False))

@@ -282,3 +282,20 @@ def test_the_same_classifier_reads_a_label_that_global_statistics_do_give():
         images = torch.stack([torch.where(mask.bool(), image, 0) for image, _, mask in (ds[i] for i in range(length))])
         data.append((_features(images), torch.tensor(ds.labels)))
     assert _ridge_accuracy(*data) > CHANCE + 0.3
+
+
+def test_kept_images_are_copies_and_the_memo_stops_at_its_room(monkeypatch):
+    import universal_attention.data.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "MEMO_BYTES", 2 * 4 * 32 * 32)  # room for two 32 px images with masks
+    dataset = SyntheticTaskDataset("colour", image_size=32, length=4)
+    image, mask = dataset.draw(0)
+    painted = image.clone()
+    image.zero_()
+    mask.zero_()
+    assert torch.equal(dataset.draw(0)[0], painted)  # a caller's change does not reach the kept image
+    for index in range(4):
+        dataset.draw(index)
+    assert len(dataset._drawn) == 2
+    fresh = SyntheticTaskDataset("colour", image_size=32, length=4)
+    assert torch.equal(dataset.draw(3)[0], fresh.draw(3)[0])  # painted again beyond the room, the same image

@@ -186,7 +186,9 @@ class ReptileConfig(_Config):
     ``heads``: ``persistent`` keeps each task's head across meta-steps (the original experiment: a dataset is
     a task); ``reset`` starts every task from a fresh (zero) head with its labels in a new random order, as in
     the Reptile paper, so that the meta-learned weights practise what transfer does. ``inner_state``: ``reset``
-    builds a new inner optimiser for every task; ``keep`` keeps its state (Adam's moments) across tasks.
+    builds a new inner optimiser for every task; ``keep`` keeps its state (Adam's moments)
+    across tasks. ``prefetch``: a background thread reads each task's next inner batch while the current one
+    trains (the same batches in the same order).
     ``algorithm``: ``joint`` is the fair baseline: the same sampler, heads, images and steps, one optimiser
     step per batch on weights that simply carry on (no meta-update).
     """
@@ -202,6 +204,7 @@ class ReptileConfig(_Config):
     outer_beta1: float = Field(0.0, ge=0, lt=1)
     meta_batch_size: int = Field(1, ge=1, le=MAX_BATCH)
     anneal: bool = False
+    prefetch: bool = True
 
 
 class TransferConfig(_Config):
@@ -283,6 +286,10 @@ class TrainConfig(_Config):
     source batches that have masks (0 = off; :mod:`universal_attention.meta.supervision`). ``source_images``:
     held-out images of every source with masks, scored at every periodic check and at the end (top-1 of the
     source's head, attention relative to the object's area, map entropy; ``results.json["sources"]``).
+
+    The periodic target check (every ``eval_every`` meta-steps) is a short transfer: ``eval_mode: finetune``
+    trains a new head and the weights for ``eval_steps`` steps; ``linear`` fits the solved linear probe on frozen
+    features (forward passes only).
     """
 
     max_steps: int = Field(2000, ge=1)
@@ -292,6 +299,7 @@ class TrainConfig(_Config):
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(50, ge=0)
     eval_steps: int = Field(50, ge=1)
+    eval_mode: Literal["finetune", "linear"] = "finetune"
     eval_test_images: int = Field(256, ge=1, le=100_000)
     image_log_every: int = Field(100, ge=0)
     final_comparison: bool = True

@@ -54,6 +54,7 @@ OBJECTS = 4
 """Objects per image: the target and one decoy for each other value of the asked property."""
 
 DEFAULT_LENGTHS = {"train": 4000, "test": 1000}
+MEMO_BYTES = 256 * 2**20  # images drawn once and kept, per dataset, up to this many bytes of pixels and masks
 _SPLITS = {"train": "train", "test": "test", "val": "test", "validation": "test"}
 _VERSION = 2  # bump whenever drawing changes, so caches built from older images are rebuilt
 
@@ -141,6 +142,8 @@ class SyntheticTaskDataset:
         self._key = [seed, ("train", "test").index(self.split), TASKS.index(task)]
         balanced = np.arange(length) % len(self.classes)
         self.labels: list[int] = np.random.default_rng(self._key).permutation(balanced).tolist()
+        self._drawn: dict[tuple[int, bool], tuple[Tensor, Tensor]] = {}
+        self._memo_room = MEMO_BYTES // ((3 + 1) * image_size * image_size)  # images the memo may keep
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -166,12 +169,25 @@ class SyntheticTaskDataset:
         Returns:
             The image (uint8 [3, S, S]) and the target's mask (uint8 [S, S]).
 
+        An image is painted from its own seed the first time it is asked for and kept in memory (up to
+        :data:`MEMO_BYTES` per dataset), so later passes over the data cost a copy instead of a painting.
+
         Raises:
             IndexError: ``index`` is outside ``0 .. len(self) - 1``.
         """
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
+        kept = self._drawn.get((index, with_object))
+        if kept is not None:  # a copy: whoever receives the image may change it
+            return kept[0].clone(), kept[1].clone()
+        image, mask = self._draw(index, with_object)
+        if len(self._drawn) < self._memo_room:
+            self._drawn[(index, with_object)] = (image.clone(), mask.clone())
+        return image, mask
+
+    def _draw(self, index: int, with_object: bool) -> tuple[Tensor, Tensor]:
+        """Paint image ``index`` from its own seed (what :meth:`draw` keeps)."""
         # ``index + 1``: seeds with a trailing 0 equal shorter ones, and ``self._key`` seeds the labels.
         rng = np.random.default_rng([*self._key, index + 1])
         canvas = _background(rng, self.image_size)

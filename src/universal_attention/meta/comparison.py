@@ -27,12 +27,14 @@ def quick_transfer(
     target: tuple[ImageDataset, ImageDataset] | None = None,
 ) -> TransferResult:
     """The short periodic transfer check: one seed, one draw, learned attention, the first shots setting,
-    ``train.eval_steps`` optimiser steps, ``train.eval_test_images`` test images.
+    ``train.eval_test_images`` test images, and ``train.eval_mode``: ``train.eval_steps`` finetuning steps, or
+    the linear probe on frozen features.
 
     ``target``: the target's ``(train, test)`` datasets, opened once by the caller (e.g. through the cache), so
     that a check every few hundred steps does not decode the target again; default: opened by name.
     """
     short = protocol_for(config).updated(
+        mode=config.train.eval_mode,
         steps=config.train.eval_steps,
         seeds=1,
         draws=1,

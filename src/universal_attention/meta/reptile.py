@@ -22,6 +22,8 @@ on every process before the first step; ``meta_train`` creates them all up front
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -55,6 +57,45 @@ class Task:
     batches: Iterator[tuple[Tensor, ...]]
     num_classes: int | None = None
     query: tuple[Tensor, Tensor] | None = None
+
+
+def prefetched(batches: Iterator[tuple[Tensor, ...]], count: int, depth: int = 2) -> Iterator[tuple[Tensor, ...]]:
+    """The next ``count`` items of ``batches``, read by a background thread up to ``depth`` items ahead.
+
+    Reading a batch (decoding, drawing a synthetic image, augmenting) then overlaps the training step on the
+    batch before it. Items come in their own order, so results do not change; an error raised while reading is
+    raised here, at the item it stopped. The thread ends with the ``count``-th item, or soon after the caller
+    stops early.
+    """
+    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        for _ in range(count):
+            try:
+                item: tuple[bool, Any] = (True, next(batches))
+            except BaseException as error:  # handed to the caller, who raises it
+                item = (False, error)
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set() or not item[0]:
+                return
+
+    reader = threading.Thread(target=read, name="uattn-prefetch", daemon=True)
+    reader.start()
+    try:
+        for _ in range(count):
+            ok, item = ready.get()
+            if not ok:
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def heads_are_task_specific(name: str) -> bool:
@@ -167,8 +208,12 @@ class Reptile:
         optimizer = self._task_optimizer()
         device = self.shared[0].device if self.shared else next(self.model.parameters()).device
         losses, correct, seen = [], 0, 0
-        for _ in range(steps or self.config.inner_steps):
-            batch = tuple(t.to(device, non_blocking=True) for t in next(task.batches))
+        count = steps or self.config.inner_steps
+        batches = (
+            prefetched(task.batches, count) if self.config.prefetch else (next(task.batches) for _ in range(count))
+        )
+        for host_batch in batches:
+            batch = tuple(t.to(device, non_blocking=True) for t in host_batch)
             optimizer.zero_grad(set_to_none=True)
             if self.loss_fn is cross_entropy_loss:
                 logits = self.model(batch[0], task.name).logits
