@@ -20,10 +20,10 @@ from ..data.registry import SYNTHETIC_PREFIX
 from ..data.synthetic import TASK_CLASSES
 from ..devices import resolve_device
 from ..errors import ImageError, ModelError
-from ..models.attention_resnet import DEFAULT_HEAD, AttentionResNet50
+from ..models.attention_resnet import DEFAULT_HEAD, TARGET_HEAD, AttentionResNet50
 from ..runs.loading import LoadedModel, image_size_for, resolve_model
 from .maps import eval_forward, require_attention, upsample_maps
-from .pictures import Scale, attention_grid
+from .pictures import DEFAULT_CMAP, Scale, attention_grid, colour_table
 
 MIN_CELL = 160  # pictures in visualize_attention's grid are shown at least this wide
 
@@ -104,7 +104,8 @@ def load_image_files(
 
 
 def pick_head(model: AttentionResNet50, task: str | None) -> str | None:
-    """The head to predict with: ``task``, else ``"default"``, else the only head; ``None`` if ambiguous.
+    """The head to predict with: ``task``, else ``"default"``, else the target's head of a model that
+    ``uattn transfer --save-model`` kept, else the only head; ``None`` if ambiguous.
 
     Raises:
         ModelError: ``task`` is given but the model has no head for it.
@@ -114,8 +115,9 @@ def pick_head(model: AttentionResNet50, task: str | None) -> str | None:
         if task not in heads:
             raise ModelError(f"the model has no head for task '{task}' (heads: {', '.join(heads) or 'none'})")
         return task
-    if DEFAULT_HEAD in heads:
-        return DEFAULT_HEAD
+    for preferred in (DEFAULT_HEAD, TARGET_HEAD):
+        if preferred in heads:
+            return preferred
     return heads[0] if len(heads) == 1 else None
 
 
@@ -197,6 +199,7 @@ def visualize_attention(
     max_images: int = 16,
     device: str | torch.device = "auto",
     scale: Scale = "per-map",
+    cmap: str = DEFAULT_CMAP,
 ) -> Visualization:
     """Attention overlays of image files (or a ``[B, 3, H, W]`` tensor) in one labelled picture.
 
@@ -216,11 +219,14 @@ def visualize_attention(
         scale: ``per-map`` (every map stretched to the full colour range) or ``shared`` (one scale relative to
             uniform attention for every panel, with a colour bar); every panel states its map's peak and entropy
             relative to uniform either way.
+        cmap: the colour map of the overlays: ``inferno`` (default, built in), or any matplotlib colour map name
+            (needs matplotlib).
 
     Raises:
         ImageError: a file is missing or unreadable. ModelError: unknown layer or task, or no attention.
-        ConfigError: ``device`` is not a device.
+        ConfigError: ``device`` is not a device; ``cmap`` is unknown, or not inferno without matplotlib installed.
     """
+    colour_table(cmap)  # an unusable colour map fails before the model is loaded
     loaded = resolve_model(model_or_checkpoint)
     require_attention(loaded.model)
     run_device = resolve_device(device)
@@ -253,6 +259,7 @@ def visualize_attention(
         cell_size=max(MIN_CELL, batch.display.shape[-1]),
         annotate=True,
         scale=scale,
+        cmap=cmap,
     )
     native = {name: amap.cpu() for name, amap in output.attention.items()}
     return Visualization(

@@ -7,8 +7,10 @@ scaled to sum to one, so every tap counts the same whatever its resolution or no
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from importlib import resources
 from typing import Literal
 
 import numpy as np
@@ -18,33 +20,60 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from ..data.preview import printable
+from ..errors import ConfigError
 
 _FONT_SIZE = 12
 _LINE = 15  # pixel height of one line of text at _FONT_SIZE
 
-# Anchor colours of a perceptually ordered map (dark blue -> magenta -> orange -> pale yellow).
-_COLORMAP_ANCHORS = np.array(
-    [
-        [0, 0, 4],
-        [40, 11, 84],
-        [101, 21, 110],
-        [159, 42, 99],
-        [212, 72, 66],
-        [245, 125, 21],
-        [250, 193, 39],
-        [252, 255, 164],
-    ],
-    dtype=np.float32,
-)
+DEFAULT_CMAP = "inferno"
+"""The colour map of overlays and colour bars; drawn from the packaged table, so it needs no matplotlib."""
+_TABLE_SIZE = 256
+_CMAP_EXAMPLES = ("inferno", "viridis", "magma", "plasma", "gray")
 
 
-def colorize(values: np.ndarray) -> np.ndarray:
-    """Map values in 0..1 (any shape) to RGB uint8 with the module's colormap."""
-    positions = np.clip(values, 0, 1) * (len(_COLORMAP_ANCHORS) - 1)
-    low = np.floor(positions).astype(int).clip(0, len(_COLORMAP_ANCHORS) - 2)
-    fraction = (positions - low)[..., None]
-    rgb = _COLORMAP_ANCHORS[low] * (1 - fraction) + _COLORMAP_ANCHORS[low + 1] * fraction
-    return rgb.astype(np.uint8)
+@functools.cache  # an lru_cache without a size limit
+def colour_table(cmap: str = DEFAULT_CMAP) -> np.ndarray:
+    """The ``[256, 3]`` uint8 RGB table of a colour map (read-only, cached).
+
+    ``inferno`` (the default) is read from the packaged ``inferno.csv``: matplotlib's inferno sampled at 256
+    entries (CC0, by Nathaniel J. Smith, Stefan van der Walt and Eric Firing). Any other name is looked up in
+    matplotlib's colour maps and sampled at 256 entries.
+
+    Raises:
+        ConfigError: ``cmap`` is not inferno and matplotlib is not installed, or matplotlib has no such map.
+    """
+    if cmap == DEFAULT_CMAP:
+        text = resources.files(__package__).joinpath("inferno.csv").read_text(encoding="utf-8")
+        rows = [line.split(",") for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        table = np.array(rows, dtype=np.uint8)
+    else:
+        try:
+            import matplotlib
+        except ImportError:
+            raise ConfigError(f'--cmap {cmap} needs matplotlib: pip install "universal-attention[report]"') from None
+        try:
+            colour_map = matplotlib.colormaps[cmap]
+        except KeyError:
+            raise ConfigError(
+                f"unknown colour map '{cmap}': give a matplotlib colour map name, e.g. {', '.join(_CMAP_EXAMPLES)}"
+            ) from None
+        rgba = np.asarray(colour_map(np.linspace(0.0, 1.0, _TABLE_SIZE)), dtype=np.float64)
+        table = np.round(rgba[:, :3] * 255).astype(np.uint8)
+    table.setflags(write=False)
+    return table
+
+
+def colorize(values: np.ndarray, cmap: str = DEFAULT_CMAP) -> np.ndarray:
+    """Map values in 0..1 (any shape; clipped) to RGB uint8 (shape ``[..., 3]``) with the colour map ``cmap``:
+    entry ``round(value * 255)`` of its :func:`colour_table`.
+
+    Raises:
+        ConfigError: an unknown ``cmap``, or one other than inferno without matplotlib installed.
+    """
+    table = colour_table(cmap)
+    scaled = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0) * (_TABLE_SIZE - 1)
+    index = np.clip(np.round(scaled), 0, _TABLE_SIZE - 1).astype(np.intp)
+    return table[index]
 
 
 def to_pil(image: Tensor) -> Image.Image:
@@ -55,7 +84,12 @@ def to_pil(image: Tensor) -> Image.Image:
 
 
 def overlay(
-    image: Tensor | Image.Image, attention_map: Tensor, alpha: float = 0.5, *, peak: float | None = None
+    image: Tensor | Image.Image,
+    attention_map: Tensor,
+    alpha: float = 0.5,
+    *,
+    peak: float | None = None,
+    cmap: str = DEFAULT_CMAP,
 ) -> Image.Image:
     """Blend a coloured attention map over an image.
 
@@ -65,9 +99,13 @@ def overlay(
         alpha: weight of the map in the blend (0: the image only, 1: the map only).
         peak: draw the map relative to uniform attention (its mean), with ``peak`` times uniform at the top of the
             colour scale, so that several maps share one scale; ``None`` (default): the map's own maximum is the top.
+        cmap: the colour map (:func:`colour_table`): ``inferno`` (default), or any matplotlib colour map name.
 
     Returns:
         An RGB image of the input image's size.
+
+    Raises:
+        ConfigError: an unknown ``cmap``, or one other than inferno without matplotlib installed.
     """
     picture = image.convert("RGB") if isinstance(image, Image.Image) else to_pil(image)
     amap = attention_map.detach().float().reshape(-1, *attention_map.shape[-2:])[:1]
@@ -78,7 +116,7 @@ def overlay(
         values = values / max(float(values.max()), 1e-12)
     else:
         values = values / max(float(values.mean()), 1e-12) / peak
-    heat = Image.fromarray(colorize(values), mode="RGB")
+    heat = Image.fromarray(colorize(values, cmap), mode="RGB")
     return Image.blend(picture, heat, alpha)
 
 
@@ -125,6 +163,7 @@ def attention_grid(
     cell_size: int | None = None,
     annotate: bool = False,
     scale: Scale = "per-map",
+    cmap: str = DEFAULT_CMAP,
 ) -> Image.Image:
     """One row per image: the image, then one overlay per map (columns titled with the maps' names).
 
@@ -140,9 +179,16 @@ def attention_grid(
         scale: ``per-map`` stretches every map to the full colour range (its own peak at the top);
             ``shared`` puts every map on one scale, relative to uniform attention, up to the highest peak in
             the figure, drawn as a colour bar at the bottom.
+        cmap: the colour map of the overlays and the colour bar (:func:`colour_table`): ``inferno`` (default), or
+            any matplotlib colour map name.
+
+    Raises:
+        ValueError: an unknown ``scale``.
+        ConfigError: an unknown ``cmap``, or one other than inferno without matplotlib installed.
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    colour_table(cmap)  # an unusable colour map fails before any drawing
     count, _, height, width = images.shape
     cell_width = cell_size or width
     cell_height = round(height * cell_width / width)
@@ -169,7 +215,7 @@ def attention_grid(
         grid.paste(picture, (0, top))
         for column, (name, amap) in enumerate(maps.items(), start=1):
             peak = shared_peak if scale == "shared" else None
-            grid.paste(overlay(picture, amap[row], alpha, peak=peak), (column * cell_width, top))
+            grid.paste(overlay(picture, amap[row], alpha, peak=peak, cmap=cmap), (column * cell_width, top))
             if annotate:
                 map_peak, entropy = figures[name][row]
                 label = _fit(draw, f"peak {map_peak:.2f}x, H {entropy:.2f}", cell_width - 6, font)
@@ -185,7 +231,7 @@ def attention_grid(
             )
         top += row_heights[row]
     if scale == "shared":
-        _colour_bar(grid, draw, top + 3, shared_peak, font)
+        _colour_bar(grid, draw, top + 3, shared_peak, font, cmap)
     return grid
 
 
@@ -195,10 +241,12 @@ def _colour_bar(
     top: int,
     peak: float,
     font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    cmap: str = DEFAULT_CMAP,
 ) -> None:
-    """The shared scale under a grid: 0 to ``peak`` times uniform attention, uniform marked."""
+    """The shared scale under a grid, in the colour map ``cmap``: 0 to ``peak`` times uniform attention, uniform
+    marked."""
     width = grid.width - 6
-    colours = colorize(np.linspace(0.0, 1.0, width, dtype=np.float32))
+    colours = colorize(np.linspace(0.0, 1.0, width, dtype=np.float32), cmap)
     grid.paste(Image.fromarray(np.repeat(colours[None], _BAR_HEIGHT, axis=0), mode="RGB"), (3, top))
     uniform = 3 + round((width - 1) * min(1.0, 1.0 / max(peak, 1e-12)))
     draw.line((uniform, top, uniform, top + _BAR_HEIGHT), fill="white", width=1)

@@ -27,6 +27,9 @@ TOP_CLASSES = 10
 SCALES = ("per-map", "shared")
 """The colour scales of ``uattn visualize`` (:data:`~universal_attention.analysis.pictures.SCALES`, named here so
 that ``uattn visualize --help`` loads no torch)."""
+DEFAULT_CMAP = "inferno"
+"""The default colour map of ``uattn visualize`` (:data:`~universal_attention.analysis.pictures.DEFAULT_CMAP`,
+named here so that ``uattn visualize --help`` loads no torch)."""
 START_NAMES = {
     "model": "model",
     "random_init": "random init",
@@ -101,6 +104,14 @@ def _layers(values: tuple[str, ...]) -> list[str] | None:
     help="per-map stretches every map to the full colour range; shared draws every map on one scale relative to "
     "uniform attention, with a colour bar. Every panel states its map's peak and entropy relative to uniform.",
 )
+@click.option(
+    "--cmap",
+    default=DEFAULT_CMAP,
+    show_default=True,
+    metavar="NAME",
+    help="Colour map of the overlays: inferno is built in; any matplotlib colour map (viridis, magma, gray, ...) "
+    "when matplotlib is installed.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 def visualize(
     images: tuple[Path, ...],
@@ -114,6 +125,7 @@ def visualize(
     max_images: int,
     alpha: float,
     scale: str,
+    cmap: str,
     device: str,
 ) -> None:
     """Overlay a model's attention on IMAGES (files or folders) in one PNG: per image, the original and one
@@ -132,6 +144,7 @@ def visualize(
         max_images=max_images,
         device=device,
         scale=cast("Scale", scale),
+        cmap=cmap,
     )
     result.save(out)
     console.print(

@@ -33,6 +33,18 @@ def parse_shots(text: str) -> list[int | str]:
     return shots
 
 
+def parse_model_shots(text: str) -> int | str:
+    """``"5"`` -> ``5``, ``"all"`` -> ``"all"``: one shots setting, as ``--shots`` takes them."""
+    part = text.strip()
+    if part == "all":
+        return "all"
+    if part.isdigit() and int(part) > 0:
+        return int(part)
+    raise ConfigError(
+        f"--model-shots '{text}': give one shots setting of --shots, a positive number of images per class or 'all'"
+    )
+
+
 def experiment_for(
     checkpoint: str, preset: str | None, config_file: str | None, overrides: tuple[str, ...]
 ) -> ExperimentConfig:
@@ -173,6 +185,17 @@ def parse_controls(text: str) -> tuple[str, ...]:
     help="The transfer's folder: config.yaml, results.json, metrics.jsonl and TensorBoard logs.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a transfer that --out already holds.")
+@click.option(
+    "--save-model",
+    is_flag=True,
+    help="Keep what transfer learned: every start point's model of one run (last seed and draw, learned attention) "
+    "as a checkpoint in <out>/models, usable as --ckpt.",
+)
+@click.option(
+    "--model-shots",
+    metavar="SHOTS",
+    help="The shots setting whose model --save-model keeps: a number or 'all' (default: the largest number).",
+)
 @data_root_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @config_options
@@ -193,6 +216,8 @@ def transfer(
     baselines: tuple[str, ...],
     out_dir: str,
     overwrite: bool,
+    save_model: bool,
+    model_shots: str | None,
     data_root: str | None,
     device: str,
     preset: str | None,
@@ -209,6 +234,9 @@ def transfer(
     from ..transfer.run import run_tag, transfer_run
 
     console = make_console(stderr=as_json)
+    kept_shots = None if model_shots is None else parse_model_shots(model_shots)
+    if kept_shots is not None and not save_model:
+        raise ConfigError("--model-shots picks the model that --save-model keeps; add --save-model")
     experiment = experiment_for(checkpoint, preset, config_file, overrides)
     updates = {
         "mode": mode,
@@ -259,6 +287,8 @@ def transfer(
                 device=device,
                 on_run=on_run,
                 on_message=on_message,
+                save_model=save_model,
+                model_shots=kept_shots,
             )
         except UnsavedResultError as error:  # shown all the same, then the error's one line
             report, unsaved = cast(dict, error.result), error
@@ -276,3 +306,5 @@ def transfer(
             f"results: {out / 'results.json'}  TensorBoard: {out / 'tb'}  metrics: {out / 'metrics.jsonl'}",
             soft_wrap=True,
         )
+    for start, file in report.get("models", {}).items():
+        console.print(f"model of {start}: {out / file}", highlight=False, soft_wrap=True)

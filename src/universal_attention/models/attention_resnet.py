@@ -25,6 +25,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 DEFAULT_HEAD = "default"
+TARGET_HEAD = "transfer-target"
+"""The head a transfer adds for its target (and keeps in the models ``uattn transfer --save-model`` saves)."""
 
 
 class AttentionOutput(NamedTuple):

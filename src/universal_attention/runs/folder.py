@@ -35,7 +35,8 @@ KINDS = {
     "transfer": "uattn transfer",
     "attention": "uattn evaluate-attention",
 }
-RUN_ENTRIES = ("checkpoints", "tb", "config.yaml", "results.json", "compare", "metrics.jsonl", "images")
+RUN_ENTRIES = ("checkpoints", "tb", "config.yaml", "results.json", "compare", "metrics.jsonl", "images", "models")
+"""What a run (or a transfer: ``models`` holds the models ``uattn transfer --save-model`` keeps) may hold."""
 SEARCH_ENTRIES = ("trials.json", "best.yaml", "hparams")
 ATTENTION_ENTRIES = ("attention_report.json", "attention_examples.png")
 RESUME_OVERRIDES = ("reptile.inner_lr", "reptile.outer_lr")
@@ -135,7 +136,7 @@ def claim_folder(folder: str | Path, kind: str) -> FolderClaim:
         raise RunFolderError(
             f"{folder} is a {found_kind} folder of `{KINDS[found_kind]}`, not a {kind} folder; choose another --out"
         )
-    for subfolder in (folder, folder / "checkpoints"):
+    for subfolder in (folder, folder / "checkpoints", folder / "models"):
         remove_temporaries(subfolder)
     return FolderClaim(folder, kind, descriptor)
 

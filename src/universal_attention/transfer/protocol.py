@@ -24,13 +24,12 @@ from ..config import ExperimentConfig, ModelConfig, TransferConfig
 from ..data.samples import ImageDataset, dataset_labels, fixed_subset, read_samples
 from ..devices import resolve_device
 from ..errors import ConfigError, DatasetError
-from ..models.attention_resnet import AttentionResNet50
+from ..models.attention_resnet import TARGET_HEAD, AttentionResNet50
 from ..runs.loading import image_size_for, resolve_model, start_name
 from .finetune import finetune, init_head, loss_curve
-from .linear_probe import fit_linear_probe
+from .linear_probe import LinearProbe, fit_linear_probe
 from .results import TransferResult, TransferRun, summarise_cell
 
-TARGET_HEAD = "transfer-target"
 EVAL_BATCH = 64
 
 
@@ -149,6 +148,46 @@ def accuracy_metrics(logits: Tensor, labels: Tensor, num_classes: int) -> dict[s
 
 
 RunCallback = Callable[[str, TransferRun], None]
+ModelCallback = Callable[[str, TransferRun, AttentionResNet50], None]
+
+
+def model_shots_for(shots_per_class: Sequence[int | str], model_shots: int | str | None = None) -> int | str:
+    """The shots setting whose model a transfer hands over (``on_model``, ``--save-model``): ``model_shots`` when
+    given, else the largest number of shots, else (no numeric setting) the last setting.
+
+    Raises:
+        ConfigError: ``model_shots`` is not one of ``shots_per_class`` (or there is no setting at all).
+    """
+    if not shots_per_class:
+        raise ConfigError("transfer.shots_per_class is empty: there is no run whose model could be kept")
+    if model_shots is None:
+        numeric = [shots for shots in shots_per_class if isinstance(shots, int)]
+        return max(numeric) if numeric else shots_per_class[-1]
+    if model_shots not in shots_per_class:
+        allowed = ", ".join(str(shots) for shots in shots_per_class)
+        raise ConfigError(
+            f"model shots {model_shots} is not a shots setting of this transfer; use one of {allowed} "
+            "(transfer.shots_per_class)"
+        )
+    return model_shots
+
+
+def model_control(controls: Sequence[str]) -> str:
+    """The attention control whose model a transfer hands over: ``learned`` when it runs, else the first."""
+    return "learned" if "learned" in controls else controls[0]
+
+
+def probe_model(start: AttentionResNet50, probe: LinearProbe, classes: Sequence[str]) -> AttentionResNet50:
+    """A copy of ``start`` with a head :data:`TARGET_HEAD` (named ``classes``) whose logits are the probe's: the
+    probe's standardisation folded into the head (``W / std``, ``b - (mean / std) @ W.T``), in eval mode."""
+    model = copy.deepcopy(start)
+    head = model.add_head(TARGET_HEAD, len(classes), classes)
+    weight = probe.weight / probe.std
+    bias = probe.bias - (probe.mean / probe.std) @ probe.weight.T
+    with torch.no_grad():
+        head.weight.copy_(weight.to(head.weight.dtype))
+        head.bias.copy_(bias.to(head.bias.dtype))
+    return model.eval()
 
 
 class _Protocol:
@@ -180,18 +219,26 @@ class _Protocol:
         images, masks = zip(*(self._train_items[int(i)] for i in subset))
         return Items(torch.stack(images), self.train_labels[subset], None if masks[0] is None else torch.stack(masks))
 
-    def run(self, control: str, shots: int | str, seed: int, draw: int) -> TransferRun:
+    def run(
+        self, control: str, shots: int | str, seed: int, draw: int, keep_model: bool = False
+    ) -> tuple[TransferRun, AttentionResNet50 | None]:
+        """One run, and with ``keep_model`` its model (finetuned, or the start with the probe as head)."""
         begin = time.perf_counter()
         generator = torch.Generator().manual_seed(run_seed(seed, draw))
         subset = select_shots(self.train_labels, self.classes, shots, run_seed(seed, draw))
         train = self.train_items(subset)
+        model: AttentionResNet50 | None = None
         if self.config.mode == "linear":
-            steps, losses, train_logits, test_logits = self._probe(train, control)
+            steps, losses, train_logits, test_logits, probe = self._probe(train, control)
+            if keep_model:
+                model = probe_model(self.start, probe, self.classes)
         else:
-            steps, losses, train_logits, test_logits = self._finetune(train, control, generator)
+            steps, losses, train_logits, test_logits, finetuned = self._finetune(train, control, generator)
+            if keep_model:
+                model = finetuned
         final = accuracy_metrics(test_logits, self.test.labels, len(self.classes))
         train_top1 = accuracy_metrics(train_logits, train.labels, len(self.classes))["top1"]
-        return TransferRun(
+        run = TransferRun(
             attention=control,
             shots=shots,
             seed=seed,
@@ -204,10 +251,11 @@ class _Protocol:
             seconds=time.perf_counter() - begin,
             **final,
         )
+        return run, model
 
     def _finetune(
         self, train: Items, control: str, generator: torch.Generator
-    ) -> tuple[int, list[float], Tensor, Tensor]:
+    ) -> tuple[int, list[float], Tensor, Tensor, AttentionResNet50]:
         model = copy.deepcopy(self.start)
         head = model.add_head(TARGET_HEAD, len(self.classes), self.classes)
         features = None
@@ -218,14 +266,15 @@ class _Protocol:
             model, TARGET_HEAD, train.images, train.labels, train.masks, self.config, control, self.device, generator
         )
         train_logits = predict(model, train, control, self.device)
-        return len(losses), loss_curve(losses), train_logits, predict(model, self.test, control, self.device)
+        test_logits = predict(model, self.test, control, self.device)
+        return len(losses), loss_curve(losses), train_logits, test_logits, model
 
-    def _probe(self, train: Items, control: str) -> tuple[int, list[float], Tensor, Tensor]:
+    def _probe(self, train: Items, control: str) -> tuple[int, list[float], Tensor, Tensor, LinearProbe]:
         if control not in self._test_features:
             self._test_features[control] = predict(self.start, self.test, control, self.device, head=None)
         features = predict(self.start, train, control, self.device, head=None)
         probe = fit_linear_probe(features, train.labels, len(self.classes))
-        return probe.iterations, [], probe.logits(features), probe.logits(self._test_features[control])
+        return probe.iterations, [], probe.logits(features), probe.logits(self._test_features[control]), probe
 
 
 def transfer_evaluate(
@@ -238,6 +287,8 @@ def transfer_evaluate(
     device: str | torch.device = "auto",
     label: str | None = None,
     on_run: RunCallback | None = None,
+    on_model: ModelCallback | None = None,
+    model_shots: int | str | None = None,
 ) -> TransferResult:
     """Transfer a start point to a target task and measure how well it learns it.
 
@@ -258,6 +309,13 @@ def transfer_evaluate(
         label: the start point's name in the result (default: the checkpoint's file name, ``"random"``,
             ``"imagenet"`` or ``"model"``).
         on_run: called after every run with the start point's label and the :class:`TransferRun`.
+        on_model: called once, with the start point's label, a run and that run's model: the run of the last
+            seed and last draw at ``model_shots`` with attention ``learned`` (else the first control). In
+            finetune mode the finetuned model, in linear mode a copy of the start with the probe as head (the
+            standardisation folded in: the same logits); either way its head :data:`TARGET_HEAD` holds the
+            target's class names. Only this one model is kept (the other runs' are dropped as they finish).
+        model_shots: the shots setting of that run (default: the largest number of shots in
+            ``config.shots_per_class``, else its last setting).
 
     Returns:
         A :class:`TransferResult`: every run, and per (attention, shots) cell the mean, sample standard
@@ -265,9 +323,14 @@ def transfer_evaluate(
 
     Raises:
         ConfigError: a control the model or target cannot serve (oracle without masks, any control on a
-            model without attention), or a device that is not one. DatasetError: more shots than a class has.
+            model without attention), ``model_shots`` not in ``config.shots_per_class``, or a device that is
+            not one. DatasetError: more shots than a class has.
     """
     begin = time.perf_counter()
+    kept = None
+    if on_model is not None or model_shots is not None:  # a bad model_shots is refused before any run
+        kept_shots = model_shots_for(config.shots_per_class, model_shots)
+        kept = (model_control(config.attention), kept_shots, config.seed + config.seeds - 1, config.draws - 1)
     run_device = resolve_device(device)
     start = resolve_model(model_or_checkpoint, model_config, seed=config.seed, copy=True)
     start_model, start_label = start.model, label or start_name(model_or_checkpoint)
@@ -290,9 +353,14 @@ def transfer_evaluate(
         for shots in config.shots_per_class:
             for seed in range(config.seed, config.seed + config.seeds):
                 for draw in range(config.draws):
-                    runs.append(protocol.run(control, shots, seed, draw))
+                    keep = on_model is not None and (control, shots, seed, draw) == kept
+                    run, model = protocol.run(control, shots, seed, draw, keep_model=keep)
+                    runs.append(run)
                     if on_run is not None:
-                        on_run(start_label, runs[-1])
+                        on_run(start_label, run)
+                    if on_model is not None and model is not None:
+                        on_model(start_label, run, model)
+                    del model
     cells = [
         summarise_cell(control, shots, [run for run in runs if run.attention == control and run.shots == shots])
         for control in config.attention
