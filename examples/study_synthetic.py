@@ -29,9 +29,9 @@ Each is measured on the held-out targets (orientation, glyph, hue) with the few-
 - zeros against replicate padding: the share of attention on the image frame, paired by seed.
 
 Writes ``<out>/study.json`` (every run and every summary), ``<out>/summary.md`` (the tables) and the chart
-``<out>/accuracy_vs_shots.png`` (``--chart-format svg`` or ``pdf`` for a vector file; drawn with matplotlib, the
-``study`` extra: ``pip install "universal-attention[study]"``). The last line printed is one JSON object with the
-headline figures.
+``<out>/accuracy_vs_shots.png`` (``--chart-format svg`` or ``pdf`` for a vector file; drawn with matplotlib by
+the library's report figures, the ``report`` extra: ``pip install "universal-attention[report]"``). The last
+line printed is one JSON object with the headline figures.
 
 Run: python examples/study_synthetic.py --out docs/study [--seeds 3] [--draws 3] [--steps 120] [--set KEY=VALUE]
 """
@@ -61,6 +61,9 @@ from universal_attention import (
     transfer_evaluate,
 )
 from universal_attention.atomic import atomic_write_bytes
+from universal_attention.errors import ConfigError
+from universal_attention.reports import figures
+from universal_attention.reports.tables import cell_text, delta_text
 from universal_attention.transfer.report import transfer_report
 from universal_attention.transfer.results import TransferResult, merge_results
 from universal_attention.transfer.stats import mean_ci
@@ -152,17 +155,6 @@ def measure(name: str, model: AttentionResNet50, config, seed: int, args) -> dic
         for layer, scores in report.starts["model"].layers.items()
     }
     return measured
-
-
-def cell_text(cell: dict) -> str:
-    low, high = cell["top1_ci"]
-    return f"{cell['top1']:.3f} ± {cell['top1_std']:.3f} [{low:.3f}, {high:.3f}]"
-
-
-def delta_text(entry: dict) -> str:
-    low, high = entry["ci"]
-    resolved = "" if low <= 0 <= high else " *"
-    return f"{entry['delta_top1']:+.3f} [{low:+.3f}, {high:+.3f}]{resolved}"
 
 
 def interval_text(summary: list) -> str:
@@ -330,41 +322,22 @@ def padding_comparison(attention: dict) -> dict:
 def figure_class() -> type[Figure]:
     """matplotlib's ``Figure``, or exit with one line that names the extra installing it."""
     try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        print('error: the chart needs matplotlib: pip install "universal-attention[study]"', file=sys.stderr)
+        return figures.figure_class()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    return Figure
 
 
 def chart(reports: dict, shots: list, chance: float) -> Figure:
-    """Top-1 (learned attention, linear probe) vs shots per class with 95 % CI error bars, one panel per target."""
-    figure = figure_class()(figsize=(0.8 + 3.2 * len(reports), 3.6), layout="constrained")
-    panels = figure.subplots(1, len(reports), sharey=True, squeeze=False)[0]
-    for panel, (target, report) in zip(panels, reports.items()):
-        for row, start in enumerate(STARTS):
-            cells = {c["shots"]: c for c in report["cells"] if c["start"] == start and c["attention"] == "learned"}
-            means = [cells[s]["top1"] for s in shots]
-            below = [cells[s]["top1"] - cells[s]["top1_ci"][0] for s in shots]
-            above = [cells[s]["top1_ci"][1] - cells[s]["top1"] for s in shots]
-            x = [index + (row - (len(STARTS) - 1) / 2) * 0.07 for index in range(len(shots))]  # bars side by side
-            panel.errorbar(
-                x,
-                means,
-                yerr=[below, above],
-                color=COLOURS[start],
-                label=start,
-                marker="o",
-                markersize=3,
-                capsize=2,
-                linewidth=1.2,
-            )
-        panel.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
-        panel.set_xticks(range(len(shots)), [str(s) for s in shots])
-        panel.set(title=target, xlabel="shots per class", ylim=(0, 1))
-    panels[0].set_ylabel("top-1, linear probe [95 % CI]")
-    figure.legend(*panels[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(STARTS) + 1)
-    return figure
+    """Top-1 (learned attention, linear probe) vs shots per class with 95 % CI error bars, one panel per target
+    (:func:`universal_attention.reports.figures.shots_figure`, as every transfer's report draws it)."""
+    panels = {
+        target: [c for c in report["cells"] if c["attention"] == "learned" and c["shots"] in shots]
+        for target, report in reports.items()
+    }
+    return figures.shots_figure(
+        panels, starts=STARTS, colours=COLOURS, chance=chance, ylabel="top-1, linear probe [95 % CI]"
+    )
 
 
 def plot(reports: dict, shots: list, chance: float, path: Path, chart_format: str = "png") -> None:

@@ -32,7 +32,7 @@ def test_config_show_bad_key_is_one_red_line_and_exit_2():
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "error: unknown key 'reptile.inner_stepz': reptile has algorithm, heads, inner_steps, inner_lr, "
-        "inner_optimizer, inner_state, outer_lr, outer_optimizer, outer_beta1, meta_batch_size, anneal"
+        "inner_optimizer, inner_state, outer_lr, outer_optimizer, outer_beta1, meta_batch_size, anneal, prefetch"
     ]
 
 

@@ -218,4 +218,4 @@ def test_without_matplotlib_the_study_stops_with_one_line_naming_the_extra(monke
         load_study_module().figure_class()
     assert stopped.value.code == 2
     message = capsys.readouterr().err.strip()
-    assert message == 'error: the chart needs matplotlib: pip install "universal-attention[study]"'
+    assert message == 'error: the report\'s figures need matplotlib: pip install "universal-attention[report]"'

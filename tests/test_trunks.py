@@ -167,7 +167,7 @@ def test_set_model_trunk_resnet18_works_through_every_command(tmp_path):
     image = tmp_path / "photo.png"
     Image.fromarray(numpy.full((40, 30, 3), 128, dtype=numpy.uint8)).save(image)
     uattn("visualize", image, "--ckpt", run, "-o", tmp_path / "v.png")
-    assert "layer3.1" in uattn("evaluate-attention", "--ckpt", run, "--limit", 4, "--json")
+    assert "layer3.1" in uattn("evaluate-attention", "--ckpt", run, "--limit", 4, "--json", "--out", tmp_path / "a")
     space = tmp_path / "space.yaml"
     space.write_text("reptile.inner_lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
     search = tmp_path / "search"

@@ -51,6 +51,7 @@ def _register() -> None:
     from .config_cmds import config_group, info
     from .data_cmds import data
     from .meta_train_cmd import meta_train_command
+    from .report_cmd import report_command
     from .transfer_cmd import transfer
     from .tune_cmd import tune_command
 
@@ -62,6 +63,7 @@ def _register() -> None:
     main.add_command(tune_command)
     main.add_command(visualize)
     main.add_command(evaluate_attention_command)
+    main.add_command(report_command)
 
 
 _register()

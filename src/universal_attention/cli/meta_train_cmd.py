@@ -200,3 +200,6 @@ def print_summary(console: Console, result: MetaTrainResult, saved_to: str | Non
         soft_wrap=True,
     )
     console.print(f"final checkpoint: {result.final_checkpoint}  results: {saved_to or 'not saved'}", soft_wrap=True)
+    report = result.out_dir / "report.md"
+    if report.is_file():
+        console.print(f"report: {report}", highlight=False, soft_wrap=True)

@@ -303,7 +303,8 @@ def transfer(
     out = Path(out_dir)
     if not as_json:
         console.print(
-            f"results: {out / 'results.json'}  TensorBoard: {out / 'tb'}  metrics: {out / 'metrics.jsonl'}",
+            f"results: {out / 'results.json'}  report: {out / 'report.md'}  TensorBoard: {out / 'tb'}  "
+            f"metrics: {out / 'metrics.jsonl'}",
             soft_wrap=True,
         )
     for start, file in report.get("models", {}).items():

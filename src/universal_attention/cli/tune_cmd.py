@@ -168,3 +168,4 @@ def tune_command(
         highlight=False,
         soft_wrap=True,
     )
+    console.print(f"report: {result.out_dir / 'report.md'}", highlight=False, soft_wrap=True)

@@ -42,6 +42,7 @@ from ..data.registry import SYNTHETIC_PREFIX, check_dataset, get_dataset, masks_
 from ..data.samples import ImageDataset
 from ..errors import CheckpointError, RunFolderError, TrainingError, WriteError
 from ..models.attention_resnet import AttentionResNet50
+from ..reports.build import report_after_run
 from ..runs.checkpoint import checkpoint_name, load_checkpoint, nonfinite_tensor, save_checkpoint
 from ..runs.folder import (
     holding_run_folder,
@@ -464,6 +465,8 @@ def _run_in_folder(
         if logger is not None and comparison:
             kept = f"the checkpoints in {out / 'checkpoints'} are kept"
             write_result(out / "results.json", json.dumps(comparison, indent=2).encode(), result, kept)
+        if logger is not None:
+            report_after_run(out, on_message)
     return result
 
 

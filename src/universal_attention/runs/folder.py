@@ -35,9 +35,21 @@ KINDS = {
     "transfer": "uattn transfer",
     "attention": "uattn evaluate-attention",
 }
-RUN_ENTRIES = ("checkpoints", "tb", "config.yaml", "results.json", "compare", "metrics.jsonl", "images", "models")
+REPORT_ENTRIES = ("report.md", "figures")
+"""The report of a run or search (:mod:`universal_attention.reports`): written last, rebuilt by ``uattn report``."""
+RUN_ENTRIES = (
+    "checkpoints",
+    "tb",
+    "config.yaml",
+    "results.json",
+    "compare",
+    "metrics.jsonl",
+    "images",
+    "models",
+    *REPORT_ENTRIES,
+)
 """What a run (or a transfer: ``models`` holds the models ``uattn transfer --save-model`` keeps) may hold."""
-SEARCH_ENTRIES = ("trials.json", "best.yaml", "hparams")
+SEARCH_ENTRIES = ("trials.json", "best.yaml", "hparams", *REPORT_ENTRIES)
 ATTENTION_ENTRIES = ("attention_report.json", "attention_examples.png")
 RESUME_OVERRIDES = ("reptile.inner_lr", "reptile.outer_lr")
 """Keys a run may change when it is resumed: lowering a learning rate is the way on after a non-finite loss."""
@@ -69,7 +81,9 @@ def _entries_of_ours(folder: Path) -> list[str]:
     """Names in ``folder`` that a run or a search would manage (and might replace or delete)."""
     if not folder.is_dir():
         return []
-    names = [name for name in (*RUN_ENTRIES, *SEARCH_ENTRIES, *ATTENTION_ENTRIES) if (folder / name).exists()]
+    names = [
+        name for name in dict.fromkeys((*RUN_ENTRIES, *SEARCH_ENTRIES, *ATTENTION_ENTRIES)) if (folder / name).exists()
+    ]
     return names + sorted(path.name for path in folder.glob("trial-*"))
 
 
@@ -83,6 +97,18 @@ def _read_kind(marker: Path) -> str:
             f"{marker} is not a marker uattn wrote (no run or search kind in it); choose another --out"
         )
     return kind
+
+
+def folder_kind(folder: str | Path) -> str:
+    """The kind of folder uattn made ``folder`` as (a key of :data:`KINDS`), from its marker.
+
+    Raises:
+        RunFolderError: ``folder`` has no marker uattn wrote.
+    """
+    marker = Path(folder) / MARKER
+    if not marker.is_file():
+        raise RunFolderError(f"{folder} is not a folder uattn made (no {MARKER} in it); give the --out of a uattn run")
+    return _read_kind(marker)
 
 
 def claim_folder(folder: str | Path, kind: str) -> FolderClaim:

@@ -25,6 +25,7 @@ from ..config import RANDOM, ExperimentConfig, save_config
 from ..devices import resolve_device
 from ..errors import CheckpointError, ModelError
 from ..models.attention_resnet import AttentionResNet50
+from ..reports.build import report_after_run
 from ..runs.checkpoint import experiment_of, read_metadata, resolve_checkpoint, save_checkpoint
 from ..runs.folder import claim_folder, prepare_run_folder
 from ..runs.loading import IMAGENET, LoadedModel, image_size_for
@@ -156,7 +157,7 @@ def transfer_run(
             last setting of ``config.transfer.shots_per_class``); only read with ``save_model``.
 
     Returns:
-        The report saved in ``results.json``.
+        The report saved in ``results.json`` (``report.md`` and its figures are written beside it).
 
     Raises:
         ConfigError: with ``save_model``, a ``model_shots`` not in ``config.transfer.shots_per_class`` (refused
@@ -178,6 +179,7 @@ def transfer_run(
             _transfer_starts(
                 starts, config, out, baselines, run_device, logger, on_run, on_message, results, saver, model_shots
             )
+        report_after_run(out, on_message)
     return _report(results, baselines, saver)
 
 

@@ -80,15 +80,12 @@ def _search_problem(search: Any) -> str | None:
     return None
 
 
-def load_trials(path: Path, search: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The checked trial entries of an earlier run of the same search (none when ``path`` is missing).
+def read_trials(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``search`` settings and the checked trial entries of a ``trials.json``.
 
     Raises:
-        ConfigError: the file is unreadable, lacks a key, names a folder outside the search, or holds another
-            search (space, steps per trial or base config).
+        RunFolderError: the file is unreadable, lacks a key or names a folder outside the search.
     """
-    if not path.is_file():
-        return []
     problem = None
     try:
         saved = json.loads(path.read_text())
@@ -110,7 +107,19 @@ def load_trials(path: Path, search: Mapping[str, Any]) -> list[dict[str, Any]]:
             )
     if problem is not None:
         raise RunFolderError(f"{path} is not a readable trials file ({problem}); move it away or choose another --out")
-    old, entries = saved["search"], saved["trials"]
+    return saved["search"], saved["trials"]
+
+
+def load_trials(path: Path, search: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The checked trial entries of an earlier run of the same search (none when ``path`` is missing).
+
+    Raises:
+        RunFolderError: the file is unreadable, lacks a key, names a folder outside the search, or holds another
+            search (space, steps per trial or base config).
+    """
+    if not path.is_file():
+        return []
+    old, entries = read_trials(path)
     advice = f"continue {path.parent} with the same settings or choose another --out"
     if old["space"] != search["space"]:
         raise RunFolderError(f"{path.parent} holds a search over another space ({', '.join(old['space'])}); {advice}")

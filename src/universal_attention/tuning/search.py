@@ -50,6 +50,7 @@ from ..atomic import atomic_write_bytes
 from ..config import ExperimentConfig, TuneConfig, save_config, set_dotted, validate_config
 from ..errors import ConfigError, UattnError, WriteError
 from ..meta.training import check_datasets, masked_sources, meta_train
+from ..reports.build import report_after_run
 from ..runs.folder import claim_folder
 from ..runs.loggers import IMAGES_FOLDER, METRICS_FILE, hparam_value, open_run_logger
 from ..transfer.protocol import protocol_for, transfer_evaluate
@@ -189,7 +190,8 @@ def sources_top1(comparison: Mapping[str, Any]) -> float:
     return sum(check["top1"] for check in checks.values()) / len(checks)
 
 
-def _record(entry: Mapping[str, Any], out: Path) -> TrialRecord:
+def trial_record(entry: Mapping[str, Any], out: Path) -> TrialRecord:
+    """A ``trials.json`` entry (checked by :func:`~universal_attention.tuning.folder.read_trials`) as a record."""
     result = entry["result"]
     return TrialRecord(
         tid=entry["tid"],
@@ -352,7 +354,7 @@ def _search_in_folder(
         on_message(f"{out} already holds {known} trials (max_evals {tune_config.max_evals}); nothing to run")
     result = TuneResult(
         out_dir=out,
-        trials=[_record(entry, out) for entry in entries],
+        trials=[trial_record(entry, out) for entry in entries],
         best=None,
         best_config=None,
         new_trials=len(entries) - known,
@@ -367,6 +369,7 @@ def _search_in_folder(
         tree["tune"] = tune_config.model_dump(mode="json")
         result.best_config = validate_config(tree)
         save_config(result.best_config, out / "best.yaml")
+    report_after_run(out, on_message)
     return result
 
 
@@ -410,7 +413,7 @@ def _search(
         if on_trial is not None:
             by_tid = {entry["tid"]: entry for entry in saved["entries"]}
             for count, tid in enumerate(new, start=len(saved["entries"]) - len(new) + 1):
-                on_trial(_record(by_tid[tid], out), count)
+                on_trial(trial_record(by_tid[tid], out), count)
 
     with _spark_trials(tune_config) if parallel else nullcontext(RecordingTrials()) as trials:
         trials.insert_trial_docs([doc_from_json(entry) for entry in entries])
