@@ -5,7 +5,7 @@ reads ``stage_seconds`` from the run's ``results.json``: meta-training, the base
 transfer and attention measurement, and the rest of the wall time (start-up, held-out source checks, writing the
 report and the files).
 
-Run: python benchmarks/quickstart.py [--set KEY=VALUE ...]
+Run: python benchmarks/quickstart.py [--keep DIR] [--set KEY=VALUE ...]
 Last line: {"quickstart_seconds": .., "quickstart_stage_meta_train_seconds": .., ...}
 """
 
@@ -25,9 +25,10 @@ def main() -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)"
     )
+    parser.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "quickstart"
+        out = args.keep or Path(folder) / "quickstart"
         command = [sys.executable, "-m", "universal_attention", "meta-train", "--preset", "quickstart"]
         command += ["--out", str(out), *(part for override in args.overrides for part in ("--set", override))]
         clock = time.perf_counter()

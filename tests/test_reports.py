@@ -149,8 +149,8 @@ def test_logged_tags_find_their_panels():
     assert curve_panel("meta/accuracy/synthetic/size") == ("meta-training top-1", "synthetic/size")
     assert curve_panel("sources/synthetic/colour/top1") == ("held-out source top-1", "synthetic/colour")
     assert curve_panel("sources/synthetic/colour/relative_to_area/layer4") == (
-        "source attention mass/area",
-        "synthetic/colour layer4",
+        "source attention mass/area at layer4",
+        "synthetic/colour",
     )
     assert curve_panel("attention/saturated/layer1.0") == ("saturated tanh inputs", "layer1.0")
     assert curve_panel("meta/images_per_s") is None and curve_panel("final/random_init/top1") is None

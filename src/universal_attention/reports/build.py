@@ -214,7 +214,7 @@ def curve_panel(tag: str) -> tuple[str, str] | None:
         if parts[-1] == "top1":
             return "held-out source top-1", "/".join(parts[1:-1])
         if len(parts) >= 5 and parts[-2] == "relative_to_area":
-            return "source attention mass/area", f"{'/'.join(parts[1:-2])} {parts[-1]}"
+            return f"source attention mass/area at {parts[-1]}", "/".join(parts[1:-2])
     if (
         parts[0] == "attention"
         and len(parts) == 3
