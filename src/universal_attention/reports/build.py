@@ -33,6 +33,7 @@ from .tables import cell_text, delta_text, interval, markdown_table, number
 
 REPORT_FILE = "report.md"
 FIGURES_FOLDER = "figures"
+ALL_TASKS = "all tasks"
 RESULTS_FILE = "results.json"
 
 
@@ -192,14 +193,14 @@ def _config_line(out: Path) -> str:
     sources = data.get("sources")
     return (
         f"Trunk `{model.get('trunk')}`, compatibility `{model.get('compatibility')}`, taps "
-        f"{', '.join(map(str, model.get('taps') or []))}; sources {_listed(sources)}; "
+        f"{_listed(model.get('taps'), 'the trunk default')}; sources {_listed(sources)}; "
         f"target `{data.get('target')}`; {train.get('max_steps')} meta-steps at {data.get('image_size')} px "
         f"(the whole config: `config.yaml`).\n"
     )
 
 
-def _listed(values: Any) -> str:
-    return ", ".join(map(str, values)) if isinstance(values, list) else "-"
+def _listed(values: Any, otherwise: str = "-") -> str:
+    return ", ".join(map(str, values)) if isinstance(values, list) and values else otherwise
 
 
 def curve_panel(tag: str) -> tuple[str, str] | None:
@@ -207,7 +208,7 @@ def curve_panel(tag: str) -> tuple[str, str] | None:
     parts = tag.split("/")
     if parts[0] == "meta" and len(parts) >= 2 and parts[1] in ("loss", "accuracy"):
         title = "meta-training loss" if parts[1] == "loss" else "meta-training top-1"
-        return title, "/".join(parts[2:]) or "all tasks"
+        return title, "/".join(parts[2:]) or ALL_TASKS
     if tag == "target/top1":
         return "periodic target check top-1", "target"
     if parts[0] == "sources" and len(parts) >= 3:
@@ -240,8 +241,11 @@ def _curves(report: Report, records: Sequence[Mapping[str, Any]]) -> None:
     if not panels:
         return
     series = {
-        title: {label: sorted(points.items()) for label, points in lines.items()} for title, lines in panels.items()
-    }
+        title: {
+            label: sorted(points.items()) for label, points in lines.items() if label != ALL_TASKS or len(lines) == 1
+        }
+        for title, lines in panels.items()
+    }  # "all tasks" is the task of each step in turn: drawn only where no task has its own line
     report.add("## Curves\n")
     report.figure("curves", lambda: figures.curves_figure(series), "loss, top-1 and attention against meta-steps")
 
