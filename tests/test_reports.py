@@ -136,6 +136,15 @@ def test_report_refuses_folders_it_cannot_report_in_one_line(run, tmp_path):
     assert "results.json is not readable JSON" in result.output
 
 
+def test_train_report_false_leaves_the_report_to_uattn_report(tmp_path):
+    out = tmp_path / "run"
+    overrides = [*TINY, "train.report=false", "train.final_comparison=false"]
+    result = invoke(*with_overrides(["meta-train", "--preset", "quickstart", "--out", out], overrides))
+    assert result.exit_code == 0, result.output
+    assert not (out / "report.md").exists() and "report:" not in result.output
+    assert invoke("report", out).exit_code == 0 and (out / "report.md").is_file()
+
+
 def test_an_unfinished_run_reports_what_it_logged(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

@@ -25,6 +25,7 @@ from small import SMALL_OVERRIDES
 
 TINY = [
     *SMALL_OVERRIDES,
+    "train.report=false",  # each trial's own report; the search's report is written all the same
     "data.image_size=32",
     "data.sources=[synthetic/colour, synthetic/size]",
     "sampler.batch_size=4",

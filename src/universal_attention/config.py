@@ -289,7 +289,8 @@ class TrainConfig(_Config):
 
     The periodic target check (every ``eval_every`` meta-steps) is a short transfer: ``eval_mode: finetune``
     trains a new head and the weights for ``eval_steps`` steps; ``linear`` fits the solved linear probe on frozen
-    features (forward passes only).
+    features (forward passes only). ``report``: write ``report.md`` and its figures at the end
+    (:mod:`universal_attention.reports`; ``uattn report`` builds it later from the folder all the same).
     """
 
     max_steps: int = Field(2000, ge=1)
@@ -303,6 +304,7 @@ class TrainConfig(_Config):
     eval_test_images: int = Field(256, ge=1, le=100_000)
     image_log_every: int = Field(100, ge=0)
     final_comparison: bool = True
+    report: bool = True
     compare: tuple[Literal["random", "joint", "supervised"], ...] = ("random",)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     attention_supervision: float = Field(0.0, ge=0)

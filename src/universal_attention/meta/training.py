@@ -465,7 +465,7 @@ def _run_in_folder(
         if logger is not None and comparison:
             kept = f"the checkpoints in {out / 'checkpoints'} are kept"
             write_result(out / "results.json", json.dumps(comparison, indent=2).encode(), result, kept)
-        if logger is not None:
+        if logger is not None and config.train.report:
             report_after_run(out, on_message)
     return result
 
