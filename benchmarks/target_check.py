@@ -112,8 +112,8 @@ def main() -> None:
                 "best_linear": best["linear"],
                 "best_finetune": best["finetune"],
                 "best_finetune_reseeded": best["finetune_reseeded"],
-                "finetune_check_seconds": round(statistics.median(seconds["finetune"]), 2),
-                "linear_check_seconds": round(statistics.median(seconds["linear"]), 2),
+                "finetune_check_seconds": round(statistics.median(seconds["finetune"]), 3),
+                "linear_check_seconds": round(statistics.median(seconds["linear"]), 3),
                 "linear_vs_finetune_seconds": round(
                     statistics.median(seconds["linear"]) / statistics.median(seconds["finetune"]), 3
                 ),
