@@ -62,7 +62,8 @@ def curves_figure(panels: Mapping[str, Mapping[str, Series]], xlabel: str = "met
     """One panel per title of ``panels``, one line per label of its series (``(step, value)`` points)."""
     rows = max(1, math.ceil(len(panels) / columns))
     width = min(columns, max(1, len(panels)))
-    figure = figure_class()(figsize=(4.2 * width, 3.0 * rows), layout="constrained")
+    figure = figure_class()(figsize=(4.2 * width, 3.0 * rows))
+    _fixed_margins(figure, rows, width)
     axes = figure.subplots(rows, width, squeeze=False)
     for index, (title, series) in enumerate(panels.items()):
         axis = axes[index // width][index % width]
@@ -157,6 +158,23 @@ def trials_figure(objectives: Sequence[float | None], objective: str = "top-1") 
     axis.set(xlabel="trial", ylabel=objective, title=f"{objective} per trial")
     axis.legend(fontsize="small")
     return figure
+
+
+def _fixed_margins(figure: Figure, rows: int, columns: int) -> None:
+    """Room for titles, tick labels and axis labels, set in inches: a grid of panels laid out this way draws
+    in about half the time of matplotlib's constrained layout, which measures every tick label first."""
+    width, height = figure.get_size_inches()
+    left, right, top, bottom, across, down = 0.7, 0.15, 0.35, 0.5, 0.75, 0.8  # inches
+    panel_width = (width - left - right - across * (columns - 1)) / columns
+    panel_height = (height - top - bottom - down * (rows - 1)) / rows
+    figure.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        top=1 - top / height,
+        bottom=bottom / height,
+        wspace=across / panel_width,
+        hspace=down / panel_height,
+    )
 
 
 def _finite_or(value: float | None, fallback: float) -> float:
