@@ -56,7 +56,7 @@ def plain_training_images_per_second(
         loss = F.cross_entropy(model(images).logits, labels)
         loss.backward()
         optimizer.step()
-        float(loss)  # waits for the device, as the inner loop's logging does
+        float(loss.detach())  # waits for the device, as the inner loop's logging does
         if step >= 2:  # warm-up
             seconds.append(time.perf_counter() - start)
     return batch / statistics.median(seconds)

@@ -11,7 +11,7 @@ from universal_attention.runs.loggers import read_metrics
 
 from small import SMALL_OVERRIDES, SMALL_TAPS
 
-pytestmark = pytest.mark.slow  # every test meta-trains the full ResNet50 (one tiny run, shared)
+pytestmark = pytest.mark.slow  # every test meta-trains the small model (one tiny run, shared)
 TINY = [
     *SMALL_OVERRIDES,
     "data.image_size=32",

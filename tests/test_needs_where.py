@@ -13,14 +13,14 @@ from torch import nn
 
 from universal_attention.data.synthetic import SOURCE_TASKS, SyntheticTaskDataset
 
-STEPS, BATCH, TRAIN, TEST = 150, 32, 2000, 400
+STEPS, BATCH, TRAIN, TEST = 300, 16, 2000, 400
 
 
 def encoder() -> nn.Module:
     def block(inputs: int, outputs: int, stride: int) -> nn.Module:
         return nn.Sequential(nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU())
 
-    return nn.Sequential(block(3, 32, 2), block(32, 64, 2), block(64, 64, 1), block(64, 128, 1))
+    return nn.Sequential(block(3, 16, 2), block(16, 32, 2), block(32, 32, 1), block(32, 64, 1))
 
 
 def pooled(features: torch.Tensor, masks: torch.Tensor, oracle: bool) -> torch.Tensor:
@@ -39,7 +39,7 @@ def split(task: str, name: str, length: int) -> tuple[torch.Tensor, torch.Tensor
 
 def trained_top1(train, test, oracle: bool) -> float:
     torch.manual_seed(0)
-    body, head = encoder(), nn.Linear(128, 4)
+    body, head = encoder(), nn.Linear(64, 4)
     optimizer = torch.optim.Adam([*body.parameters(), *head.parameters()], lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     images, labels, masks = train
