@@ -15,6 +15,9 @@ hits both sides): the same model, batch size, image size and inner optimiser, on
   share of the run's wall time the run's checks took; ``meta_train_vs_model_without_checks``: the ratio with
   that time taken out. The checks are training by design (the quickstart's check finetunes on 800 images per
   8,000 meta-training images), so the first ratio cannot pass 0.95 while the checks cost more than 5 %.
+- ``*_images_kept``: the same figures of a second, identical run in the same process, which reads the synthetic
+  images the first run painted (they are kept for the process) instead of painting them: what the meta-training
+  costs beside its data.
 
 Run: python benchmarks/meta_train_speed.py [--steps 100] [--plain-steps 30] [--set model.trunk=resnet18 ...]
 Last line: {"meta_train_vs_model": .., "meta_train_img_per_s": .., "model_train_img_per_s": .., ...}
@@ -62,6 +65,16 @@ def plain_training_images_per_second(
     return batch / statistics.median(seconds)
 
 
+def timed_run(config: ExperimentConfig, out: str) -> tuple[float, list[float], str]:
+    """Meta-train ``config`` into ``out``: the run's wall seconds, each meta-step's seconds, its final checkpoint."""
+    step_seconds: list[float] = []
+    start = time.perf_counter()
+    result = meta_train(
+        config, out, on_message=lambda text: None, on_step=lambda step, metrics: step_seconds.append(metrics["seconds"])
+    )
+    return time.perf_counter() - start, step_seconds, str(result.final_checkpoint)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="meta-steps (default: the preset's eval_every)")
@@ -77,17 +90,10 @@ def main() -> None:
     )
     device = resolve_device(config.train.device)
     before = plain_training_images_per_second(config, args.plain_steps, device)
-    step_seconds: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
-        result = meta_train(
-            config,
-            f"{folder}/run",
-            on_message=lambda text: None,
-            on_step=lambda step, metrics: step_seconds.append(metrics["seconds"]),
-        )
-        wall = time.perf_counter() - start
-        final = load_checkpoint(result.final_checkpoint).model
+        wall, step_seconds, final_checkpoint = timed_run(config, f"{folder}/run")
+        final = load_checkpoint(final_checkpoint).model
+        kept_wall, kept_step_seconds, _ = timed_run(config, f"{folder}/again")
     clock = time.perf_counter()
     quick_transfer(final, config, device)
     check_seconds = time.perf_counter() - clock
@@ -103,6 +109,8 @@ def main() -> None:
             {
                 f"{prefix}meta_train_vs_model": round(meta_rate / plain_rate, 3),
                 "meta_train_img_per_s": round(meta_rate, 1),
+                "meta_train_vs_model_images_kept": round(steps * per_step / kept_wall / plain_rate, 3),
+                "meta_steps_vs_model_images_kept": round(steps * per_step / sum(kept_step_seconds) / plain_rate, 3),
                 "model_train_img_per_s": round(plain_rate, 1),
                 "model_train_img_per_s_before_after": [round(before, 1), round(after, 1)],
                 "meta_train_vs_model_without_checks": round(

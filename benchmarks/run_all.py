@@ -59,6 +59,8 @@ BENCHMARKS = [
             "meta_train_vs_model": ">= 0.95",
             "meta_train_vs_model_without_checks": "",
             "meta_steps_vs_model": "",
+            "meta_train_vs_model_images_kept": "",
+            "meta_steps_vs_model_images_kept": "",
             "target_checks_share": "",
             "meta_train_img_per_s": "",
             "model_train_img_per_s": "",
@@ -132,7 +134,9 @@ NOTES = """\
   The run's 100 meta-steps read 8,000 images of the quickstart's 12,000, so nearly every synthetic image is
   painted for the first time (`synthetic_img_per_s`, at 128 px; `synthetic_kept_img_per_s` once kept in memory);
   over the whole 600-step quickstart the meta-training stage reads 48,000 images in
-  `quickstart_stage_meta_train_seconds`, most of them read again.
+  `quickstart_stage_meta_train_seconds`, most of them read again. The `*_images_kept` rows are a second,
+  identical run in the same process, which reads the images the first one painted (painted images are kept for
+  the process): `meta_steps_vs_model_images_kept` is what Reptile's meta-steps cost beside their data.
 - `gpu_*` rows appear only when the runner has a CUDA device (`gpu_*`: bf16 autocast and channels_last;
   `gpu_fp32_*` in the JSON: fp32).
 - `finetune_*_bn_img_per_s` are finetuning steps of the quickstart model (64 px, batch 16) with BatchNorm frozen

@@ -36,24 +36,22 @@ def test_model_overhead_reports_the_gap_above_the_flop_floor_at_each_size():
 
 @pytest.mark.slow
 def test_meta_train_speed_compares_meta_training_with_the_models_own_training():
-    tiny = ["data.image_size=32", "sampler.batch_size=4", "reptile.inner_steps=1", "train.eval_steps=1"]
-    tiny_arguments = [argument for override in tiny for argument in ("--set", override)]
-    result = last_json(
-        "meta_train_speed.py",
-        "--steps",
-        "2",
-        "--plain-steps",
-        "2",
-        *SMALL_ARGUMENTS,
-        *tiny_arguments,
-        "--set",
+    tiny = [
+        *SMALL_OVERRIDES,
+        "data.image_size=32",
+        "sampler.batch_size=4",
+        "reptile.inner_steps=1",
+        "train.eval_steps=1",
         "train.eval_test_images=8",
-    )
+    ]
+    arguments = [argument for override in tiny for argument in ("--set", override)]
+    result = last_json("meta_train_speed.py", "--steps", "2", "--plain-steps", "2", *arguments)
     assert result["meta_train_vs_model"] == pytest.approx(
         result["meta_train_img_per_s"] / result["model_train_img_per_s"], rel=0.02
     )
     assert 0 < result["outside_meta_steps_share"] < 1 and result["target_check_seconds"] > 0
     assert result["target_checks_share"] == 0  # two steps hold no periodic check
+    assert result["meta_train_vs_model_images_kept"] > 0 and result["meta_steps_vs_model_images_kept"] > 0
     assert result["trunk"] == SMALL_TRUNK
 
 

@@ -287,6 +287,7 @@ def test_the_same_classifier_reads_a_label_that_global_statistics_do_give():
 def test_kept_images_are_copies_and_the_memo_stops_at_its_room(monkeypatch):
     import universal_attention.data.synthetic as synthetic
 
+    monkeypatch.setattr(synthetic, "_MEMO", synthetic._Memo())  # an empty memo for this test alone
     monkeypatch.setattr(synthetic, "MEMO_BYTES", 2 * 4 * 32 * 32)  # room for two 32 px images with masks
     dataset = SyntheticTaskDataset("colour", image_size=32, length=4)
     image, mask = dataset.draw(0)
@@ -296,6 +297,33 @@ def test_kept_images_are_copies_and_the_memo_stops_at_its_room(monkeypatch):
     assert torch.equal(dataset.draw(0)[0], painted)  # a caller's change does not reach the kept image
     for index in range(4):
         dataset.draw(index)
-    assert len(dataset._drawn) == 2
+    assert len(synthetic._MEMO.items) == 2 and synthetic._MEMO.bytes == 2 * 4 * 32 * 32
+    synthetic.forget_painted_images()
     fresh = SyntheticTaskDataset("colour", image_size=32, length=4)
     assert torch.equal(dataset.draw(3)[0], fresh.draw(3)[0])  # painted again beyond the room, the same image
+
+
+def test_a_dataset_made_again_reads_the_images_the_first_one_painted(monkeypatch):
+    import universal_attention.data.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "_MEMO", synthetic._Memo())
+    painted = []
+    draw = SyntheticTaskDataset._draw
+    monkeypatch.setattr(SyntheticTaskDataset, "_draw", lambda self, i, obj: painted.append(i) or draw(self, i, obj))
+    first = [SyntheticTaskDataset("size", image_size=24, length=6).draw(i) for i in range(6)]
+    again = [SyntheticTaskDataset("size", image_size=24, length=6).draw(i) for i in range(6)]
+    assert painted == list(range(6))  # the second dataset painted nothing
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    for other in ({"seed": 1}, {"length": 7}, {"image_size": 25}, {"split": "test"}):
+        options = {"image_size": 24, "length": 6, **other}
+        task = SyntheticTaskDataset("size", options.pop("split", "train"), **options)
+        task.draw(0)
+        assert painted[-1] == 0 and len(painted) > 6, other  # any other parameter paints its own image
+        painted.clear()
+        painted.extend(range(6))
+    without = SyntheticTaskDataset("size", image_size=24, length=6)
+    without.draw(2, with_object=False)
+    assert painted[-1] == 2 and len(painted) == 7  # without its objects is another image
+    synthetic.forget_painted_images()
+    SyntheticTaskDataset("size", image_size=24, length=6).draw(4)
+    assert painted[-1] == 4 and len(painted) == 8

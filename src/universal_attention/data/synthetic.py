@@ -16,9 +16,11 @@ elongated), the mark at its centre (glyph), and its hue among four hues that no 
 colour features of the sources, with new values). ``shape`` is drawn the same way but is too slow to learn at
 64 px to serve as either (see :data:`EXTRA_TASKS`). The mask marks the target.
 
-Nothing is stored: image ``i`` is drawn on demand from ``np.random.default_rng`` seeded with (seed, split,
-task, i), and the labels of a whole split come from one seeded permutation (exactly balanced), so they
-are known without drawing any image.
+Nothing is stored on disk: image ``i`` is drawn on demand from ``np.random.default_rng`` seeded with (seed,
+split, task, i), and the labels of a whole split come from one seeded permutation (exactly balanced), so they
+are known without drawing any image. Painted images are kept in memory for the whole process (up to
+:data:`MEMO_BYTES`), shared by every dataset of the same task, split, seed, length and size: the next run of a
+study or a search in the same process reads them instead of painting them again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +57,8 @@ OBJECTS = 4
 """Objects per image: the target and one decoy for each other value of the asked property."""
 
 DEFAULT_LENGTHS = {"train": 4000, "test": 1000}
-MEMO_BYTES = 256 * 2**20  # images drawn once and kept, per dataset, up to this many bytes of pixels and masks
+MEMO_BYTES = 512 * 2**20
+"""Bytes of pixels and masks of painted images kept in this process, over every synthetic dataset together."""
 _SPLITS = {"train": "train", "test": "test", "val": "test", "validation": "test"}
 _VERSION = 2  # bump whenever drawing changes, so caches built from older images are rebuilt
 
@@ -142,8 +146,7 @@ class SyntheticTaskDataset:
         self._key = [seed, ("train", "test").index(self.split), TASKS.index(task)]
         balanced = np.arange(length) % len(self.classes)
         self.labels: list[int] = np.random.default_rng(self._key).permutation(balanced).tolist()
-        self._drawn: dict[tuple[int, bool], tuple[Tensor, Tensor]] = {}
-        self._memo_room = MEMO_BYTES // ((3 + 1) * image_size * image_size)  # images the memo may keep
+        self._memo_key = (seed, self.split, task, length, image_size)  # everything that decides image i
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -170,7 +173,8 @@ class SyntheticTaskDataset:
             The image (uint8 [3, S, S]) and the target's mask (uint8 [S, S]).
 
         An image is painted from its own seed the first time it is asked for and kept in memory (up to
-        :data:`MEMO_BYTES` per dataset), so later passes over the data cost a copy instead of a painting.
+        :data:`MEMO_BYTES` in this process, shared with every dataset of the same task, split, seed, length and
+        size), so later passes over the data cost a copy instead of a painting.
 
         Raises:
             IndexError: ``index`` is outside ``0 .. len(self) - 1``.
@@ -178,12 +182,12 @@ class SyntheticTaskDataset:
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        kept = self._drawn.get((index, with_object))
+        key = (*self._memo_key, index, with_object)
+        kept = _MEMO.get(key)
         if kept is not None:  # a copy: whoever receives the image may change it
             return kept[0].clone(), kept[1].clone()
         image, mask = self._draw(index, with_object)
-        if len(self._drawn) < self._memo_room:
-            self._drawn[(index, with_object)] = (image.clone(), mask.clone())
+        _MEMO.keep(key, image, mask)
         return image, mask
 
     def _draw(self, index: int, with_object: bool) -> tuple[Tensor, Tensor]:
@@ -199,6 +203,40 @@ class SyntheticTaskDataset:
         if with_object:
             _draw_marker(canvas, target, marker_angle, marker_white)
         return torch.from_numpy(canvas.astype(np.uint8)), torch.from_numpy(mask)
+
+
+class _Memo:
+    """Painted images and masks by (seed, split, task, length, size, index, with_object), for the whole process,
+    first come first kept up to :data:`MEMO_BYTES`; safe to fill from a prefetching thread."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[object, ...], tuple[Tensor, Tensor]] = {}
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...]) -> tuple[Tensor, Tensor] | None:
+        return self.items.get(key)
+
+    def keep(self, key: tuple[object, ...], image: Tensor, mask: Tensor) -> None:
+        size = image.numel() + mask.numel()  # uint8: one byte each
+        with self._lock:
+            if key not in self.items and self.bytes + size <= MEMO_BYTES:
+                self.items[key] = (image.clone(), mask.clone())
+                self.bytes += size
+
+    def clear(self) -> None:
+        with self._lock:
+            self.items.clear()
+            self.bytes = 0
+
+
+_MEMO = _Memo()
+
+
+def forget_painted_images() -> None:
+    """Drop every painted image kept in this process, so the next reads paint again (what a benchmark of
+    painting needs, or a long process that is done with its synthetic tasks)."""
+    _MEMO.clear()
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
