@@ -146,7 +146,7 @@ class SyntheticTaskDataset:
         self._key = [seed, ("train", "test").index(self.split), TASKS.index(task)]
         balanced = np.arange(length) % len(self.classes)
         self.labels: list[int] = np.random.default_rng(self._key).permutation(balanced).tolist()
-        self._memo_key = (seed, self.split, task, length, image_size)  # everything that decides image i
+        self._memo_key = (*self._key, length, image_size)  # with the index: everything that decides an image
 
     def __len__(self) -> int:
         return len(self.labels)
