@@ -277,3 +277,52 @@ def test_prefetch_changes_nothing_in_the_result():
         return [model.w.detach().clone()]
 
     torch.testing.assert_close(run(True), run(False))
+
+
+def test_reset_inner_state_is_a_new_adam_for_every_task():
+    """One optimiser zeroed before each task gives what a new Adam per task gives, new heads included."""
+
+    def hand_written(model, tasks_per_step, config):
+        meta = {name: p.detach().clone() for name, p in model.named_parameters() if not name.startswith("heads.")}
+        for tasks in tasks_per_step:
+            adapted = []
+            for task in tasks:
+                if not model.has_head(task.name):
+                    model.add_head(task.name, task.num_classes)
+                with torch.no_grad():
+                    for name, p in model.named_parameters():
+                        if name in meta:
+                            p.copy_(meta[name])
+                optimizer = torch.optim.Adam(model.parameters(), lr=config.inner_lr, betas=(0.0, 0.999))
+                for _ in range(config.inner_steps):
+                    optimizer.zero_grad(set_to_none=True)
+                    custom_loss(model, next(task.batches), task).backward()
+                    optimizer.step()
+                adapted.append({name: p.detach().clone() for name, p in model.named_parameters() if name in meta})
+            for name in meta:
+                mean = sum(weights[name] for weights in adapted) / len(adapted)
+                meta[name] = meta[name] + config.outer_lr * (mean - meta[name])
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name in meta:
+                        p.copy_(meta[name])
+        return model.state_dict()
+
+    def steps():
+        return [[random_task("a", 3, 1), random_task("b", 2, 2)], [random_task("c", 4, 3), random_task("a", 3, 4)]]
+
+    config = ReptileConfig(
+        inner_steps=3, inner_optimizer="adam", inner_lr=0.05, outer_optimizer="sgd", outer_lr=0.5, meta_batch_size=2
+    )
+    torch.manual_seed(0)
+    model = TwoHeads()
+    reptile = Reptile(model, config, loss_fn=custom_loss)
+    for tasks in steps():
+        reptile.meta_step(tasks)
+    # a reset state is not part of the run's state
+    assert reptile.inner_optimizer is None and "inner." not in "".join(reptile.state_dict())
+    torch.manual_seed(0)
+    expected = hand_written(TwoHeads(), steps(), config)
+    assert model.state_dict().keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-6, atol=1e-7, msg=key)

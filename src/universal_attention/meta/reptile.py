@@ -8,10 +8,10 @@ be evaluated or checkpointed at any time.
 Task-specific parameters (by default everything under ``model.heads``) are trained in the inner loop and
 kept per task across steps (``heads: persistent``) or zeroed before every task (``heads: reset``, the Reptile
 paper's protocol with a new label order per task); they are never averaged into the meta weights. The inner
-optimiser is new for every task (``inner_state: reset``) or one optimiser whose state (Adam's moments) carries
-across tasks (``inner_state: keep``). ``algorithm: joint`` is the baseline that Reptile has to beat: the same
-tasks and batches, one optimiser step per batch, and no meta-update (the weights simply carry on). Batch-norm running
-statistics are estimates rather than learned weights: each task starts from the meta statistics and,
+optimiser starts every task in a new optimiser's state (``inner_state: reset``: one optimiser, zeroed before each
+task) or carries its state (Adam's moments) across tasks (``inner_state: keep``). ``algorithm: joint`` is the
+baseline that Reptile has to beat: the same tasks and batches, one optimiser step per batch, and no meta-update
+(the weights simply carry on). Batch-norm running statistics are estimates rather than learned weights: each task starts from the meta statistics and,
 after the step, the meta statistics become the mean of the tasks' adapted statistics.
 
 Under ``torchrun`` every process adapts to its own tasks and the sums of adapted weights are all-reduced,
@@ -148,7 +148,8 @@ class Reptile:
         self.buffers = [b for _, b in model.named_buffers() if b.is_floating_point()]
         self.meta_buffers = [b.detach().clone() for b in self.buffers]
         self.keeps_inner_state = self.config.inner_state == "keep" or self.config.algorithm == "joint"
-        self.inner_optimizer: torch.optim.Optimizer | None = None
+        self.inner_optimizer: torch.optim.Optimizer | None = None  # the kept one (inner_state: keep)
+        self._reset_optimizer: torch.optim.Optimizer | None = None  # handed out zeroed (inner_state: reset)
         if self.config.algorithm == "joint" and is_distributed():
             raise ConfigError("reptile.algorithm=joint runs in one process; run the joint baseline without torchrun")
         self.step = 0
@@ -176,18 +177,28 @@ class Reptile:
         return torch.optim.SGD(parameters, lr=self.config.inner_lr)
 
     def _task_optimizer(self) -> torch.optim.Optimizer:
-        """A new inner optimiser, or the kept one (with any parameter it has not seen yet, e.g. a new head)."""
+        """The next task's inner optimiser, holding every trainable parameter (a new head is added to it).
+
+        ``inner_state: keep`` carries the one optimiser's state on. ``reset`` hands out the same optimiser with
+        its state zeroed, which is the state of a new one (Adam's moments and step count at zero), so that no
+        task allocates and fills the moments' memory again."""
         parameters = [p for p in self.model.parameters() if p.requires_grad]
-        if not self.keeps_inner_state:
-            return self._new_inner_optimizer(parameters)
-        if self.inner_optimizer is None:
-            self.inner_optimizer = self._new_inner_optimizer(parameters)
+        optimizer = self.inner_optimizer if self.keeps_inner_state else self._reset_optimizer
+        if optimizer is None:
+            optimizer = self._new_inner_optimizer(parameters)
         else:
-            known = {id(p) for group in self.inner_optimizer.param_groups for p in group["params"]}
+            known = {id(p) for group in optimizer.param_groups for p in group["params"]}
             unseen = [p for p in parameters if id(p) not in known]
             if unseen:
-                self.inner_optimizer.add_param_group({"params": unseen})
-        return self.inner_optimizer
+                optimizer.add_param_group({"params": unseen})
+        if self.keeps_inner_state:
+            self.inner_optimizer = optimizer
+        else:
+            self._reset_optimizer = optimizer
+            state = [value for entry in optimizer.state.values() for value in entry.values() if torch.is_tensor(value)]
+            if state:
+                torch._foreach_zero_(state)
+        return optimizer
 
     @torch.no_grad()
     def _reset_heads(self) -> None:
