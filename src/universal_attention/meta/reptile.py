@@ -11,8 +11,9 @@ paper's protocol with a new label order per task); they are never averaged into 
 optimiser starts every task in a new optimiser's state (``inner_state: reset``: one optimiser, zeroed before each
 task) or carries its state (Adam's moments) across tasks (``inner_state: keep``). ``algorithm: joint`` is the
 baseline that Reptile has to beat: the same tasks and batches, one optimiser step per batch, and no meta-update
-(the weights simply carry on). Batch-norm running statistics are estimates rather than learned weights: each task starts from the meta statistics and,
-after the step, the meta statistics become the mean of the tasks' adapted statistics.
+(the weights simply carry on). Batch-norm running statistics are estimates rather than learned weights: each
+task starts from the meta statistics and, after the step, the meta statistics become the mean of the tasks'
+adapted statistics.
 
 Under ``torchrun`` every process adapts to its own tasks and the sums of adapted weights are all-reduced,
 which is batched Reptile over all processes' tasks. Heads stay identical on every process: a head adapted
