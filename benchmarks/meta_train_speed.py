@@ -91,7 +91,7 @@ def main() -> None:
     )
     device = resolve_device(config.train.device)
     # The process's first model trains about 40 % slower for its first few dozen steps (measured: 132-149 img/s,
-    # then 215-247 for every later measurement), so one measurement is thrown away before "before" is taken.
+    # then 209-247 for every later measurement), so one measurement is thrown away before "before" is taken.
     plain_training_images_per_second(config, args.plain_steps, device)
     before = plain_training_images_per_second(config, args.plain_steps, device)
     with tempfile.TemporaryDirectory() as folder:

@@ -95,9 +95,8 @@ def main() -> None:
     times = {name: [] for name in runs}
     names = list(runs)
     for repeat in range(args.repeats):
-        for name in (
-            names[repeat % len(names) :] + names[: repeat % len(names)]
-        ):  # rotate the order so no run always follows another
+        shift = repeat % len(names)  # rotate the order so no run always follows another
+        for name in names[shift:] + names[:shift]:
             times[name].append(timed(runs[name]))
     median = {name: statistics.median(values) for name, values in times.items()}
     print(
