@@ -133,11 +133,13 @@ NOTES = """\
   sampler, Reptile's copies, logging, checkpoints, attention pictures, periodic target checks) against the same
   model's plain training steps at the same batch and image size, both with the inner optimiser (fused Adam).
   The periodic target check is training by design (`train.eval_steps` finetuning steps every `train.eval_every`
-  meta-steps: 800 images per 8,000 for the quickstart), so `target_checks_share` of the run is spent on it;
+  meta-steps: 800 images per 16,000 for the quickstart), so `target_checks_share` of the run is spent on it;
   `meta_train_vs_model_without_checks` takes that time out, `meta_steps_vs_model` counts the meta-steps alone.
-  The run's 100 meta-steps read 8,000 images of the quickstart's 12,000, so nearly every synthetic image is
-  painted for the first time (`synthetic_img_per_s`, at 128 px; `synthetic_kept_img_per_s` once kept in memory);
-  over the whole 600-step quickstart the meta-training stage reads 48,000 images in
+  The run's 200 meta-steps (one period of the check) read 16,000 images from the quickstart's 12,000, so most
+  reads paint an image for the first time (`synthetic_img_per_s`, at 128 px; `synthetic_kept_img_per_s` once
+  kept in memory). Where torch's threads use every CPU core (on 2 cores, say), `reptile.prefetch: auto` reads the
+  batches in the training thread (`prefetch` in the JSON): a reading thread beside them slowed meta-training
+  down. Over the whole 600-step quickstart the meta-training stage reads 48,000 images in
   `quickstart_stage_meta_train_seconds`, most of them read again. The `*_images_kept` rows are a second,
   identical run in the same process, which reads the images the first one painted (painted images are kept for
   the process): `meta_steps_vs_model_images_kept` is what Reptile's meta-steps cost beside their data.

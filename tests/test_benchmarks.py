@@ -1,6 +1,7 @@
 """The benchmark scripts run and report what their docstrings promise (at tiny sizes: figures are not checked)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,10 @@ def test_meta_train_speed_compares_meta_training_with_the_models_own_training():
         "train.eval_test_images=8",
     ]
     arguments = [argument for override in tiny for argument in ("--set", override)]
-    result = last_json("meta_train_speed.py", "--steps", "2", "--plain-steps", "2", *arguments)
+    result = last_json("meta_train_speed.py", "--steps", "2", "--plain-steps", "2", "--threads", "1", *arguments)
+    assert result["threads"] == 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert result["prefetch"] == (cores > 1)  # auto: one thread trains, so any second core is free for reading
     assert result["meta_train_vs_model"] == pytest.approx(
         result["meta_train_img_per_s"] / result["model_train_img_per_s"], rel=0.02
     )

@@ -1,4 +1,5 @@
 import itertools
+import os
 
 import pytest
 import torch
@@ -277,6 +278,37 @@ def test_prefetch_changes_nothing_in_the_result():
         return [model.w.detach().clone()]
 
     torch.testing.assert_close(run(True), run(False))
+
+
+def test_auto_prefetch_reads_in_a_thread_only_where_a_core_is_free(monkeypatch):
+    from universal_attention.meta import reptile as reptile_module
+
+    readers = []
+
+    def recording(batches, count, depth=2):
+        readers.append(count)
+        return (next(batches) for _ in range(count))
+
+    monkeypatch.setattr(reptile_module, "prefetched", recording)
+    model = Linear([1.0, 2.0])
+    xs = (torch.tensor([float(i), -1.0]) for i in itertools.count())
+    for free, setting, expected in [(True, "auto", [3]), (False, "auto", []), (False, True, [3]), (True, False, [])]:
+        readers.clear()
+        monkeypatch.setattr(reptile_module, "a_core_is_free", lambda device, free=free: free)
+        config = ReptileConfig(inner_steps=3, inner_lr=0.1, outer_optimizer="sgd", prefetch=setting)
+        Reptile(model, config, loss_fn=linear_loss).meta_step([Task("t", ((x,) for x in xs))])
+        assert readers == expected, (free, setting)
+
+
+def test_a_core_is_free_beside_a_gpu_or_when_torch_leaves_one(monkeypatch):
+    from universal_attention.meta.reptile import a_core_is_free
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert not a_core_is_free(torch.device("cpu"))
+    assert a_core_is_free(torch.device("cuda"))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert a_core_is_free(torch.device("cpu"))
 
 
 def test_reset_inner_state_is_a_new_adam_for_every_task():

@@ -78,7 +78,8 @@ def test_the_same_marker_sits_at_the_same_gap_beside_every_target(size):
 
 def brute_force_marker_place(obj, size, angle):
     """marker_place by its definition: every pixel of the object measured from every step of every direction."""
-    inside, y0, x0 = _footprint(obj, size)
+    footprint = _footprint(obj, size)
+    inside, y0, x0 = footprint.inside, footprint.y0, footprint.x0
     rows, columns = np.nonzero(inside)
     pixels = np.stack([columns + x0 + 0.5, rows + y0 + 0.5], axis=1)
     radius = max(1.5, 0.04 * size)

@@ -186,9 +186,11 @@ class ReptileConfig(_Config):
     ``heads``: ``persistent`` keeps each task's head across meta-steps (the original experiment: a dataset is
     a task); ``reset`` starts every task from a fresh (zero) head with its labels in a new random order, as in
     the Reptile paper, so that the meta-learned weights practise what transfer does. ``inner_state``: ``reset``
-    builds a new inner optimiser for every task; ``keep`` keeps its state (Adam's moments)
+    starts every task's inner optimiser from zeroed state; ``keep`` keeps its state (Adam's moments)
     across tasks. ``prefetch``: a background thread reads each task's next inner batch while the current one
-    trains (the same batches in the same order).
+    trains (the same batches in the same order); ``auto`` (the default) does so only where a core is free for
+    it: the model trains on a GPU, or the process may run on more CPU cores than torch's threads use (on a CPU
+    whose every core trains, the reading thread only slows the training threads down).
     ``algorithm``: ``joint`` is the fair baseline: the same sampler, heads, images and steps, one optimiser
     step per batch on weights that simply carry on (no meta-update).
     """
@@ -204,7 +206,7 @@ class ReptileConfig(_Config):
     outer_beta1: float = Field(0.0, ge=0, lt=1)
     meta_batch_size: int = Field(1, ge=1, le=MAX_BATCH)
     anneal: bool = False
-    prefetch: bool = True
+    prefetch: Literal["auto", True, False] = "auto"
 
 
 class TransferConfig(_Config):

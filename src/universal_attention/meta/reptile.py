@@ -23,6 +23,7 @@ on every process before the first step; ``meta_train`` creates them all up front
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -97,6 +98,15 @@ def prefetched(batches: Iterator[tuple[Tensor, ...]], count: int, depth: int = 2
     finally:
         stop.set()
         reader.join()
+
+
+def a_core_is_free(device: torch.device) -> bool:
+    """Whether a thread that reads batches has a core of its own beside training on ``device``: the model
+    trains on a GPU, or this process may run on more CPU cores than torch's intra-op threads use."""
+    if device.type != "cpu":
+        return True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores > torch.get_num_threads()
 
 
 def heads_are_task_specific(name: str) -> bool:
@@ -221,9 +231,10 @@ class Reptile:
         device = self.shared[0].device if self.shared else next(self.model.parameters()).device
         losses, correct, seen = [], 0, 0
         count = steps or self.config.inner_steps
-        batches = (
-            prefetched(task.batches, count) if self.config.prefetch else (next(task.batches) for _ in range(count))
-        )
+        prefetch = self.config.prefetch
+        if prefetch == "auto":
+            prefetch = a_core_is_free(device)
+        batches = prefetched(task.batches, count) if prefetch else (next(task.batches) for _ in range(count))
         for host_batch in batches:
             batch = tuple(t.to(device, non_blocking=True) for t in host_batch)
             optimizer.zero_grad(set_to_none=True)
