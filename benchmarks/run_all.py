@@ -73,6 +73,18 @@ BENCHMARKS = [
         },
     ),
     (
+        "prefetch.py",
+        [],
+        {
+            "prefetch_minus_off_seconds": "",
+            "prefetch_minus_off_ci": "",
+            "prefetch_vs_off": "",
+            "prefetch_minus_off_seconds_free_core": "",
+            "prefetch_minus_off_ci_free_core": "",
+            "prefetch_vs_off_free_core": "",
+        },
+    ),
+    (
         "transfer_speed.py",
         [],
         {"finetune_frozen_bn_img_per_s": "", "finetune_train_bn_img_per_s": "", "quickstart_transfer_seconds": "<= 90"},
@@ -143,6 +155,10 @@ NOTES = """\
   `quickstart_stage_meta_train_seconds`, most of them read again. The `*_images_kept` rows are a second,
   identical run in the same process, which reads the images the first one painted (painted images are kept for
   the process): `meta_steps_vs_model_images_kept` is what Reptile's meta-steps cost beside their data.
+- `prefetch_*` compare the meta-steps of paired quickstart runs (25 meta-steps each, images painted afresh, order
+  alternating) with `reptile.prefetch: true` and `false`: the mean difference in seconds (on minus off) with its
+  95 % t interval, and the ratio of the means; `*_free_core` runs torch on one thread fewer, so a core is free
+  for the reading thread. An interval that holds 0 is not resolved. `auto` prefetches only where a core is free.
 - `gpu_*` rows appear only when the runner has a CUDA device (`gpu_*`: bf16 autocast and channels_last;
   `gpu_fp32_*` in the JSON: fp32).
 - `finetune_*_bn_img_per_s` are finetuning steps of the quickstart model (64 px, batch 16) with BatchNorm frozen

@@ -59,6 +59,18 @@ def test_meta_train_speed_compares_meta_training_with_the_models_own_training():
     assert result["trunk"] == SMALL_TRUNK
 
 
+@pytest.mark.slow
+def test_prefetch_pairs_runs_with_and_without_the_reading_thread():
+    tiny = [*SMALL_OVERRIDES, "data.image_size=32", "sampler.batch_size=4", "reptile.inner_steps=1"]
+    arguments = [argument for override in tiny for argument in ("--set", override)]
+    result = last_json("prefetch.py", "--steps", "2", "--pairs", "2", *arguments)
+    assert len(result["prefetch_on_seconds"]) == len(result["prefetch_off_seconds"]) == 2
+    low, high = result["prefetch_minus_off_ci"]
+    assert low <= result["prefetch_minus_off_seconds"] <= high
+    if result["prefetch_threads"] > 1:  # the same pairs again with a core left free
+        assert result["prefetch_threads_free_core"] == result["prefetch_threads"] - 1
+
+
 def test_the_scaling_grid_varies_one_factor_at_a_time_around_the_paper_s_point():
     grid = load_script("benchmarks/scaling.py").grid
     points = grid([32, 48, 128], [1, 2], [1, 4], (128, 1, 4))
