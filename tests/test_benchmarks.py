@@ -36,6 +36,15 @@ def test_model_overhead_reports_the_gap_above_the_flop_floor_at_each_size():
 
 
 @pytest.mark.slow
+def test_reptile_overhead_pairs_each_meta_step_with_plain_steps_of_its_repeat():
+    result = last_json("reptile_overhead.py", "--image-size", "32", "--batch", "2", "--repeats", "3")
+    low, high = result["reptile_vs_plain_ci"]
+    assert low <= result["reptile_vs_plain_paired_mean"] <= high
+    assert result["reptile_vs_plain"] == pytest.approx(result["reptile_s"] / result["plain_s"], rel=0.01)
+    assert result["repeats"] == 3
+
+
+@pytest.mark.slow
 def test_meta_train_speed_compares_meta_training_with_the_models_own_training():
     tiny = [
         *SMALL_OVERRIDES,
