@@ -3,28 +3,33 @@
 Runs ``meta_train`` on the quickstart preset with its own schedule (periodic target check, attention pictures,
 checkpoints, TensorBoard scalars; no final comparison) for ``--steps`` meta-steps, by default one period of the
 target check, so that every periodic cost is in the run in its proper share. The model's plain training speed
-is measured in the same process, before and after the run (their mean, so that a slow spell of the machine
-hits both sides; a first measurement, slow while the process warms up, is thrown away): the same model, batch
-size, image size and inner optimiser, on a batch already in memory.
+is measured during the run: every ``--plain-every`` meta-steps (and once at the end) the run pauses for a burst
+of ``--plain-burst`` plain training steps (the burst's first step, slower while caches refill, untimed) of the
+same model, batch size, image size and inner optimiser, on a batch already in memory. A slow spell of the
+machine then hits both sides alike; the pauses are taken out of the run's time. A first measurement, slow while
+the process warms up, is thrown away before the run.
 
 - ``meta_train_vs_model``: meta-training images/s over the whole run (start-up, sampler, Reptile's copies,
-  logging, checkpoints, pictures and periodic checks included) / plain training images/s. Target >= 0.95.
+  logging, checkpoints, pictures and periodic checks included) / plain training images/s (the median step of the
+  run's bursts). Target >= 0.95. ``model_train_img_per_s_spread``: the slowest and fastest burst, what the
+  machine's own noise was during the runs.
 - ``meta_step_img_per_s``: images/s inside the meta-steps alone; ``outside_meta_steps_share``: the share of the
   run's wall time spent outside them.
 - ``target_check_seconds``: one periodic target check (``train.eval_steps`` finetuning steps and
   ``train.eval_test_images`` test images, timed again on the run's final model); ``target_checks_share``: the
   share of the run's wall time the run's checks took; ``meta_train_vs_model_without_checks``: the ratio with
   that time taken out. The checks are training by design (the quickstart's check finetunes on 800 images per
-  8,000 meta-training images), so the first ratio cannot pass 0.95 while the checks cost more than 5 %.
-- ``*_images_kept``: the same figures of a second, identical run in the same process, which reads the synthetic
-  images the first run painted (they are kept for the process) instead of painting them: what the meta-training
-  costs beside its data.
+  16,000 meta-training images), so the first ratio cannot pass 0.95 while the checks cost more than 5 %.
+- ``*_images_kept``: the same figures of a second, identical run in the same process (against its own bursts),
+  which reads the synthetic images the first run painted (they are kept for the process) instead of painting
+  them: what the meta-training costs beside its data.
 
 - ``prefetch``: whether the run's inner batches were read ahead by a background thread (``reptile.prefetch``;
   ``auto`` reads ahead only where a core is free for it). ``--threads 1`` leaves one core of a 2-core machine
   to the reading thread: the case ``auto`` prefetches for, measured on a small machine.
 
-Run: python benchmarks/meta_train_speed.py [--steps 200] [--plain-steps 30] [--threads N] [--set KEY=VALUE ...]
+Run: python benchmarks/meta_train_speed.py [--steps 200] [--plain-every 10] [--plain-burst 3] [--threads N]
+[--set KEY=VALUE ...]
 Last line: {"meta_train_vs_model": .., "meta_train_img_per_s": .., "model_train_img_per_s": .., ...}
 """
 
@@ -37,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -48,48 +54,82 @@ from universal_attention.meta.reptile import a_core_is_free
 from universal_attention.optim import adam
 
 
-def plain_training_images_per_second(
-    config: ExperimentConfig, steps: int, device: torch.device, classes: int = 4
-) -> float:
-    """Images/s of plain training steps (forward, loss, backward, inner optimiser step) of the run's model."""
-    torch.manual_seed(0)
-    model = AttentionResNet50(config.model, num_classes=classes).to_device(device).train()
-    optimizer = adam(model.parameters(), lr=config.reptile.inner_lr, betas=(0.0, 0.999))
-    size, batch = config.data.image_size, config.sampler.batch_size
-    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
-    labels = torch.randint(0, classes, (batch,), device=device)
-    seconds = []
-    for step in range(steps + 2):
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(images).logits, labels)
-        loss.backward()
-        optimizer.step()
-        float(loss.detach())  # waits for the device, as the inner loop's logging does
-        if step >= 2:  # warm-up
-            seconds.append(time.perf_counter() - start)
-    return batch / statistics.median(seconds)
+class PlainSteps:
+    """Plain training steps (forward, loss, backward, inner optimiser step) of the run's model on one batch kept
+    in memory: the model's own training speed, measured in bursts beside a run."""
+
+    def __init__(self, config: ExperimentConfig, device: torch.device, classes: int = 4) -> None:
+        torch.manual_seed(0)
+        self.model = AttentionResNet50(config.model, num_classes=classes).to_device(device).train()
+        self.optimizer = adam(self.model.parameters(), lr=config.reptile.inner_lr, betas=(0.0, 0.999))
+        size, self.batch = config.data.image_size, config.sampler.batch_size
+        self.images = torch.randint(0, 256, (self.batch, 3, size, size), dtype=torch.uint8, device=device)
+        self.labels = torch.randint(0, classes, (self.batch,), device=device)
+
+    def burst(self, steps: int) -> list[float]:
+        """The seconds of ``steps`` timed steps, after one untimed step."""
+        seconds = []
+        for step in range(steps + 1):
+            start = time.perf_counter()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(self.model(self.images).logits, self.labels)
+            loss.backward()
+            self.optimizer.step()
+            float(loss.detach())  # waits for the device, as the inner loop's logging does
+            if step:
+                seconds.append(time.perf_counter() - start)
+        return seconds
 
 
-def timed_run(config: ExperimentConfig, out: str) -> tuple[float, list[float], str]:
-    """Meta-train ``config`` into ``out``: the run's wall seconds, each meta-step's seconds, its final checkpoint."""
+@dataclass
+class TimedRun:
+    """One meta-training run: its wall seconds without the plain bursts, each meta-step's seconds, each burst's
+    step seconds, and its final checkpoint."""
+
+    wall: float
+    step_seconds: list[float]
+    bursts: list[list[float]]
+    final_checkpoint: str
+
+    def plain_rate(self, batch: int) -> float:
+        """Plain training images/s: the median step over every burst of the run."""
+        return batch / statistics.median([seconds for burst in self.bursts for seconds in burst])
+
+
+def timed_run(config: ExperimentConfig, out: str, plain: PlainSteps, every: int, burst: int) -> TimedRun:
+    """Meta-train ``config`` into ``out``, pausing every ``every`` meta-steps (and at the end) for a plain burst."""
     step_seconds: list[float] = []
+    bursts: list[list[float]] = []
+    paused = 0.0
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        nonlocal paused
+        step_seconds.append(metrics["seconds"])
+        if step % every == 0:
+            clock = time.perf_counter()
+            bursts.append(plain.burst(burst))
+            paused += time.perf_counter() - clock
+
     start = time.perf_counter()
-    result = meta_train(
-        config, out, on_message=lambda text: None, on_step=lambda step, metrics: step_seconds.append(metrics["seconds"])
-    )
-    return time.perf_counter() - start, step_seconds, str(result.final_checkpoint)
+    result = meta_train(config, out, on_message=lambda text: None, on_step=on_step)
+    wall = time.perf_counter() - start - paused
+    if len(step_seconds) % every:  # the run's last stretch gets its burst too
+        bursts.append(plain.burst(burst))
+    return TimedRun(wall, step_seconds, bursts, str(result.final_checkpoint))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="meta-steps (default: the preset's eval_every)")
-    parser.add_argument("--plain-steps", type=int, default=30, help="plain training steps before and after")
+    parser.add_argument("--plain-every", type=int, default=10, help="meta-steps between plain bursts")
+    parser.add_argument("--plain-burst", type=int, default=3, help="timed plain training steps per burst")
     parser.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: torch's own choice)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)"
     )
     args = parser.parse_args()
+    if args.plain_every < 1 or args.plain_burst < 1:
+        parser.error("--plain-every and --plain-burst must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = load_config(preset="quickstart", overrides=args.overrides)
@@ -98,42 +138,45 @@ def main() -> None:
         preset="quickstart", overrides=[*args.overrides, f"train.max_steps={steps}", "train.final_comparison=false"]
     )
     device = resolve_device(config.train.device)
+    plain = PlainSteps(config, device)
     # The process's first model trains about 40 % slower for its first few dozen steps (measured: 132-149 img/s,
-    # then 209-247 for every later measurement), so one measurement is thrown away before "before" is taken.
-    plain_training_images_per_second(config, args.plain_steps, device)
-    before = plain_training_images_per_second(config, args.plain_steps, device)
+    # then 209-247 for every later measurement), so a first burst is thrown away.
+    plain.burst(30)
     with tempfile.TemporaryDirectory() as folder:
-        wall, step_seconds, final_checkpoint = timed_run(config, f"{folder}/run")
-        final = load_checkpoint(final_checkpoint).model
-        kept_wall, kept_step_seconds, _ = timed_run(config, f"{folder}/again")
+        first = timed_run(config, f"{folder}/run", plain, args.plain_every, args.plain_burst)
+        final = load_checkpoint(first.final_checkpoint).model
+        kept = timed_run(config, f"{folder}/again", plain, args.plain_every, args.plain_burst)
     clock = time.perf_counter()
     quick_transfer(final, config, device)
     check_seconds = time.perf_counter() - clock
     checks = steps // config.train.eval_every if config.train.eval_every else 0
-    after = plain_training_images_per_second(config, args.plain_steps, device)
-    per_step = config.reptile.inner_steps * config.sampler.batch_size * config.reptile.meta_batch_size
-    meta_rate = steps * per_step / wall
-    plain_rate = (before + after) / 2
+    batch = config.sampler.batch_size
+    per_step = config.reptile.inner_steps * batch * config.reptile.meta_batch_size
+    images = steps * per_step
+    plain_rate, kept_plain_rate = first.plain_rate(batch), kept.plain_rate(batch)
+    burst_rates = [batch / statistics.median(burst) for run in (first, kept) for burst in run.bursts]
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
     prefix = "gpu_" if device.type == "cuda" else ""  # run_all holds GPU figures to their own targets
     print(
         json.dumps(
             {
-                f"{prefix}meta_train_vs_model": round(meta_rate / plain_rate, 3),
-                "meta_train_img_per_s": round(meta_rate, 1),
-                "meta_train_vs_model_images_kept": round(steps * per_step / kept_wall / plain_rate, 3),
-                "meta_steps_vs_model_images_kept": round(steps * per_step / sum(kept_step_seconds) / plain_rate, 3),
+                f"{prefix}meta_train_vs_model": round(images / first.wall / plain_rate, 3),
+                "meta_train_img_per_s": round(images / first.wall, 1),
+                "meta_train_vs_model_images_kept": round(images / kept.wall / kept_plain_rate, 3),
+                "meta_steps_vs_model_images_kept": round(images / sum(kept.step_seconds) / kept_plain_rate, 3),
                 "model_train_img_per_s": round(plain_rate, 1),
-                "model_train_img_per_s_before_after": [round(before, 1), round(after, 1)],
+                "model_train_img_per_s_images_kept": round(kept_plain_rate, 1),
+                "model_train_img_per_s_spread": [round(min(burst_rates), 1), round(max(burst_rates), 1)],
+                "plain_bursts": len(first.bursts) + len(kept.bursts),
                 "meta_train_vs_model_without_checks": round(
-                    steps * per_step / (wall - checks * check_seconds) / plain_rate, 3
+                    images / (first.wall - checks * check_seconds) / plain_rate, 3
                 ),
-                "meta_step_img_per_s": round(steps * per_step / sum(step_seconds), 1),
-                "meta_steps_vs_model": round(steps * per_step / sum(step_seconds) / plain_rate, 3),
+                "meta_step_img_per_s": round(images / sum(first.step_seconds), 1),
+                "meta_steps_vs_model": round(images / sum(first.step_seconds) / plain_rate, 3),
                 "target_check_seconds": round(check_seconds, 1),
-                "target_checks_share": round(checks * check_seconds / wall, 3),
-                "outside_meta_steps_share": round(1 - sum(step_seconds) / wall, 3),
-                "wall_seconds": round(wall, 1),
+                "target_checks_share": round(checks * check_seconds / first.wall, 3),
+                "outside_meta_steps_share": round(1 - sum(first.step_seconds) / first.wall, 3),
+                "wall_seconds": round(first.wall, 1),
                 "peak_rss_mb": round(peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 2**20, 1),
                 "device": str(device),
                 "threads": torch.get_num_threads(),

@@ -73,6 +73,7 @@ BENCHMARKS = [
             "target_checks_share": "",
             "meta_train_img_per_s": "",
             "model_train_img_per_s": "",
+            "model_train_img_per_s_spread": "",
             "gpu_meta_train_vs_model": ">= 0.90",
             "peak_rss_mb": "",
         },
@@ -151,6 +152,9 @@ NOTES = """\
 - `meta_train_vs_model` is a whole meta-training run of the quickstart preset with its own schedule (start-up,
   sampler, Reptile's copies, logging, checkpoints, attention pictures, periodic target checks) against the same
   model's plain training steps at the same batch and image size, both with the inner optimiser (fused Adam).
+  The plain steps are timed in bursts during the run (3 steps every 10 meta-steps, the pauses taken out of the
+  run's time), so a slow spell of the machine slows both sides; `model_train_img_per_s_spread` is the slowest
+  and the fastest burst.
   The periodic target check is training by design (`train.eval_steps` finetuning steps every `train.eval_every`
   meta-steps: 800 images per 16,000 for the quickstart), so `target_checks_share` of the run is spent on it;
   `meta_train_vs_model_without_checks` takes that time out, `meta_steps_vs_model` counts the meta-steps alone.

@@ -55,7 +55,9 @@ def test_meta_train_speed_compares_meta_training_with_the_models_own_training():
         "train.eval_test_images=8",
     ]
     arguments = [argument for override in tiny for argument in ("--set", override)]
-    result = last_json("meta_train_speed.py", "--steps", "2", "--plain-steps", "2", "--threads", "1", *arguments)
+    result = last_json(
+        "meta_train_speed.py", "--steps", "2", "--plain-every", "1", "--plain-burst", "2", "--threads", "1", *arguments
+    )
     assert result["threads"] == 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert result["prefetch"] == (cores > 1)  # auto: one thread trains, so any second core is free for reading
@@ -66,6 +68,9 @@ def test_meta_train_speed_compares_meta_training_with_the_models_own_training():
     assert result["target_checks_share"] == 0  # two steps hold no periodic check
     assert result["meta_train_vs_model_images_kept"] > 0 and result["meta_steps_vs_model_images_kept"] > 0
     assert result["trunk"] == SMALL_TRUNK
+    assert result["plain_bursts"] == 4  # one burst after each meta-step of both runs
+    low, high = result["model_train_img_per_s_spread"]
+    assert low <= result["model_train_img_per_s"] <= high
 
 
 @pytest.mark.slow
